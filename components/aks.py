@@ -1,0 +1,232 @@
+"""AKS: Entra-only cluster on Azure CNI overlay with a network policy engine, workload
+identity, Key Vault CSI (rotation on), Azure Policy, Container insights, auto-upgrades in a
+maintenance window, and a Kubernetes provider for the in-cluster components."""
+
+from __future__ import annotations
+
+import base64
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi_azure_native import authorization, containerservice, managedidentity, operationalinsights
+
+from .network import Network
+from .settings import StackSettings
+from .vault import role_definition_id
+
+ROLE_NETWORK_CONTRIBUTOR = "4d97b98b-1d4f-4787-a291-c67834d212e7"
+SYSTEM_TAINT = "CriticalAddonsOnly=true:NoSchedule"
+
+
+def addon_profiles(s: StackSettings, workspace_id: pulumi.Input[str]) -> dict:
+    """Add-ons keyed by the names AKS uses in ``addonProfiles``."""
+    return {
+        "azureKeyvaultSecretsProvider": containerservice.ManagedClusterAddonProfileArgs(
+            enabled=True, config={"enableSecretRotation": "true", "rotationPollInterval": "2m"},
+        ),
+        "azurepolicy": containerservice.ManagedClusterAddonProfileArgs(enabled=True),
+        "omsagent": containerservice.ManagedClusterAddonProfileArgs(
+            enabled=True, config={"logAnalyticsWorkspaceResourceID": workspace_id, "useAADAuth": "true"},
+        ),
+    }
+
+
+def api_server_profile(s: StackSettings) -> containerservice.ManagedClusterAPIServerAccessProfileArgs:
+    api = s.aks.api_server
+    if api.private_cluster:
+        return containerservice.ManagedClusterAPIServerAccessProfileArgs(
+            enable_private_cluster=True, enable_private_cluster_public_fqdn=False, disable_run_command=True,
+        )
+    return containerservice.ManagedClusterAPIServerAccessProfileArgs(
+        authorized_ip_ranges=list(api.authorized_ip_ranges), disable_run_command=True,
+    )
+
+
+def maintenance_window(s: StackSettings) -> containerservice.MaintenanceWindowArgs:
+    mw = s.aks.maintenance_window
+    return containerservice.MaintenanceWindowArgs(
+        schedule=containerservice.ScheduleArgs(
+            weekly=containerservice.WeeklyScheduleArgs(day_of_week=mw.day_of_week, interval_weeks=1)
+        ),
+        duration_hours=mw.duration_hours,
+        start_time=mw.start_time,
+        utc_offset=mw.utc_offset,
+    )
+
+
+def _pool_common(s: StackSettings, subnet_id: pulumi.Input[str]) -> dict:
+    return dict(
+        vm_size=None,
+        availability_zones=list(s.aks.availability_zones) or None,
+        max_pods=s.aks.max_pods,
+        enable_node_public_ip=False,
+        os_type="Linux",
+        os_sku="AzureLinux",
+        type="VirtualMachineScaleSets",
+        vnet_subnet_id=subnet_id,
+        orchestrator_version=s.aks.kubernetes_version,
+    )
+
+
+class Aks(pulumi.ComponentResource):
+    cluster_name: pulumi.Output[str]
+    oidc_issuer_url: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    provider: k8s.Provider
+
+    def __init__(
+        self,
+        name: str,
+        settings: StackSettings,
+        net: Network,
+        client: pulumi.Output,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("event-backbone:platform:Aks", name, None, opts)
+        s = settings
+        child = pulumi.ResourceOptions(parent=self)
+        tags = {**s.tags, "environment": s.environment, "managedBy": "pulumi"}
+
+        workspace = operationalinsights.Workspace(
+            "logs",
+            operationalinsights.WorkspaceArgs(
+                resource_group_name=net.resource_group_name,
+                workspace_name=s.name("log"),
+                location=s.location,
+                sku=operationalinsights.WorkspaceSkuArgs(name="PerGB2018"),
+                retention_in_days=s.aks.log_retention_days,
+                tags=tags,
+            ),
+            opts=pulumi.ResourceOptions(parent=self, protect=s.protect),
+        )
+
+        # Control-plane identity exists before the cluster so that it can be granted the subnet
+        # (a bring-your-own VNet needs Network Contributor for load balancers).
+        control_plane = managedidentity.UserAssignedIdentity(
+            "control-plane-identity",
+            resource_group_name=net.resource_group_name,
+            resource_name_=s.name("id", "aks"),
+            location=s.location,
+            tags=tags,
+            opts=child,
+        )
+        subnet_grant = authorization.RoleAssignment(
+            "control-plane-subnet",
+            authorization.RoleAssignmentArgs(
+                principal_id=control_plane.principal_id,
+                principal_type="ServicePrincipal",
+                role_definition_id=client.subscription_id.apply(
+                    lambda sub: role_definition_id(sub, ROLE_NETWORK_CONTRIBUTOR)
+                ),
+                scope=net.aks_subnet_id,
+                description="AKS control plane manages load balancers in the node subnet",
+            ),
+            opts=child,
+        )
+
+        system_pool = containerservice.ManagedClusterAgentPoolProfileArgs(
+            name="system",
+            mode="System",
+            count=s.aks.system_pool.count,
+            node_taints=[SYSTEM_TAINT],
+            upgrade_settings=containerservice.AgentPoolUpgradeSettingsArgs(max_surge="33%"),
+            **{**_pool_common(s, net.aks_subnet_id), "vm_size": s.aks.system_pool.vm_size},
+        )
+
+        cluster = containerservice.ManagedCluster(
+            "cluster",
+            resource_group_name=net.resource_group_name,
+            resource_name_=s.name("aks"),
+            location=s.location,
+            dns_prefix=s.name("aks"),
+            kubernetes_version=s.aks.kubernetes_version,
+            node_resource_group=s.name("aks", "nodes"),
+            sku=containerservice.ManagedClusterSKUArgs(name="Base", tier=s.aks.tier),
+            identity=containerservice.ManagedClusterIdentityArgs(
+                type="UserAssigned",
+                user_assigned_identities=[control_plane.id],
+            ),
+            agent_pool_profiles=[system_pool],
+            enable_rbac=True,
+            disable_local_accounts=True,
+            aad_profile=containerservice.ManagedClusterAADProfileArgs(
+                managed=True,
+                enable_azure_rbac=True,
+                tenant_id=client.tenant_id,
+                admin_group_object_ids=list(s.aks.admin_group_object_ids),
+            ),
+            network_profile=containerservice.ContainerServiceNetworkProfileArgs(
+                network_plugin="azure",
+                network_plugin_mode="overlay",
+                network_policy=s.aks.network_policy,
+                network_dataplane="cilium" if s.aks.network_policy == "cilium" else "azure",
+                pod_cidr=s.aks.pod_cidr,
+                service_cidr=s.aks.service_cidr,
+                dns_service_ip=s.aks.dns_service_ip,
+                load_balancer_sku="standard",
+                outbound_type="loadBalancer",
+            ),
+            oidc_issuer_profile=containerservice.ManagedClusterOIDCIssuerProfileArgs(enabled=True),
+            security_profile=containerservice.ManagedClusterSecurityProfileArgs(
+                workload_identity=containerservice.ManagedClusterSecurityProfileWorkloadIdentityArgs(enabled=True),
+                image_cleaner=containerservice.ManagedClusterSecurityProfileImageCleanerArgs(
+                    enabled=True, interval_hours=s.aks.image_cleaner_interval_hours,
+                ),
+            ),
+            addon_profiles=addon_profiles(s, workspace.id),
+            auto_upgrade_profile=containerservice.ManagedClusterAutoUpgradeProfileArgs(
+                upgrade_channel=s.aks.upgrade_channel,
+                node_os_upgrade_channel=s.aks.node_os_upgrade_channel,
+            ),
+            api_server_access_profile=api_server_profile(s),
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[subnet_grant]),
+        )
+
+        containerservice.AgentPool(
+            "user-pool",
+            resource_group_name=net.resource_group_name,
+            resource_name_=cluster.name,
+            agent_pool_name="user",
+            mode="User",
+            enable_auto_scaling=True,
+            count=s.aks.user_pool.min_count,
+            min_count=s.aks.user_pool.min_count,
+            max_count=s.aks.user_pool.max_count,
+            upgrade_settings=containerservice.AgentPoolUpgradeSettingsArgs(max_surge="33%"),
+            node_labels={"workload": "platform"},
+            **{**_pool_common(s, net.aks_subnet_id), "vm_size": s.aks.user_pool.vm_size},
+            opts=child,
+        )
+
+        # Cluster upgrades and node-image upgrades both wait for the configured window.
+        for config_name in ("aksManagedAutoUpgradeSchedule", "aksManagedNodeOSUpgradeSchedule"):
+            containerservice.MaintenanceConfiguration(
+                config_name,
+                resource_group_name=net.resource_group_name,
+                resource_name_=cluster.name,
+                config_name=config_name,
+                maintenance_window=maintenance_window(s),
+                opts=child,
+            )
+
+        # Entra-only cluster (local accounts disabled): the user kubeconfig in "exec" format
+        # runs kubelogin, which must be on PATH wherever `pulumi up` runs.
+        creds = containerservice.list_managed_cluster_user_credentials_output(
+            resource_group_name=net.resource_group_name, resource_name=cluster.name, format="exec",
+        )
+        self.kubeconfig = pulumi.Output.secret(
+            creds.kubeconfigs.apply(lambda kcs: base64.b64decode(kcs[0].value).decode())
+        )
+        self.provider = k8s.Provider(
+            "k8s",
+            k8s.ProviderArgs(kubeconfig=self.kubeconfig, enable_server_side_apply=True, delete_unreachable=False),
+            opts=child,
+        )
+        self.cluster_name = cluster.name
+        self.oidc_issuer_url = cluster.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else None)
+        self.workspace_id = workspace.id
+        self.register_outputs({
+            "clusterName": self.cluster_name,
+            "oidcIssuerUrl": self.oidc_issuer_url,
+        })

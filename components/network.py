@@ -1,0 +1,157 @@
+"""Network: resource group, VNet with three subnets, NSGs and private DNS zones."""
+
+from __future__ import annotations
+
+import pulumi
+from pulumi_azure_native import network, privatedns, resources
+
+from .settings import StackSettings
+
+POSTGRES_DELEGATION = "Microsoft.DBforPostgreSQL/flexibleServers"
+KEYVAULT_ZONE = "privatelink.vaultcore.azure.net"
+
+
+def postgres_zone_name(s: StackSettings) -> str:
+    """Flexible servers with VNet integration need a zone ending in .postgres.database.azure.com."""
+    return f"{s.name('pg')}.private.postgres.database.azure.com"
+
+
+def nsg_rules(s: StackSettings, subnet: str) -> list[network.SecurityRuleArgs]:
+    """Explicit rules per subnet on top of Azure's defaults (which allow VNet-internal traffic)."""
+    vnet = s.network.address_space
+    if subnet == "postgres":
+        return [
+            network.SecurityRuleArgs(
+                name="allow-postgres-from-aks", priority=100, direction="Inbound", access="Allow",
+                protocol="Tcp", source_address_prefix=s.network.aks_subnet, source_port_range="*",
+                destination_address_prefix=s.network.postgres_subnet, destination_port_range="5432",
+            ),
+            network.SecurityRuleArgs(
+                # Zone-redundant HA replicates between primary and standby inside the subnet.
+                name="allow-intra-subnet", priority=110, direction="Inbound", access="Allow",
+                protocol="*", source_address_prefix=s.network.postgres_subnet, source_port_range="*",
+                destination_address_prefix=s.network.postgres_subnet, destination_port_range="*",
+            ),
+            network.SecurityRuleArgs(
+                name="deny-vnet-inbound", priority=4000, direction="Inbound", access="Deny",
+                protocol="*", source_address_prefix="VirtualNetwork", source_port_range="*",
+                destination_address_prefix="*", destination_port_range="*",
+            ),
+        ]
+    if subnet == "endpoints":
+        return [
+            network.SecurityRuleArgs(
+                name="allow-https-from-vnet", priority=100, direction="Inbound", access="Allow",
+                protocol="Tcp", source_address_prefix=vnet, source_port_range="*",
+                destination_address_prefix=s.network.endpoints_subnet, destination_port_range="443",
+            ),
+            network.SecurityRuleArgs(
+                name="deny-vnet-inbound", priority=4000, direction="Inbound", access="Deny",
+                protocol="*", source_address_prefix="VirtualNetwork", source_port_range="*",
+                destination_address_prefix="*", destination_port_range="*",
+            ),
+        ]
+    # AKS nodes: the load balancer and intra-VNet traffic are allowed by default rules;
+    # nothing is exposed from the internet unless a Service of type LoadBalancer asks for it.
+    return []
+
+
+class Network(pulumi.ComponentResource):
+    resource_group_name: pulumi.Output[str]
+    vnet_id: pulumi.Output[str]
+    aks_subnet_id: pulumi.Output[str]
+    postgres_subnet_id: pulumi.Output[str]
+    endpoints_subnet_id: pulumi.Output[str]
+    postgres_dns_zone_id: pulumi.Output[str]
+    keyvault_dns_zone_id: pulumi.Output[str]
+
+    def __init__(self, name: str, settings: StackSettings, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("event-backbone:platform:Network", name, None, opts)
+        s = settings
+        child = pulumi.ResourceOptions(parent=self)
+        tags = {**s.tags, "environment": s.environment, "managedBy": "pulumi"}
+
+        rg = resources.ResourceGroup(
+            "rg", resources.ResourceGroupArgs(resource_group_name=s.name("rg"), location=s.location, tags=tags),
+            opts=pulumi.ResourceOptions(parent=self, protect=s.protect),
+        )
+        self.resource_group_name = rg.name
+
+        nsgs = {}
+        for subnet in ("aks", "postgres", "endpoints"):
+            nsgs[subnet] = network.NetworkSecurityGroup(
+                f"nsg-{subnet}",
+                network.NetworkSecurityGroupInitArgs(
+                    resource_group_name=rg.name, network_security_group_name=s.name("nsg", subnet),
+                    location=s.location, security_rules=nsg_rules(s, subnet), tags=tags,
+                ),
+                opts=child,
+            )
+
+        subnet_names = {"aks": "snet-aks-nodes", "postgres": "snet-postgres", "endpoints": "snet-private-endpoints"}
+        vnet = network.VirtualNetwork(
+            "vnet",
+            network.VirtualNetworkInitArgs(
+                resource_group_name=rg.name,
+                virtual_network_name=s.name("vnet"),
+                location=s.location,
+                address_space=network.AddressSpaceArgs(address_prefixes=[s.network.address_space]),
+                # Subnets inline: one owner for the subnet list, no drift between VNet and Subnet resources.
+                subnets=[
+                    network.SubnetArgs(
+                        name=subnet_names["aks"], address_prefix=s.network.aks_subnet,
+                        network_security_group=network.NetworkSecurityGroupArgs(id=nsgs["aks"].id),
+                        default_outbound_access=False,
+                    ),
+                    network.SubnetArgs(
+                        name=subnet_names["postgres"], address_prefix=s.network.postgres_subnet,
+                        network_security_group=network.NetworkSecurityGroupArgs(id=nsgs["postgres"].id),
+                        delegations=[network.DelegationArgs(name="postgres-flexible", service_name=POSTGRES_DELEGATION)],
+                        default_outbound_access=False,
+                    ),
+                    network.SubnetArgs(
+                        name=subnet_names["endpoints"], address_prefix=s.network.endpoints_subnet,
+                        network_security_group=network.NetworkSecurityGroupArgs(id=nsgs["endpoints"].id),
+                        private_endpoint_network_policies="Enabled",
+                        default_outbound_access=False,
+                    ),
+                ],
+                tags=tags,
+            ),
+            opts=child,
+        )
+        self.vnet_id = vnet.id
+        self.aks_subnet_id = vnet.id.apply(lambda i: f"{i}/subnets/{subnet_names['aks']}")
+        self.postgres_subnet_id = vnet.id.apply(lambda i: f"{i}/subnets/{subnet_names['postgres']}")
+        self.endpoints_subnet_id = vnet.id.apply(lambda i: f"{i}/subnets/{subnet_names['endpoints']}")
+
+        zone_ids = {}
+        for key, zone_name in (("postgres", postgres_zone_name(s)), ("keyvault", KEYVAULT_ZONE)):
+            zone = privatedns.PrivateZone(
+                f"dns-{key}",
+                privatedns.PrivateZoneArgs(
+                    resource_group_name=rg.name, private_zone_name=zone_name, location="global", tags=tags,
+                ),
+                opts=child,
+            )
+            privatedns.VirtualNetworkLink(
+                f"dns-{key}-link",
+                privatedns.VirtualNetworkLinkArgs(
+                    resource_group_name=rg.name, private_zone_name=zone.name,
+                    virtual_network_link_name=s.name("vnet", "link"), location="global",
+                    registration_enabled=False,
+                    virtual_network=privatedns.SubResourceArgs(id=vnet.id), tags=tags,
+                ),
+                opts=child,
+            )
+            zone_ids[key] = zone.id
+        self.postgres_dns_zone_id = zone_ids["postgres"]
+        self.keyvault_dns_zone_id = zone_ids["keyvault"]
+
+        self.register_outputs({
+            "resourceGroupName": self.resource_group_name,
+            "vnetId": self.vnet_id,
+            "aksSubnetId": self.aks_subnet_id,
+            "postgresSubnetId": self.postgres_subnet_id,
+            "endpointsSubnetId": self.endpoints_subnet_id,
+        })

@@ -1,0 +1,49 @@
+"""The stack as one function: settings -> network -> vault -> AKS, PostgreSQL -> workload access.
+
+``__main__.py`` calls :func:`main`; ``dryrun`` and the tests call it under Pulumi's mocks,
+once per stack, in one process.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+import pulumi_random as random
+from pulumi_azure_native import authorization
+
+from . import settings as settings_mod
+from .aks import Aks
+from .network import Network
+from .postgres import Postgres
+from .settings import StackSettings
+from .vault import Vault, WorkloadSecretAccess
+
+
+def main(settings: Optional[StackSettings] = None) -> None:
+    # Validate all config first: a ConfigError is raised before any resource is registered.
+    s = settings or settings_mod.load()
+    client = authorization.get_client_config_output()
+
+    # Globally unique DNS names (Key Vault, PostgreSQL) get a suffix that is stable in state.
+    suffix = random.RandomString(
+        "name-suffix", random.RandomStringArgs(length=5, special=False, upper=False, numeric=True)
+    ).result
+
+    net = Network("network", s)
+    vault = Vault("vault", s, net, client, suffix)
+    aks = Aks("aks", s, net, client)
+    pg = Postgres("postgres", s, net, vault.secrets["postgres-admin"].value, client, suffix)
+    access = WorkloadSecretAccess("workload-secrets", s, net, vault, aks.oidc_issuer_url, client)
+
+    pulumi.export("environment", s.environment)
+    pulumi.export("resourceGroupName", net.resource_group_name)
+    pulumi.export("aksClusterName", aks.cluster_name)
+    pulumi.export("aksOidcIssuerUrl", aks.oidc_issuer_url)
+    pulumi.export("kubeconfig", aks.kubeconfig)  # a Pulumi secret
+    pulumi.export("postgresFqdn", pg.fqdn)
+    pulumi.export("postgresAdminLogin", s.postgres.admin_login)
+    pulumi.export("postgresAdminPasswordSecretUri", vault.secrets["postgres-admin"].uri)
+    pulumi.export("keyVaultName", vault.vault_name)
+    pulumi.export("keyVaultUri", vault.vault_uri)
+    pulumi.export("workloadIdentityClientId", access.client_id)

@@ -1,0 +1,444 @@
+"""Typed stack settings: one pydantic model for the whole stack.
+
+The model is read from the stack's structured Pulumi config (``event-backbone:<key>``),
+validated in full before any resource is registered, and every problem is reported as
+one line naming the stack file, the full key, what is allowed and what was given::
+
+    Pulumi.prod.yaml: event-backbone:postgres.backupRetentionDays must be between 7 and 35 (got 3)
+
+Field names are snake_case in Python and camelCase in the stack files (aliases).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import difflib
+import ipaddress
+import json
+import re
+from typing import Annotated, Any, Iterable, Literal, Optional, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+PROJECT = "event-backbone"
+
+Environment = Literal["dev", "prod"]
+Zone = Literal["1", "2", "3"]
+DayOfWeek = Literal["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+
+# Kubernetes/RabbitMQ/PostgreSQL friendly lower-case name (a service, a database, a queue suffix).
+ServiceName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")]
+Cidr = Annotated[str, Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")]
+IpOrCidr = Annotated[str, Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}(/\d{1,2})?$")]
+Uuid = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")]
+HourMinute = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
+
+
+class Model(BaseModel):
+    """Base for every settings model: camelCase keys, unknown keys are errors, immutable."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+
+def _check_cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"must be a valid IPv4 network in CIDR form ({exc})") from None
+    return value
+
+
+# --------------------------------------------------------------------------- network
+class NetworkSettings(Model):
+    address_space: Cidr = "10.40.0.0/16"
+    aks_subnet: Cidr = "10.40.0.0/20"
+    postgres_subnet: Cidr = "10.40.16.0/24"
+    endpoints_subnet: Cidr = "10.40.17.0/24"
+
+    @field_validator("address_space", "aks_subnet", "postgres_subnet", "endpoints_subnet")
+    @classmethod
+    def _valid_cidr(cls, v: str) -> str:
+        return _check_cidr(v)
+
+
+# --------------------------------------------------------------------------- AKS
+class SystemPool(Model):
+    vm_size: str = "Standard_D4ds_v5"
+    count: int = Field(default=3, ge=1, le=10)
+
+
+class UserPool(Model):
+    vm_size: str = "Standard_D4ds_v5"
+    min_count: int = Field(default=2, ge=1, le=100)
+    max_count: int = Field(default=6, ge=1, le=100)
+
+
+class MaintenanceWindow(Model):
+    day_of_week: DayOfWeek = "Sunday"
+    start_time: HourMinute = "02:00"
+    duration_hours: int = Field(default=4, ge=4, le=24)
+    utc_offset: Annotated[str, Field(pattern=r"^[+-]([01]\d|2[0-3]):[0-5]\d$")] = "+00:00"
+
+
+class ApiServer(Model):
+    authorized_ip_ranges: list[IpOrCidr] = Field(default_factory=list)
+    private_cluster: bool = False
+
+
+class AksSettings(Model):
+    kubernetes_version: Annotated[str, Field(pattern=r"^1\.\d{2}(\.\d{1,2})?$")] = "1.33"
+    tier: Literal["Free", "Standard", "Premium"] = "Standard"
+    availability_zones: list[Zone] = Field(default_factory=lambda: ["1", "2", "3"])
+    system_pool: SystemPool = SystemPool()
+    user_pool: UserPool = UserPool()
+    max_pods: int = Field(default=50, ge=50, le=250)
+    network_policy: Literal["cilium", "calico", "azure"] = "cilium"
+    pod_cidr: Cidr = "192.168.0.0/16"
+    service_cidr: Cidr = "172.16.0.0/16"
+    dns_service_ip: Annotated[str, Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}$")] = "172.16.0.10"
+    upgrade_channel: Literal["patch", "stable", "rapid", "node-image"] = "stable"
+    node_os_upgrade_channel: Literal["NodeImage", "SecurityPatch"] = "NodeImage"
+    maintenance_window: MaintenanceWindow = MaintenanceWindow()
+    api_server: ApiServer = ApiServer()
+    admin_group_object_ids: list[Uuid] = Field(default_factory=list)
+    log_retention_days: int = Field(default=30, ge=30, le=730)
+    image_cleaner_interval_hours: int = Field(default=168, ge=24, le=2160)
+
+    @field_validator("pod_cidr", "service_cidr")
+    @classmethod
+    def _valid_cidr(cls, v: str) -> str:
+        return _check_cidr(v)
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+class PostgresMaintenance(Model):
+    day_of_week: int = Field(default=0, ge=0, le=6)  # 0 = Sunday, as ARM counts
+    start_hour: int = Field(default=3, ge=0, le=23)
+    start_minute: int = Field(default=0, ge=0, le=59)
+
+
+class PostgresSettings(Model):
+    version: Literal["16"] = "16"
+    sku_name: str = "Standard_D2ds_v5"
+    sku_tier: Literal["Burstable", "GeneralPurpose", "MemoryOptimized"] = "GeneralPurpose"
+    storage_size_gb: int = Field(default=128, ge=32, le=16384)
+    backup_retention_days: int = Field(default=7, ge=7, le=35)
+    geo_redundant_backup: bool = False
+    high_availability: Literal["Disabled", "SameZone", "ZoneRedundant"] = "Disabled"
+    availability_zone: Zone = "1"
+    standby_availability_zone: Zone = "2"
+    ssl_min_protocol_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2"
+    admin_login: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{2,30}$")] = "pgadmin"
+    maintenance_window: PostgresMaintenance = PostgresMaintenance()
+    databases: list[ServiceName] = Field(default_factory=list)
+
+    @field_validator("databases")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        dupes = sorted({d for d in v if v.count(d) > 1})
+        if dupes:
+            raise ValueError(f"must not repeat a database ({', '.join(dupes)} listed twice)")
+        return v
+
+
+# --------------------------------------------------------------------------- Key Vault
+class WorkloadIdentity(Model):
+    namespace: ServiceName = "platform"
+    service_account: ServiceName = "platform-secrets"
+
+
+class KeyVaultSettings(Model):
+    sku: Literal["standard", "premium"] = "standard"
+    allowed_ip_ranges: list[IpOrCidr] = Field(default_factory=list)
+    soft_delete_retention_days: int = Field(default=90, ge=90, le=90)
+    secrets_expire_on: _dt.date
+    rotation: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    workload_identity: WorkloadIdentity = WorkloadIdentity()
+
+
+# --------------------------------------------------------------------------- stack
+class StackSettings(Model):
+    environment: Environment
+    location: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]+$")]
+    name_prefix: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{1,9}$")] = "ebb"
+    tags: dict[str, str] = Field(default_factory=dict)
+    network: NetworkSettings = NetworkSettings()
+    aks: AksSettings = AksSettings()
+    postgres: PostgresSettings = PostgresSettings()
+    key_vault: KeyVaultSettings
+
+    @property
+    def is_prod(self) -> bool:
+        return self.environment == "prod"
+
+    @property
+    def protect(self) -> bool:
+        """Stateful resources are protected (``protect=True``) in production."""
+        return self.is_prod
+
+    def name(self, *parts: str) -> str:
+        """Resource name convention: ``<prefix>-<env>-<part>...``."""
+        return "-".join([self.name_prefix, self.environment, *parts])
+
+    def secret_names(self) -> list[str]:
+        """Every secret the stack generates (the keys allowed under keyVault.rotation)."""
+        return ["postgres-admin"]
+
+
+# =========================================================================== errors
+class Problem(BaseModel):
+    key: str  # dotted camelCase path below the project namespace, e.g. "postgres.backupRetentionDays"
+    message: str  # "must be between 7 and 35"
+    got: Any = None
+    has_got: bool = True
+
+    def line(self, stack_file: str) -> str:
+        got = f" (got {_show(self.got)})" if self.has_got else ""
+        return f"{stack_file}: {PROJECT}:{self.key} {self.message}{got}"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, (dict, list, bool)) or value is None:
+        return json.dumps(value)
+    return str(value)
+
+
+try:  # pulumi is always installed with the program; settings stays importable without it
+    from pulumi import RunError as _Base
+except ImportError:  # pragma: no cover
+    _Base = Exception
+
+
+class ConfigError(_Base):
+    """Invalid stack configuration: one line per problem."""
+
+    def __init__(self, stack_file: str, problems: list[Problem]):
+        self.stack_file = stack_file
+        self.problems = problems
+        self.lines = [p.line(stack_file) for p in problems]
+        super().__init__("invalid stack configuration:\n" + "\n".join(self.lines))
+
+
+# Walk a model along an error location to learn the field's constraints and siblings.
+def _unwrap(annotation: Any) -> Any:
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin is Union:
+            args = [a for a in get_args(annotation) if a is not type(None)]
+            annotation = args[0] if len(args) == 1 else annotation
+            if len(args) != 1:
+                return annotation
+        else:
+            return annotation
+
+
+def _field_at(model: type[BaseModel], loc: tuple) -> tuple[Optional[type[BaseModel]], Any]:
+    """Returns (the model that owns the last key of loc, that key's FieldInfo or None)."""
+    current: Any = model
+    owner, info = None, None
+    for part in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            by_alias = {f.alias or n: f for n, f in current.model_fields.items()}
+            info = by_alias.get(part) or current.model_fields.get(part)
+            owner = current
+            if info is None:
+                return owner, None
+            current = _unwrap(info.annotation)
+        else:
+            origin = get_origin(current)
+            if origin in (list, dict):
+                current = _unwrap(get_args(current)[-1])
+            else:
+                return owner, info
+    return owner, info
+
+
+def _keys_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The camelCase keys allowed at a location (the model that loc points into)."""
+    target: Any = model
+    if loc:
+        _, info = _field_at(model, loc)
+        target = _unwrap(info.annotation) if info is not None else None
+        while get_origin(target) in (list, dict):
+            target = _unwrap(get_args(target)[-1])
+    if isinstance(target, type) and issubclass(target, BaseModel):
+        return sorted(f.alias or n for n, f in target.model_fields.items())
+    return []
+
+
+def _bounds(info: Any) -> tuple[Any, Any]:
+    lo = hi = None
+    for meta in getattr(info, "metadata", []) or []:
+        lo = getattr(meta, "ge", None) if getattr(meta, "ge", None) is not None else lo
+        hi = getattr(meta, "le", None) if getattr(meta, "le", None) is not None else hi
+    return lo, hi
+
+
+def _key(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _message(model: type[BaseModel], err: dict) -> Problem:
+    loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
+    typ, ctx, given = err["type"], err.get("ctx", {}), err.get("input")
+    owner, info = _field_at(model, loc)
+    key = _key(loc)
+    if typ == "extra_forbidden":
+        known = _keys_at(model, loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; allowed keys: {', '.join(known)}"
+        return Problem(key=key, message=f"is not a known key{hint}", has_got=False)
+    if typ == "missing":
+        return Problem(key=key, message="is required", has_got=False)
+    if typ in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        lo, hi = _bounds(info)
+        if lo is not None and hi is not None:
+            msg = f"must be between {lo} and {hi}" if lo != hi else f"must be {lo}"
+        elif "ge" in ctx:
+            msg = f"must be at least {ctx['ge']}"
+        elif "le" in ctx:
+            msg = f"must be at most {ctx['le']}"
+        else:
+            msg = err["msg"].lower()
+        return Problem(key=key, message=msg, got=given)
+    if typ == "literal_error":
+        return Problem(key=key, message=f"must be one of {ctx.get('expected')}", got=given)
+    if typ == "string_pattern_mismatch":
+        return Problem(key=key, message=f"must match {ctx.get('pattern')}", got=given)
+    if typ in ("int_type", "int_parsing", "int_from_float"):
+        return Problem(key=key, message="must be a whole number", got=given)
+    if typ in ("bool_type", "bool_parsing"):
+        return Problem(key=key, message="must be true or false", got=given)
+    if typ in ("string_type",):
+        return Problem(key=key, message="must be a string", got=given)
+    if typ in ("list_type",):
+        return Problem(key=key, message="must be a list", got=given)
+    if typ in ("dict_type", "model_type", "model_attributes_type"):
+        return Problem(key=key, message="must be an object (a YAML mapping)", got=given)
+    if typ in ("date_from_datetime_parsing", "date_parsing", "date_type"):
+        return Problem(key=key, message="must be a date (YYYY-MM-DD)", got=given)
+    if typ == "value_error":
+        return Problem(key=key, message=str(ctx.get("error", err["msg"])), got=given)
+    return Problem(key=key, message=err["msg"][0].lower() + err["msg"][1:], got=given)
+
+
+# =========================================================================== rules
+def environment_rules(s: StackSettings) -> list[Problem]:
+    """Rules that depend on more than one key or on the environment."""
+    p: list[Problem] = []
+    net = s.network
+    space = ipaddress.ip_network(net.address_space)
+    subnets = {
+        "network.aksSubnet": net.aks_subnet,
+        "network.postgresSubnet": net.postgres_subnet,
+        "network.endpointsSubnet": net.endpoints_subnet,
+    }
+    for key, cidr in subnets.items():
+        if not ipaddress.ip_network(cidr).subnet_of(space):
+            p.append(Problem(key=key, message=f"must lie inside network.addressSpace {net.address_space}", got=cidr))
+    items = list(subnets.items())
+    for i, (k1, c1) in enumerate(items):
+        for k2, c2 in items[i + 1 :]:
+            if ipaddress.ip_network(c1).overlaps(ipaddress.ip_network(c2)):
+                p.append(Problem(key=k2, message=f"must not overlap {k1} {c1}", got=c2))
+    for key, cidr in {"aks.podCidr": s.aks.pod_cidr, "aks.serviceCidr": s.aks.service_cidr}.items():
+        if ipaddress.ip_network(cidr).overlaps(space):
+            p.append(Problem(key=key, message=f"must not overlap network.addressSpace {net.address_space}", got=cidr))
+    if ipaddress.ip_address(s.aks.dns_service_ip) not in ipaddress.ip_network(s.aks.service_cidr):
+        p.append(Problem(key="aks.dnsServiceIp", message=f"must lie inside aks.serviceCidr {s.aks.service_cidr}", got=s.aks.dns_service_ip))
+    if s.aks.user_pool.min_count > s.aks.user_pool.max_count:
+        p.append(Problem(key="aks.userPool.minCount", message=f"must not exceed aks.userPool.maxCount ({s.aks.user_pool.max_count})", got=s.aks.user_pool.min_count))
+
+    api = s.aks.api_server
+    if not api.private_cluster and not api.authorized_ip_ranges:
+        p.append(Problem(key="aks.apiServer", message="must either set privateCluster: true or list authorizedIpRanges (an API server open to the internet is not allowed)", got=api.model_dump(by_alias=True)))
+    for i, r in enumerate(api.authorized_ip_ranges):
+        if r.startswith("0.0.0.0"):
+            p.append(Problem(key=f"aks.apiServer.authorizedIpRanges[{i}]", message="must not open the API server to the whole internet", got=r))
+    for i, r in enumerate(s.key_vault.allowed_ip_ranges):
+        if r.startswith("0.0.0.0"):
+            p.append(Problem(key=f"keyVault.allowedIpRanges[{i}]", message="must not open Key Vault to the whole internet", got=r))
+    if s.postgres.high_availability == "ZoneRedundant" and s.postgres.availability_zone == s.postgres.standby_availability_zone:
+        p.append(Problem(key="postgres.standbyAvailabilityZone", message=f"must differ from postgres.availabilityZone ({s.postgres.availability_zone}) for zone-redundant HA", got=s.postgres.standby_availability_zone))
+    if s.postgres.high_availability != "Disabled" and s.postgres.sku_tier == "Burstable":
+        p.append(Problem(key="postgres.skuTier", message="must be GeneralPurpose or MemoryOptimized when high availability is on", got=s.postgres.sku_tier))
+    known = s.secret_names()
+    for name in s.key_vault.rotation:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known secrets: {', '.join(known)}"
+            p.append(Problem(key=f"keyVault.rotation.{name}", message=f"is not a generated secret{hint}", has_got=False))
+
+    if s.is_prod:
+        if sorted(s.aks.availability_zones) != ["1", "2", "3"]:
+            p.append(Problem(key="aks.availabilityZones", message="must be [\"1\", \"2\", \"3\"] in prod (three availability zones)", got=s.aks.availability_zones))
+        if s.aks.tier == "Free":
+            p.append(Problem(key="aks.tier", message="must be 'Standard' or 'Premium' in prod (uptime SLA)", got=s.aks.tier))
+        if s.aks.system_pool.count < 3:
+            p.append(Problem(key="aks.systemPool.count", message="must be at least 3 in prod (one node per zone)", got=s.aks.system_pool.count))
+        if s.postgres.high_availability != "ZoneRedundant":
+            p.append(Problem(key="postgres.highAvailability", message="must be 'ZoneRedundant' in prod", got=s.postgres.high_availability))
+        if not s.postgres.geo_redundant_backup:
+            p.append(Problem(key="postgres.geoRedundantBackup", message="must be true in prod", got=False))
+        if s.postgres.backup_retention_days < 30:
+            p.append(Problem(key="postgres.backupRetentionDays", message="must be at least 30 in prod", got=s.postgres.backup_retention_days))
+    return p
+
+
+# =========================================================================== loading
+def parse_value(raw: Any) -> Any:
+    """Pulumi hands config values over as strings; objects and lists arrive as JSON."""
+    if not isinstance(raw, str):
+        return raw
+    stripped = raw.strip()
+    if stripped[:1] in ("{", "["):
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError:
+            return raw
+    return raw
+
+
+def validate(raw: dict[str, Any], stack: str) -> StackSettings:
+    """Validates a dict of ``{key-without-namespace: value}``; raises ConfigError with every problem."""
+    stack_file = f"Pulumi.{stack}.yaml"
+    try:
+        settings = StackSettings.model_validate(raw)
+    except ValidationError as exc:
+        problems = [_message(StackSettings, e) for e in exc.errors(include_url=False)]
+        raise ConfigError(stack_file, problems) from None
+    problems = environment_rules(settings)
+    if problems:
+        raise ConfigError(stack_file, problems)
+    return settings
+
+
+def from_config_map(config: dict[str, Any], stack: str, project: str = PROJECT) -> StackSettings:
+    """Validates the flat Pulumi config map (``{"event-backbone:postgres": "{...json...}"}``)."""
+    prefix = project + ":"
+    raw = {k[len(prefix):]: parse_value(v) for k, v in config.items() if k.startswith(prefix)}
+    return validate(raw, stack)
+
+
+def load() -> StackSettings:
+    """Reads and validates the current stack's config (under the CLI or under mocks)."""
+    import pulumi
+    from pulumi.runtime import config as rconfig
+
+    merged: dict[str, Any] = dict(rconfig.get_config_env())
+    merged.update(rconfig.CONFIG.get())
+    return from_config_map(merged, pulumi.get_stack(), pulumi.get_project())

@@ -1,0 +1,41 @@
+"""python -m dryrun <stack> [--out build/<stack>]: the offline plan (see README)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .runner import PROJECT_DIR
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dryrun", description=__doc__)
+    parser.add_argument("stack", help="stack name: reads Pulumi.<stack>.yaml")
+    parser.add_argument("--out", type=Path, help="output folder (default build/<stack>)")
+    args = parser.parse_args(argv)
+    out = args.out or PROJECT_DIR / "build" / args.stack
+
+    from components.settings import ConfigError
+
+    from . import plan
+    from .runner import run_stack
+
+    stack_file = PROJECT_DIR / f"Pulumi.{args.stack}.yaml"
+    if not stack_file.exists():
+        print(f"{stack_file.name}: no such stack file", file=sys.stderr)
+        return 2
+    try:
+        result = run_stack(args.stack)
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return 2
+    doc = plan.write_plan(result, out)
+    print(plan.summary(doc, result.warnings))
+    print(f"wrote {out}/plan.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Recording mocks: Pulumi's MockMonitor, plus a record of every registration.
+
+What the engine would receive is what we record: the type, logical name, parent,
+dependencies, ``protect`` flag and the inputs in engine (camelCase) names, with secrets
+still wrapped so that they can be redacted exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from pulumi.runtime import mocks as pmocks
+from pulumi.runtime import rpc
+from pulumi.runtime.proto import resource_pb2
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
+
+SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+TENANT = "11111111-1111-1111-1111-111111111111"
+DEPLOYER_OBJECT_ID = "22222222-2222-2222-2222-222222222222"
+
+# Output property that carries an azure-native resource's name, keyed by the input that sets it.
+_NAME_INPUTS = (
+    "resourceGroupName", "virtualNetworkName", "networkSecurityGroupName", "privateZoneName",
+    "virtualNetworkLinkName", "vaultName", "secretName", "serverName", "databaseName",
+    "configurationName", "workspaceName", "privateEndpointName", "privateDnsZoneGroupName",
+    "agentPoolName", "configName", "federatedIdentityCredentialResourceName",
+    "resourceName", "roleAssignmentName",
+)
+
+
+def wrap_secret(value: Any) -> dict:
+    return {rpc._special_sig_key: rpc._special_secret_sig, "value": value}
+
+
+@dataclass
+class Registration:
+    urn: str
+    type: str
+    name: str
+    parent: str
+    dependencies: list[str]
+    protect: bool
+    custom: bool
+    inputs: dict
+
+
+class PlatformMocks(pmocks.Mocks):
+    """Answers resource registrations and invokes with plausible Azure-shaped outputs."""
+
+    def __init__(self) -> None:
+        # Every secret value the mocks generate, so tests can prove none leaks into the plan.
+        self.generated_secrets: list[str] = []
+
+    # ------------------------------------------------------------------ resources
+    def new_resource(self, args: pmocks.MockResourceArgs) -> tuple[Optional[str], dict]:
+        if not args.custom:
+            return "", {}
+        inputs = dict(args.inputs)
+        typ = args.typ
+        pkg, module, kind = (typ.split(":") + ["", ""])[:3]
+        name = args.name
+        if pkg == "azure-native":
+            name = next((inputs[k] for k in _NAME_INPUTS if isinstance(inputs.get(k), str) and k != "resourceGroupName"), None)
+            if typ.endswith(":ResourceGroup"):
+                name = inputs.get("resourceGroupName", args.name)
+            name = name or args.name
+            rg = inputs.get("resourceGroupName", "rg")
+            if typ.endswith(":ResourceGroup"):
+                rid = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{name}"
+            else:
+                rid = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{rg}/providers/Microsoft.{module.capitalize()}/{kind[0].lower()}{kind[1:]}s/{name}"
+            state = {**inputs, "name": name, "id": rid}
+            state.update(self._azure_outputs(kind, name, inputs))
+            return rid, state
+        if pkg == "random":
+            seed = hashlib.sha256(args.name.encode()).hexdigest()
+            if kind == "RandomPassword":
+                secret = f"Mock{seed[:20]}-_Pw9"
+                self.generated_secrets.append(secret)
+                return f"{args.name}-id", {**inputs, "result": secret, "bcryptHash": f"$2a$10${seed[:40]}"}
+            return f"{args.name}-id", {**inputs, "result": seed[: int(inputs.get("length", 8))]}
+        if pkg == "kubernetes":
+            meta = inputs.get("metadata") or {}
+            return f"{meta.get('namespace', '')}/{meta.get('name', args.name)}".lstrip("/"), inputs
+        return f"{args.name}-id", inputs
+
+    @staticmethod
+    def _azure_outputs(kind: str, name: str, inputs: dict) -> dict:
+        if kind == "ManagedCluster":
+            identity = dict(inputs.get("identity") or {})
+            # Input is a list of identity IDs; the ARM response is a map keyed by ID.
+            identity["userAssignedIdentities"] = {
+                i: {"principalId": "44444444-4444-4444-4444-444444444444", "clientId": "55555555-5555-5555-5555-555555555555"}
+                for i in identity.get("userAssignedIdentities") or []
+            }
+            return {
+                "identity": identity,
+                "fqdn": f"{name}.hcp.westeurope.azmk8s.io",
+                "oidcIssuerProfile": {"enabled": True, "issuerURL": f"https://westeurope.oic.prod-aks.azure.com/{TENANT}/{name}/"},
+            }
+        if kind == "Server":
+            return {"fullyQualifiedDomainName": f"{name}.postgres.database.azure.com"}
+        if kind == "Vault":
+            return {"properties": {**(inputs.get("properties") or {}), "vaultUri": f"https://{name}.vault.azure.net/"}}
+        if kind == "Secret":
+            props = dict(inputs.get("properties") or {})
+            props["secretUri"] = f"https://vault.vault.azure.net/secrets/{name}"
+            return {"properties": props}
+        if kind == "UserAssignedIdentity":
+            digest = hashlib.md5(name.encode()).hexdigest()
+            guid = f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
+            return {"principalId": guid, "clientId": guid, "tenantId": TENANT}
+        if kind == "Workspace":
+            return {"customerId": "33333333-3333-3333-3333-333333333333"}
+        return {}
+
+    # ------------------------------------------------------------------ invokes
+    def call(self, args: pmocks.MockCallArgs) -> dict:
+        if args.token == "azure-native:authorization:getClientConfig":
+            return {"clientId": "mock-client", "objectId": DEPLOYER_OBJECT_ID, "subscriptionId": SUBSCRIPTION, "tenantId": TENANT}
+        if args.token == "azure-native:containerservice:listManagedClusterUserCredentials":
+            kubeconfig = (
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: aks\n  cluster:\n"
+                f"    server: https://{args.args.get('resourceName')}.hcp.westeurope.azmk8s.io:443\n"
+                "users:\n- name: clusterUser\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n"
+                "      command: kubelogin\n      args: [get-token, --login, azurecli, --server-id, 6dae42f8-4368-4678-94ff-3960e28e3630]\n"
+            )
+            return {"kubeconfigs": [{"name": "clusterUser", "value": base64.b64encode(kubeconfig.encode()).decode()}]}
+        return {}
+
+
+class RecordingMonitor(pmocks.MockMonitor):
+    """MockMonitor that records registrations and honours ``additionalSecretOutputs``
+    (the engine's job, which the stock mock monitor skips)."""
+
+    def __init__(self, mocks: PlatformMocks):
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+        self.stack_urn: Optional[str] = None
+        self.stack_outputs: dict = {}
+
+    def RegisterResource(self, request):
+        urn = self.make_urn(request.parent, request.type, request.name)
+        if request.type == "pulumi:pulumi:Stack":
+            self.stack_urn = urn
+            return resource_pb2.RegisterResourceResponse(urn=urn)
+        _ensure_event_loop()
+        inputs = rpc.deserialize_properties(request.object)
+        args = pmocks.MockResourceArgs(
+            typ=request.type, name=request.name, inputs=inputs, provider=request.provider,
+            resource_id=request.importId, custom=request.custom or False,
+        )
+        id_, state = self.mocks.new_resource(args)
+        for key in request.additionalSecretOutputs:
+            if key in state and not rpc.is_rpc_secret(state[key]):
+                state[key] = wrap_secret(state[key])
+        obj = _sync_await(rpc.serialize_properties(state, {}))
+        self.resources[urn] = pmocks.MockMonitor.ResourceRegistration(urn, id_, state)
+        self.registrations.append(
+            Registration(
+                urn=urn, type=request.type, name=request.name,
+                parent=request.parent or None,
+                dependencies=sorted(set(request.dependencies)),
+                protect=bool(request.protect), custom=bool(request.custom), inputs=inputs,
+            )
+        )
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj)
+
+    def RegisterResourceOutputs(self, request):
+        if request.urn == self.stack_urn:
+            _ensure_event_loop()
+            self.stack_outputs = rpc.deserialize_properties(request.outputs)
+        return super().RegisterResourceOutputs(request)

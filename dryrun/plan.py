@@ -1,0 +1,81 @@
+"""plan.json: the recorded registrations with every secret replaced by "[secret]"."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from pulumi.runtime import rpc
+
+from .runner import RunResult
+
+SECRET = "[secret]"
+UNKNOWN = "[unknown]"
+
+
+def redact(value: Any) -> Any:
+    if rpc.is_rpc_secret(value):
+        return SECRET
+    if isinstance(value, dict):
+        return {k: redact(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(v) for v in value]
+    if value == rpc.UNKNOWN:
+        return UNKNOWN
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # protobuf Structs carry every number as a double
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def plan_document(result: RunResult) -> dict:
+    return {
+        "project": result.project,
+        "stack": result.stack,
+        "resources": [
+            {
+                "urn": r.urn,
+                "type": r.type,
+                "name": r.name,
+                "parent": r.parent,
+                "dependencies": r.dependencies,
+                "protect": r.protect,
+                "inputs": redact(r.inputs),
+            }
+            for r in result.registrations
+        ],
+        "outputs": redact(result.outputs),
+    }
+
+
+def write(out_dir: Path, relative: str, content: str) -> Path:
+    path = out_dir / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content)
+    return path
+
+
+def write_plan(result: RunResult, out_dir: Path) -> dict:
+    doc = plan_document(result)
+    text = json.dumps(doc, indent=2, sort_keys=False) + "\n"
+    leaked = [s for s in result.generated_secrets if s in text]
+    if leaked:  # never write a plaintext secret to build/
+        raise RuntimeError(f"refusing to write plan.json: {len(leaked)} generated secret(s) would appear in plaintext")
+    write(out_dir, "plan.json", text)
+    return doc
+
+
+def summary(doc: dict, warnings: list[str]) -> str:
+    counts = Counter(r["type"] for r in doc["resources"])
+    lines = [f"{doc['project']}/{doc['stack']}: {len(doc['resources'])} resources"]
+    width = max((len(t) for t in counts), default=0)
+    for typ, n in sorted(counts.items()):
+        lines.append(f"  {typ.ljust(width)}  {n}")
+    protected = sum(1 for r in doc["resources"] if r["protect"])
+    lines.append(f"  protected: {protected}")
+    for w in warnings:
+        lines.append(f"warning: {w}")
+    return "\n".join(lines)
