@@ -13,6 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dryrun", description=__doc__)
     parser.add_argument("stack", help="stack name: reads Pulumi.<stack>.yaml")
     parser.add_argument("--out", type=Path, help="output folder (default build/<stack>)")
+    parser.add_argument("--stack-file", type=Path, help="read this file instead of Pulumi.<stack>.yaml (e.g. a broken copy)")
     args = parser.parse_args(argv)
     out = args.out or PROJECT_DIR / "build" / args.stack
 
@@ -21,12 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     from . import plan
     from .runner import run_stack
 
-    stack_file = PROJECT_DIR / f"Pulumi.{args.stack}.yaml"
+    stack_file = args.stack_file or PROJECT_DIR / f"Pulumi.{args.stack}.yaml"
     if not stack_file.exists():
-        print(f"{stack_file.name}: no such stack file", file=sys.stderr)
+        print(f"{stack_file}: no such stack file", file=sys.stderr)
         return 2
     try:
-        result = run_stack(args.stack)
+        result = run_stack(args.stack, stack_text=stack_file.read_text())
     except ConfigError as exc:
         for line in exc.lines:
             print(line, file=sys.stderr)

@@ -98,7 +98,6 @@ def run_stack(
 
 
 def _run(project, stack, config, secret_keys, program) -> RunResult:
-    import pulumi
     from pulumi.runtime import config as rconfig
     from pulumi.runtime import mocks as pmocks
     from pulumi.runtime import settings as rsettings
@@ -109,10 +108,6 @@ def _run(project, stack, config, secret_keys, program) -> RunResult:
     from components import settings as settings_mod
 
     rconfig.set_all_config(config, secret_keys)
-    # Validate before anything is registered; the program validates again (cheap) when run
-    # by the real CLI, where this runner is not involved.
-    s = settings_mod.from_config_map(config, stack, project)
-
     mocks = PlatformMocks()
     monitor = RecordingMonitor(mocks)
     handler = _Collect()
@@ -131,10 +126,16 @@ def _run(project, stack, config, secret_keys, program) -> RunResult:
             callbacks=None,
         )
     )
-    body = program or (lambda: program_mod.main(s))
-    _sync_await(run_in_stack(body))
+    # The program reads and validates its config itself, exactly as under the CLI.
+    body = program or program_mod.main
+    try:
+        _sync_await(run_in_stack(body))
+    except settings_mod.ConfigError as exc:
+        exc.registered = list(monitor.registrations)  # proof that validation came first
+        raise
     return RunResult(
         project=project, stack=stack, registrations=monitor.registrations,
         outputs=monitor.stack_outputs, warnings=handler.messages,
-        generated_secrets=list(mocks.generated_secrets), settings=s,
+        generated_secrets=list(mocks.generated_secrets),
+        settings=settings_mod.from_config_map(config, stack, project),
     )

@@ -1,0 +1,68 @@
+"""plan.json: shape, redaction, and that no generated secret ever appears in plaintext."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from pulumi.runtime import rpc
+
+from conftest import ROOT
+
+
+def test_plan_document_shape(stack):
+    doc = stack.doc
+    assert (doc["project"], doc["stack"]) == ("event-backbone", stack.stack)
+    assert doc["resources"], "no resources recorded"
+    for r in doc["resources"]:
+        assert set(r) == {"urn", "type", "name", "parent", "dependencies", "protect", "inputs"}
+        assert r["urn"].startswith(f"urn:pulumi:{stack.stack}::event-backbone::")
+    urns = {r["urn"] for r in doc["resources"]}
+    for r in doc["resources"]:
+        for dep in r["dependencies"]:
+            assert dep in urns, f"{r['name']} depends on unknown {dep}"
+
+
+def test_no_generated_secret_in_plan_or_in_non_secret_inputs(stack):
+    secrets = stack.result.generated_secrets
+    assert secrets, "the mocks generated no secret: the check would prove nothing"
+    text = (stack.out_dir / "plan.json").read_text()
+    for value in secrets:
+        assert value not in text
+
+    def plaintext(value):
+        if rpc.is_rpc_secret(value):
+            return ""
+        if isinstance(value, dict):
+            return " ".join(plaintext(v) for v in value.values())
+        if isinstance(value, list):
+            return " ".join(plaintext(v) for v in value)
+        return str(value)
+
+    for reg in stack.result.registrations:
+        if reg.type == "azure-native:keyvault:Secret":
+            continue
+        flat = plaintext(reg.inputs)
+        for value in secrets:
+            assert value not in flat, f"{reg.type} {reg.name} carries a generated secret in plaintext"
+
+
+def test_secret_outputs_are_redacted(stack):
+    outputs = stack.doc["outputs"]
+    assert outputs["kubeconfig"] == "[secret]"
+    assert outputs["postgresFqdn"].endswith(".postgres.database.azure.com")
+    assert outputs["keyVaultUri"].startswith("https://")
+    assert "[secret]" in json.dumps(stack.doc["resources"])
+
+
+def test_make_plan_cli_writes_plan_and_summary(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "dryrun", "prod", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("event-backbone/prod: ")
+    assert "azure-native:dbforpostgresql:Server" in proc.stdout
+    doc = json.loads((tmp_path / "plan.json").read_text())
+    assert doc["stack"] == "prod" and len(doc["resources"]) > 30

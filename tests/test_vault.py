@@ -1,0 +1,76 @@
+"""Key Vault and generated secrets."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pulumi.runtime import rpc
+
+
+def test_vault_rbac_soft_delete_purge_protection(stack):
+    props = stack.inputs("keyvault:Vault")["properties"]
+    assert props["enableRbacAuthorization"] is True
+    assert props["enableSoftDelete"] is True
+    assert props["softDeleteRetentionInDays"] == 90
+    assert props["enablePurgeProtection"] is True
+    assert "accessPolicies" not in props
+
+
+def test_vault_network_default_deny_with_configured_ranges(stack):
+    acls = stack.inputs("keyvault:Vault")["properties"]["networkAcls"]
+    assert acls["defaultAction"] == "Deny"
+    assert [r["value"] for r in acls["ipRules"]] == stack.settings.key_vault.allowed_ip_ranges
+
+
+def test_vault_private_endpoint_in_the_endpoint_subnet(stack):
+    pe = stack.inputs("network:PrivateEndpoint")
+    assert pe["subnet"]["id"].endswith("/subnets/snet-private-endpoints")
+    [conn] = pe["privateLinkServiceConnections"]
+    assert conn["groupIds"] == ["vault"]
+    assert "/vaults/" in conn["privateLinkServiceId"]
+    group = stack.inputs("network:PrivateDnsZoneGroup")
+    assert group["privateDnsZoneConfigs"][0]["privateDnsZoneId"].endswith("privatelink.vaultcore.azure.net")
+
+
+def test_every_generated_secret_is_random_and_stored_with_type_and_expiry(stack):
+    names = stack.settings.secret_names()
+    passwords = {r.name for r in stack.of_type("randomPassword:RandomPassword")}
+    assert passwords == {f"{n}-password" for n in names}
+    expires = int(dt.datetime.combine(stack.settings.key_vault.secrets_expire_on, dt.time(), dt.timezone.utc).timestamp())
+    for name in names:
+        reg = stack.one("keyvault:Secret", f"{name}-secret")
+        assert rpc.is_rpc_secret(reg.inputs["properties"])  # the value travels as a secret
+        props = stack.inputs("keyvault:Secret", f"{name}-secret")["properties"]
+        assert props["contentType"].startswith("text/plain")
+        assert props["attributes"] == {"enabled": True, "expires": expires}
+        assert reg.inputs["secretName"] == name
+
+
+def test_rotation_counter_feeds_the_keepers(planned):
+    from dryrun.runner import run_stack
+    from test_settings import mutate
+
+    before = planned["dev"].inputs("randomPassword:RandomPassword", "postgres-admin-password")
+    rotated = run_stack("dev", stack_text=mutate("dev", "keyVault.rotation.postgres-admin", 1))
+    after = [r for r in rotated.registrations if r.name == "postgres-admin-password"][0].inputs
+    assert before["keepers"] == {"rotation": "0"}
+    assert after["keepers"] == {"rotation": "1"}
+
+
+def test_secrets_written_only_after_the_deployer_may_write(stack):
+    reg = stack.one("keyvault:Secret", "postgres-admin-secret")
+    assert any(d.endswith("::deployer-secrets-officer") for d in reg.dependencies)
+    officer = stack.inputs("authorization:RoleAssignment", "deployer-secrets-officer")
+    assert officer["roleDefinitionId"].endswith("/b86a8fe4-44ce-4948-aee5-eccb2c155cd7")
+
+
+def test_workload_identity_federated_with_secrets_user_role(stack):
+    wi = stack.settings.key_vault.workload_identity
+    fed = stack.inputs("managedidentity:FederatedIdentityCredential")
+    assert fed["subject"] == f"system:serviceaccount:{wi.namespace}:{wi.service_account}"
+    assert fed["audiences"] == ["api://AzureADTokenExchange"]
+    assert fed["issuer"].startswith("https://") and "oic.prod-aks" in fed["issuer"]
+    role = stack.inputs("authorization:RoleAssignment", "secrets-user")
+    assert role["roleDefinitionId"].endswith("/4633458b-17de-408a-b874-0445c86b69e6")
+    assert role["principalType"] == "ServicePrincipal"
+    assert "/vaults/" in role["scope"]
