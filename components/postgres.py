@@ -48,7 +48,7 @@ class Postgres(pulumi.ComponentResource):
             "server",
             dbforpostgresql.ServerArgs(
                 resource_group_name=net.resource_group_name,
-                server_name=suffix.apply(lambda x: f"{s.name_prefix}-{s.environment}-pg-{x}"),
+                server_name=pg.server_name or suffix.apply(lambda x: f"{s.name_prefix}-{s.environment}-pg-{x}"),
                 location=s.location,
                 version=pg.version,
                 sku=dbforpostgresql.SkuArgs(name=pg.sku_name, tier=pg.sku_tier),
