@@ -14,6 +14,7 @@ from pulumi_azure_native import authorization
 
 from . import settings as settings_mod
 from .aks import Aks
+from .broker import Broker
 from .network import Network
 from .postgres import Postgres
 from .settings import StackSettings
@@ -35,6 +36,7 @@ def main(settings: Optional[StackSettings] = None) -> None:
     aks = Aks("aks", s, net, client)
     pg = Postgres("postgres", s, net, vault.secrets["postgres-admin"].value, client, suffix)
     access = WorkloadSecretAccess("workload-secrets", s, net, vault, aks.oidc_issuer_url, client)
+    broker = Broker("broker", s, vault, aks.provider)
 
     pulumi.export("environment", s.environment)
     pulumi.export("resourceGroupName", net.resource_group_name)
@@ -47,3 +49,6 @@ def main(settings: Optional[StackSettings] = None) -> None:
     pulumi.export("keyVaultName", vault.vault_name)
     pulumi.export("keyVaultUri", vault.vault_uri)
     pulumi.export("workloadIdentityClientId", access.client_id)
+    pulumi.export("brokerAmqpsEndpoint", broker.amqps_endpoint)
+    pulumi.export("brokerManagementUrl", broker.management_url)
+    pulumi.export("brokerConnectionStringSecretUris", broker.connection_string_uris)

@@ -165,6 +165,78 @@ class KeyVaultSettings(Model):
     workload_identity: WorkloadIdentity = WorkloadIdentity()
 
 
+# --------------------------------------------------------------------------- broker
+# Topic-exchange binding pattern: dot-separated words, each a literal word, '*' or '#'.
+BindingPattern = Annotated[str, Field(pattern=r"^(\*|#|[a-z0-9_-]+)(\.(\*|#|[a-z0-9_-]+))*$")]
+ObjectName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,120}$")]  # queue / exchange / vhost
+Quantity = Annotated[str, Field(pattern=r"^\d+(\.\d+)?(m)?$")]
+Memory = Annotated[str, Field(pattern=r"^\d+(Mi|Gi)$")]
+Gibibytes = Annotated[str, Field(pattern=r"^\d+Gi$")]
+DAY_MS = 86_400_000
+
+
+class QueueDefaults(Model):
+    message_ttl_ms: int = Field(default=DAY_MS, ge=1000, le=30 * DAY_MS)
+    max_length: int = Field(default=10_000, ge=1, le=10_000_000)
+    delivery_limit: int = Field(default=5, ge=1, le=100)
+
+
+class QueueOverrides(Model):
+    message_ttl_ms: Optional[Annotated[int, Field(ge=1000, le=30 * DAY_MS)]] = None
+    max_length: Optional[Annotated[int, Field(ge=1, le=10_000_000)]] = None
+    delivery_limit: Optional[Annotated[int, Field(ge=1, le=100)]] = None
+    dead_letter_exchange: Optional[ObjectName] = None
+
+
+class ServiceTopology(Model):
+    queue: Optional[ObjectName] = None  # default: <service>.events
+    bindings: list[BindingPattern] = Field(default_factory=list)  # none: a publisher only
+    dead_letter_queue: bool = False  # a dlq.<service> queue of its own, besides dlq.all
+    overrides: QueueOverrides = QueueOverrides()
+
+
+class Topology(Model):
+    vhost: Optional[ObjectName] = None  # default: events-<environment>
+    exchange: ObjectName = "bloodbank.events.v1"
+    dead_letter_exchange: ObjectName = "bloodbank.events.dlq"
+    dead_letter_retention_days: int = Field(default=7, ge=1, le=90)
+    defaults: QueueDefaults = QueueDefaults()
+    services: dict[ServiceName, ServiceTopology] = Field(default_factory=dict)
+
+
+class BrokerResources(Model):
+    cpu_request: Quantity = "500m"
+    cpu_limit: Optional[Quantity] = None
+    memory: Memory = "2Gi"  # request = limit: RabbitMQ sizes its memory alarm from it
+
+
+class CloudAmqpSettings(Model):
+    plan: str = "penguin-1"
+    region: str = "azure-arm::westeurope"
+    pagerduty_routing_key: Optional[str] = None  # a secure value in the stack file
+    slack_webhook_url: Optional[str] = None  # a secure value in the stack file
+    dlq_alarm_messages: int = Field(default=1000, ge=1)
+    disk_alarm_percent: int = Field(default=80, ge=10, le=95)
+    memory_alarm_percent: int = Field(default=80, ge=10, le=95)
+
+
+class BrokerSettings(Model):
+    backend: Literal["in-cluster", "cloudamqp"] = "in-cluster"
+    namespace: ServiceName = "messaging"
+    cluster_name: ServiceName = "rabbitmq"
+    operator_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = "2.22.3"
+    image: str = "rabbitmq:4.1.4-management"
+    replicas: int = Field(default=3, ge=1, le=7)
+    storage_size: Gibibytes = "20Gi"
+    storage_class: ServiceName = "rabbitmq-premium-zrs"
+    resources: BrokerResources = BrokerResources()
+    plaintext_listener: bool = False
+    event_services_label: Annotated[str, Field(pattern=r"^[a-z0-9./-]+$")] = "event-backbone.io/event-services"
+    monitoring_namespace: ServiceName = "monitoring"
+    topology: Topology = Topology()
+    cloudamqp: Optional[CloudAmqpSettings] = None
+
+
 # --------------------------------------------------------------------------- stack
 class StackSettings(Model):
     environment: Environment
@@ -175,6 +247,7 @@ class StackSettings(Model):
     aks: AksSettings = AksSettings()
     postgres: PostgresSettings = PostgresSettings()
     key_vault: KeyVaultSettings
+    broker: BrokerSettings = BrokerSettings()
 
     @property
     def is_prod(self) -> bool:
@@ -189,9 +262,13 @@ class StackSettings(Model):
         """Resource name convention: ``<prefix>-<env>-<part>...``."""
         return "-".join([self.name_prefix, self.environment, *parts])
 
+    @property
+    def vhost(self) -> str:
+        return self.broker.topology.vhost or f"events-{self.environment}"
+
     def secret_names(self) -> list[str]:
         """Every secret the stack generates (the keys allowed under keyVault.rotation)."""
-        return ["postgres-admin"]
+        return ["postgres-admin"] + [f"broker-{svc}" for svc in self.broker.topology.services]
 
 
 # =========================================================================== errors
@@ -320,7 +397,8 @@ def _message(model: type[BaseModel], err: dict) -> Problem:
     if typ == "literal_error":
         return Problem(key=key, message=f"must be one of {ctx.get('expected')}", got=given)
     if typ == "string_pattern_mismatch":
-        return Problem(key=key, message=f"must match {ctx.get('pattern')}", got=given)
+        label = _PATTERN_LABELS.get(ctx.get("pattern"))
+        return Problem(key=key, message=f"must be {label}" if label else f"must match {ctx.get('pattern')}", got=given)
     if typ in ("int_type", "int_parsing", "int_from_float"):
         return Problem(key=key, message="must be a whole number", got=given)
     if typ in ("bool_type", "bool_parsing"):
@@ -385,7 +463,13 @@ def environment_rules(s: StackSettings) -> list[Problem]:
             hint = f"; did you mean '{close[0]}'?" if close else f"; known secrets: {', '.join(known)}"
             p.append(Problem(key=f"keyVault.rotation.{name}", message=f"is not a generated secret{hint}", has_got=False))
 
+    p += broker_rules(s)
+
     if s.is_prod:
+        if s.broker.replicas < 3:
+            p.append(Problem(key="broker.replicas", message="must be at least 3 in prod (one broker per zone)", got=s.broker.replicas))
+        if s.broker.plaintext_listener:
+            p.append(Problem(key="broker.plaintextListener", message="must be false in prod (AMQPS only)", got=True))
         if sorted(s.aks.availability_zones) != ["1", "2", "3"]:
             p.append(Problem(key="aks.availabilityZones", message="must be [\"1\", \"2\", \"3\"] in prod (three availability zones)", got=s.aks.availability_zones))
         if s.aks.tier == "Free":
@@ -398,6 +482,38 @@ def environment_rules(s: StackSettings) -> list[Problem]:
             p.append(Problem(key="postgres.geoRedundantBackup", message="must be true in prod", got=False))
         if s.postgres.backup_retention_days < 30:
             p.append(Problem(key="postgres.backupRetentionDays", message="must be at least 30 in prod", got=s.postgres.backup_retention_days))
+    return p
+
+
+def broker_rules(s: StackSettings) -> list[Problem]:
+    b, t = s.broker, s.broker.topology
+    p: list[Problem] = []
+    if b.replicas % 2 == 0:
+        p.append(Problem(key="broker.replicas", message="must be odd (quorum queues need a majority)", got=b.replicas))
+    if b.backend == "cloudamqp" and b.cloudamqp is None:
+        p.append(Problem(key="broker.cloudamqp", message="is required when broker.backend is 'cloudamqp'", has_got=False))
+    if t.exchange == t.dead_letter_exchange:
+        p.append(Problem(key="broker.topology.deadLetterExchange", message="must differ from broker.topology.exchange", got=t.dead_letter_exchange))
+    if not t.services:
+        p.append(Problem(key="broker.topology.services", message="must list at least one service", got={}))
+    owners: dict[str, str] = {}
+    for svc, cfg in t.services.items():
+        base = f"broker.topology.services.{svc}"
+        queue = cfg.queue or f"{svc}.events"
+        if queue.startswith("dlq.") or queue in (t.exchange, t.dead_letter_exchange):
+            p.append(Problem(key=f"{base}.queue", message="must not use the reserved dlq.* names or an exchange's name", got=queue))
+        if cfg.bindings:
+            if queue in owners:
+                p.append(Problem(key=f"{base}.queue", message=f"must not claim queue '{queue}', which service '{owners[queue]}' already uses", got=queue))
+            owners.setdefault(queue, svc)
+        elif cfg.dead_letter_queue or cfg.queue:
+            p.append(Problem(key=f"{base}.bindings", message="must list at least one binding pattern when the service has a queue", got=[]))
+        dupes = sorted({x for x in cfg.bindings if cfg.bindings.count(x) > 1})
+        if dupes:
+            p.append(Problem(key=f"{base}.bindings", message=f"must not repeat a pattern ({', '.join(dupes)})", got=cfg.bindings))
+        dlx = cfg.overrides.dead_letter_exchange
+        if dlx is not None and dlx != t.dead_letter_exchange:
+            p.append(Problem(key=f"{base}.overrides.deadLetterExchange", message=f"must name the declared dead-letter exchange '{t.dead_letter_exchange}'", got=dlx))
     return p
 
 
@@ -460,6 +576,13 @@ _PATTERN_LABELS = {
     r"^1\.\d{2}(\.\d{1,2})?$": "Kubernetes version `1.NN[.P]`",
     r"^[a-z][a-z0-9_]{2,30}$": "lower-case login name",
     r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$": "server name (3-63: a-z, 0-9, -)",
+    r"^(\*|#|[a-z0-9_-]+)(\.(\*|#|[a-z0-9_-]+))*$": "a binding pattern: dot-separated words of a-z, 0-9, _ or -, each word may be * or #",
+    r"^[a-z0-9][a-z0-9._-]{0,120}$": "a queue/exchange name (a-z, 0-9, ., _, -)",
+    r"^\d+(\.\d+)?(m)?$": "a CPU quantity (`500m`, `2`)",
+    r"^\d+(Mi|Gi)$": "a memory quantity (`512Mi`, `2Gi`)",
+    r"^\d+Gi$": "a size in Gi (`20Gi`)",
+    r"^\d+\.\d+\.\d+$": "a version `X.Y.Z`",
+    r"^[a-z0-9./-]+$": "a Kubernetes label key",
 }
 
 def _allowed(info: Any) -> str:

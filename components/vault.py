@@ -140,6 +140,7 @@ class Vault(pulumi.ComponentResource):
 
         self._vault = vault
         self._writer = writer
+        self._resource_group_name = net.resource_group_name
         self._expires = expiry_epoch(kv.secrets_expire_on)
         self.secrets: dict[str, GeneratedSecret] = {}
         for secret_name in s.secret_names():
@@ -161,22 +162,30 @@ class Vault(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         value = pulumi.Output.secret(password.result)
+        uri = self.store(secret_name, value, "text/plain; generated=pulumi-random",
+                         tags={"rotation": str(rotation), "generatedBy": "pulumi-random"})
+        return GeneratedSecret(secret_name, value, uri)
+
+    def store(self, secret_name: str, value: pulumi.Input[str], content_type: str,
+              tags: dict | None = None) -> pulumi.Output[str]:
+        """Stores a value (always as a Pulumi secret) with a content type and the stack's
+        expiry; returns the versionless secret URI."""
         stored = keyvault.Secret(
             f"{secret_name}-secret",
             keyvault.SecretArgs(
-                resource_group_name=net.resource_group_name,
+                resource_group_name=self._resource_group_name,
                 vault_name=self._vault.name,
                 secret_name=secret_name,
                 properties=keyvault.SecretPropertiesArgs(
-                    value=value,
-                    content_type="text/plain; generated=pulumi-random",
+                    value=pulumi.Output.secret(value),
+                    content_type=content_type,
                     attributes=keyvault.SecretAttributesArgs(enabled=True, expires=self._expires),
                 ),
-                tags={"rotation": str(rotation), "generatedBy": "pulumi-random"},
+                tags=tags or {"generatedBy": "event-backbone"},
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self._writer]),
         )
-        return GeneratedSecret(secret_name, value, stored.properties.secret_uri)
+        return stored.properties.secret_uri
 
 
 class WorkloadSecretAccess(pulumi.ComponentResource):

@@ -33,8 +33,10 @@ def main(argv: list[str] | None = None) -> int:
             print(line, file=sys.stderr)
         return 2
     doc = plan.write_plan(result, out)
+    written = plan.write_artefacts(result, out)
     print(plan.summary(doc, result.warnings))
-    print(f"wrote {out}/plan.json")
+    for path in ["plan.json", *written]:
+        print(f"wrote {out}/{path}")
     return 0
 
 

@@ -82,6 +82,15 @@ class PlatformMocks(pmocks.Mocks):
                 self.generated_secrets.append(secret)
                 return f"{args.name}-id", {**inputs, "result": secret, "bcryptHash": f"$2a$10${seed[:40]}"}
             return f"{args.name}-id", {**inputs, "result": seed[: int(inputs.get("length", 8))]}
+        if pkg == "tls":
+            seed = hashlib.sha256(args.name.encode()).hexdigest()
+            if kind.endswith("PrivateKey"):
+                pem = f"-----BEGIN PRIVATE KEY-----\nMOCK{seed[:48]}\n-----END PRIVATE KEY-----\n"
+                self.generated_secrets.append(pem.splitlines()[1])
+                return f"{args.name}-id", {**inputs, "privateKeyPem": pem, "publicKeyPem": f"-----BEGIN PUBLIC KEY-----\n{seed[:40]}\n-----END PUBLIC KEY-----\n"}
+            if kind.endswith("CertRequest"):
+                return f"{args.name}-id", {**inputs, "certRequestPem": f"-----BEGIN CERTIFICATE REQUEST-----\n{seed[:40]}\n-----END CERTIFICATE REQUEST-----\n"}
+            return f"{args.name}-id", {**inputs, "certPem": f"-----BEGIN CERTIFICATE-----\n{seed[:40]}\n-----END CERTIFICATE-----\n"}
         if pkg == "kubernetes":
             meta = inputs.get("metadata") or {}
             return f"{meta.get('namespace', '')}/{meta.get('name', args.name)}".lstrip("/"), inputs

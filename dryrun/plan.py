@@ -79,3 +79,16 @@ def summary(doc: dict, warnings: list[str]) -> str:
     for w in warnings:
         lines.append(f"warning: {w}")
     return "\n".join(lines)
+
+
+def write_artefacts(result: RunResult, out_dir: Path) -> list[str]:
+    """Every generated configuration file (components.render.artefacts), refusing any that
+    would carry a generated secret."""
+    from components.render import artefacts
+
+    files = artefacts(result.settings)
+    for relative, content in files.items():
+        if any(secret in content for secret in result.generated_secrets):
+            raise RuntimeError(f"refusing to write {relative}: it would carry a generated secret")
+        write(out_dir, relative, content)
+    return sorted(files)

@@ -1,0 +1,142 @@
+"""Durable RabbitMQ on AKS: the Cluster Operator, a RabbitmqCluster on zone-redundant
+Retain volumes, TLS with a certificate the stack issues, the topology loaded at boot,
+per-service users whose passwords live in Key Vault, NetworkPolicies, a PDB and a
+ServiceMonitor. The data comes from ``components.render.broker``; this module only wires."""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_tls as tls
+
+from .kube import apply_manifest
+from .render import broker as render
+from .settings import StackSettings
+from .vault import Vault
+
+CA_VALIDITY_HOURS = 5 * 365 * 24
+CERT_VALIDITY_HOURS = 365 * 24
+CERT_RENEW_HOURS = 30 * 24
+
+
+def operator_manifest_url(version: str) -> str:
+    return f"https://github.com/rabbitmq/cluster-operator/releases/download/v{version}/cluster-operator.yml"
+
+
+class Broker(pulumi.ComponentResource):
+    amqps_endpoint: pulumi.Output[str]
+    management_url: pulumi.Output[str]
+    connection_string_uris: dict[str, pulumi.Output[str]]
+
+    def __init__(
+        self,
+        name: str,
+        settings: StackSettings,
+        vault: Vault,
+        provider: k8s.Provider,
+        crds: list[pulumi.Resource] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("event-backbone:platform:Broker", name, None, opts)
+        s = settings
+        b = s.broker
+        kube = pulumi.ResourceOptions(parent=self, provider=provider)
+
+        ns = apply_manifest("namespace", render.namespace(s), kube)
+        in_ns = pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[ns]))
+
+        operator = k8s.yaml.v2.ConfigFile(
+            "cluster-operator", file=operator_manifest_url(b.operator_version), opts=kube,
+        )
+        storage = apply_manifest("storage-class", render.storage_class(s), kube)
+
+        # --- TLS: a CA and a server certificate issued by the stack, kept in Kubernetes secrets.
+        ca_key = tls.PrivateKey("ca-key", algorithm="ECDSA", ecdsa_curve="P256", opts=pulumi.ResourceOptions(parent=self))
+        ca = tls.SelfSignedCert(
+            "ca",
+            private_key_pem=ca_key.private_key_pem,
+            is_ca_certificate=True,
+            validity_period_hours=CA_VALIDITY_HOURS,
+            allowed_uses=["cert_signing", "crl_signing", "digital_signature"],
+            subject=tls.SelfSignedCertSubjectArgs(common_name=f"event-backbone broker CA ({s.environment})", organization="event-backbone"),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        server_key = tls.PrivateKey("server-key", algorithm="ECDSA", ecdsa_curve="P256", opts=pulumi.ResourceOptions(parent=self))
+        csr = tls.CertRequest(
+            "server-csr",
+            private_key_pem=server_key.private_key_pem,
+            dns_names=render.server_dns_names(s),
+            subject=tls.CertRequestSubjectArgs(common_name=render.service_host(s), organization="event-backbone"),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        cert = tls.LocallySignedCert(
+            "server-cert",
+            cert_request_pem=csr.cert_request_pem,
+            ca_private_key_pem=ca_key.private_key_pem,
+            ca_cert_pem=ca.cert_pem,
+            validity_period_hours=CERT_VALIDITY_HOURS,
+            early_renewal_hours=CERT_RENEW_HOURS,
+            allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        tls_name, ca_name, defs_name = f"{b.cluster_name}-tls", f"{b.cluster_name}-ca", f"{b.cluster_name}-definitions"
+        tls_secret = k8s.core.v1.Secret(
+            "tls-secret",
+            metadata={"name": tls_name, "namespace": b.namespace},
+            type="kubernetes.io/tls",
+            string_data={"tls.crt": cert.cert_pem, "tls.key": pulumi.Output.secret(server_key.private_key_pem)},
+            opts=in_ns,
+        )
+        ca_secret = k8s.core.v1.Secret(
+            "ca-secret", metadata={"name": ca_name, "namespace": b.namespace},
+            string_data={"ca.crt": ca.cert_pem}, opts=in_ns,
+        )
+        vault.store("broker-ca-cert", ca.cert_pem, "application/x-pem-file", tags={"generatedBy": "pulumi-tls"})
+
+        # --- Topology: definitions (with password hashes) loaded at boot from a secret.
+        services = list(b.topology.services)
+        passwords = [vault.secrets[f"broker-{svc}"].value for svc in services]
+
+        def hashes(values: list[str]) -> dict[str, str]:
+            return {
+                render.user_name(svc): render.password_hash(
+                    pw, render.stable_salt(render.user_name(svc), s.key_vault.rotation.get(f"broker-{svc}", 0))
+                )
+                for svc, pw in zip(services, values)
+            }
+
+        definitions_json = pulumi.Output.secret(
+            pulumi.Output.all(*passwords).apply(lambda values: json.dumps(render.definitions(s, hashes(list(values))), indent=2))
+        )
+        defs_secret = k8s.core.v1.Secret(
+            "definitions-secret", metadata={"name": defs_name, "namespace": b.namespace},
+            string_data={"definitions.json": definitions_json}, opts=in_ns,
+        )
+
+        cluster = apply_manifest(
+            "cluster", render.rabbitmq_cluster(s, tls_name, ca_name, defs_name),
+            pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(
+                depends_on=[operator, storage, tls_secret, ca_secret, defs_secret],
+            )),
+        )
+        apply_manifest("pdb", render.pod_disruption_budget(s), in_ns)
+        for policy in render.network_policies(s):
+            apply_manifest(f"netpol-{policy['metadata']['name']}", policy, in_ns)
+        apply_manifest(
+            "service-monitor", render.service_monitor(s, ca_name),
+            pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[cluster, *(crds or [])])),
+        )
+
+        # --- Per-service connection strings: Key Vault secrets only, never outputs.
+        self.connection_string_uris = {}
+        for svc, pw in zip(services, passwords):
+            url = pw.apply(lambda p, svc=svc: render.connection_string(s, svc, p))
+            self.connection_string_uris[svc] = vault.store(
+                f"broker-{svc}-url", url, "text/plain; format=amqps-uri", tags={"service": svc},
+            )
+
+        self.amqps_endpoint = pulumi.Output.from_input(render.amqps_endpoint(s))
+        self.management_url = pulumi.Output.from_input(render.management_url(s))
+        self.register_outputs({"amqpsEndpoint": self.amqps_endpoint, "managementUrl": self.management_url})

@@ -1,0 +1,33 @@
+"""Wire a rendered Kubernetes manifest (a plain dict) into a pulumi-kubernetes resource.
+
+Known kinds get their typed class (the SDK then checks field names); anything else is a
+``CustomResource``. Renders stay plain data; this is the only place that maps them."""
+
+from __future__ import annotations
+
+import re
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+_TYPED = {
+    ("v1", "Namespace"): k8s.core.v1.Namespace,
+    ("v1", "Secret"): k8s.core.v1.Secret,
+    ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
+    ("storage.k8s.io/v1", "StorageClass"): k8s.storage.v1.StorageClass,
+    ("policy/v1", "PodDisruptionBudget"): k8s.policy.v1.PodDisruptionBudget,
+    ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
+}
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def apply_manifest(logical_name: str, manifest: dict, opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+    api_version, kind = manifest["apiVersion"], manifest["kind"]
+    fields = {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind")}
+    cls = _TYPED.get((api_version, kind))
+    if cls is None:
+        return k8s.apiextensions.CustomResource(logical_name, api_version=api_version, kind=kind, opts=opts, **fields)
+    return cls(logical_name, opts=opts, **{_snake(k): v for k, v in fields.items()})

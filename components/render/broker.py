@@ -1,0 +1,344 @@
+"""Pure renders for the broker: topology -> RabbitMQ definitions, and the Kubernetes
+objects (RabbitmqCluster, StorageClass, PodDisruptionBudget, NetworkPolicies,
+ServiceMonitor). No Pulumi here: tests, ``make plan`` and a real RabbitMQ check these."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import urllib.parse
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+from ..settings import StackSettings, Topology
+
+HASHING = "rabbit_password_hashing_sha256"
+DEFINITIONS_DIR = "/etc/rabbitmq/definitions"
+PLACEHOLDER_HASH = "[password-hash]"
+
+AMQP, AMQPS = 5672, 5671
+MANAGEMENT, MANAGEMENT_TLS = 15672, 15671
+PROMETHEUS, PROMETHEUS_TLS = 15692, 15691
+EPMD, DIST, CLI_DIST = 4369, 25672, "35672-35682"
+
+
+# ----------------------------------------------------------------- topology
+@dataclass(frozen=True)
+class QueuePlan:
+    service: str
+    queue: str
+    bindings: tuple[str, ...]
+    arguments: dict
+    dead_letter_queue: Optional[str]
+
+
+def user_name(service: str) -> str:
+    return f"svc-{service}"
+
+
+def queue_plans(t: Topology) -> list[QueuePlan]:
+    """One plan per consuming service (services with bindings)."""
+    plans = []
+    for service, cfg in t.services.items():
+        if not cfg.bindings:
+            continue
+        o, d = cfg.overrides, t.defaults
+        arguments = {
+            "x-queue-type": "quorum",
+            "x-dead-letter-exchange": o.dead_letter_exchange or t.dead_letter_exchange,
+            "x-dead-letter-routing-key": f"dlq.{service}",
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+            "x-message-ttl": o.message_ttl_ms or d.message_ttl_ms,
+            "x-max-length": o.max_length or d.max_length,
+            "x-delivery-limit": o.delivery_limit or d.delivery_limit,
+        }
+        plans.append(
+            QueuePlan(
+                service=service,
+                queue=cfg.queue or f"{service}.events",
+                bindings=tuple(cfg.bindings),
+                arguments=arguments,
+                dead_letter_queue=f"dlq.{service}" if cfg.dead_letter_queue else None,
+            )
+        )
+    return plans
+
+
+def _alternation(names: list[str]) -> str:
+    return "^(" + "|".join(re.escape(n) for n in names) + ")$" if names else "^$"
+
+
+def permissions(t: Topology, vhost: str) -> list[dict]:
+    """Least privilege per service user: configure only its own queues, write to the events
+    exchange (publish) and its own queue (bind), read its own queues and the events exchange
+    (bind source). Nothing else: no other queue, no declaring exchanges."""
+    by_service = {p.service: p for p in queue_plans(t)}
+    out = []
+    for service in t.services:
+        plan = by_service.get(service)
+        own = [plan.queue] + ([plan.dead_letter_queue] if plan and plan.dead_letter_queue else []) if plan else []
+        out.append({
+            "user": user_name(service),
+            "vhost": vhost,
+            "configure": _alternation(own),
+            "write": _alternation([t.exchange] + own[:1]),
+            "read": _alternation([t.exchange] + own),
+        })
+    return out
+
+
+def definitions(s: StackSettings, password_hashes: Mapping[str, str]) -> dict:
+    """RabbitMQ definitions (the format of ``rabbitmqctl export_definitions``)."""
+    t, vhost = s.broker.topology, s.vhost
+    retention_ms = t.dead_letter_retention_days * 86_400_000
+    plans = queue_plans(t)
+
+    def exchange(name: str) -> dict:
+        return {"name": name, "vhost": vhost, "type": "topic", "durable": True, "auto_delete": False, "internal": False, "arguments": {}}
+
+    def queue(name: str, arguments: dict) -> dict:
+        return {"name": name, "vhost": vhost, "durable": True, "auto_delete": False, "arguments": arguments}
+
+    def binding(source: str, destination: str, key: str) -> dict:
+        return {"source": source, "vhost": vhost, "destination": destination, "destination_type": "queue", "routing_key": key, "arguments": {}}
+
+    dlq_args = {"x-queue-type": "quorum", "x-message-ttl": retention_ms}
+    queues = [queue(p.queue, p.arguments) for p in plans]
+    queues.append(queue("dlq.all", dlq_args))
+    bindings = [binding(t.exchange, p.queue, key) for p in plans for key in p.bindings]
+    bindings.append(binding(t.dead_letter_exchange, "dlq.all", "#"))
+    for p in plans:
+        if p.dead_letter_queue:
+            queues.append(queue(p.dead_letter_queue, dlq_args))
+            bindings.append(binding(t.dead_letter_exchange, p.dead_letter_queue, f"dlq.{p.service}"))
+    return {
+        "users": [
+            {"name": user_name(svc), "password_hash": password_hashes[user_name(svc)], "hashing_algorithm": HASHING, "tags": []}
+            for svc in t.services
+        ],
+        "vhosts": [{"name": vhost}],
+        "permissions": permissions(t, vhost),
+        "topic_permissions": [],
+        "parameters": [],
+        "global_parameters": [],
+        "policies": [],
+        "exchanges": [exchange(t.exchange), exchange(t.dead_letter_exchange)],
+        "queues": queues,
+        "bindings": bindings,
+    }
+
+
+def placeholder_hashes(s: StackSettings) -> dict[str, str]:
+    return {user_name(svc): PLACEHOLDER_HASH for svc in s.broker.topology.services}
+
+
+def password_hash(password: str, salt: bytes) -> str:
+    """rabbit_password_hashing_sha256: base64(salt ++ sha256(salt ++ utf8(password)))."""
+    if len(salt) != 4:
+        raise ValueError("RabbitMQ uses a 4-byte salt")
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
+
+
+def stable_salt(user: str, rotation: int) -> bytes:
+    """A salt that changes with the user and its rotation only, so an unchanged password
+    does not show up as a diff on every preview."""
+    return hashlib.sha256(f"{user}:{rotation}".encode()).digest()[:4]
+
+
+# ----------------------------------------------------------------- endpoints
+def service_host(s: StackSettings) -> str:
+    return f"{s.broker.cluster_name}.{s.broker.namespace}.svc.cluster.local"
+
+
+def server_dns_names(s: StackSettings) -> list[str]:
+    b = s.broker
+    return [
+        f"{b.cluster_name}.{b.namespace}.svc",
+        service_host(s),
+        f"*.{b.cluster_name}-nodes.{b.namespace}.svc",
+        f"*.{b.cluster_name}-nodes.{b.namespace}.svc.cluster.local",
+    ]
+
+
+def amqps_endpoint(s: StackSettings) -> str:
+    return f"amqps://{service_host(s)}:{AMQPS}/{urllib.parse.quote(s.vhost, safe='')}"
+
+
+def management_url(s: StackSettings) -> str:
+    return f"https://{service_host(s)}:{MANAGEMENT_TLS}/"
+
+
+def connection_string(s: StackSettings, service: str, password: str) -> str:
+    user = urllib.parse.quote(user_name(service), safe="")
+    return f"amqps://{user}:{urllib.parse.quote(password, safe='')}@{service_host(s)}:{AMQPS}/{urllib.parse.quote(s.vhost, safe='')}"
+
+
+# ----------------------------------------------------------------- RabbitMQ config
+def tls_config_lines() -> list[str]:
+    """TLS settings of the AMQPS listener (the operator adds certificate paths and ports)."""
+    return [
+        "ssl_options.versions.1 = tlsv1.3",
+        "ssl_options.versions.2 = tlsv1.2",
+        "ssl_options.honor_cipher_order = true",
+        "ssl_options.honor_ecc_order = true",
+        "ssl_options.verify = verify_none",
+        "ssl_options.fail_if_no_peer_cert = false",
+    ]
+
+
+def additional_config(s: StackSettings) -> str:
+    lines = [
+        f"load_definitions = {DEFINITIONS_DIR}/definitions.json",
+        "cluster_partition_handling = pause_minority",
+        "disk_free_limit.absolute = 2GB",
+        "queue_leader_locator = balanced",
+        *tls_config_lines(),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------- Kubernetes objects
+def labels(s: StackSettings) -> dict:
+    return {"app.kubernetes.io/name": s.broker.cluster_name, "app.kubernetes.io/part-of": "event-backbone"}
+
+
+def selector(s: StackSettings) -> dict:
+    # The cluster operator labels the pods with app.kubernetes.io/name=<cluster name>.
+    return {"app.kubernetes.io/name": s.broker.cluster_name}
+
+
+def namespace(s: StackSettings) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": s.broker.namespace, "labels": {
+            "app.kubernetes.io/part-of": "event-backbone",
+            "pod-security.kubernetes.io/enforce": "baseline",
+            "pod-security.kubernetes.io/warn": "restricted",
+        }},
+    }
+
+
+def storage_class(s: StackSettings) -> dict:
+    return {
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": s.broker.storage_class, "labels": {"app.kubernetes.io/part-of": "event-backbone"}},
+        "provisioner": "disk.csi.azure.com",
+        "parameters": {"skuName": "Premium_ZRS", "cachingMode": "None"},
+        "reclaimPolicy": "Retain",
+        "volumeBindingMode": "WaitForFirstConsumer",
+        "allowVolumeExpansion": True,
+    }
+
+
+def rabbitmq_cluster(s: StackSettings, tls_secret: str, ca_secret: str, definitions_secret: str) -> dict:
+    b = s.broker
+    resources = {"requests": {"cpu": b.resources.cpu_request, "memory": b.resources.memory}, "limits": {"memory": b.resources.memory}}
+    if b.resources.cpu_limit:
+        resources["limits"]["cpu"] = b.resources.cpu_limit
+    return {
+        "apiVersion": "rabbitmq.com/v1beta1", "kind": "RabbitmqCluster",
+        "metadata": {"name": b.cluster_name, "namespace": b.namespace, "labels": labels(s)},
+        "spec": {
+            "replicas": b.replicas,
+            "image": b.image,
+            "persistence": {"storageClassName": b.storage_class, "storage": b.storage_size},
+            "resources": resources,
+            "tls": {"secretName": tls_secret, "caSecretName": ca_secret, "disableNonTLSListeners": not b.plaintext_listener},
+            "rabbitmq": {
+                "additionalPlugins": ["rabbitmq_prometheus", "rabbitmq_shovel", "rabbitmq_shovel_management"],
+                "additionalConfig": additional_config(s),
+            },
+            "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchLabels": selector(s)}, "topologyKey": "kubernetes.io/hostname"}
+            ]}},
+            "terminationGracePeriodSeconds": 604800,  # let quorum queues hand over leadership
+            "override": {"statefulSet": {"spec": {"template": {"spec": {
+                "topologySpreadConstraints": [{
+                    "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                    "whenUnsatisfiable": "DoNotSchedule" if b.replicas > 1 else "ScheduleAnyway",
+                    "labelSelector": {"matchLabels": selector(s)},
+                }],
+                "containers": [{"name": "rabbitmq", "volumeMounts": [
+                    {"name": "definitions", "mountPath": DEFINITIONS_DIR, "readOnly": True}
+                ]}],
+                "volumes": [{"name": "definitions", "secret": {"secretName": definitions_secret}}],
+            }}}}},
+        },
+    }
+
+
+def pod_disruption_budget(s: StackSettings) -> dict:
+    return {
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": s.broker.cluster_name, "namespace": s.broker.namespace, "labels": labels(s)},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(s)}},
+    }
+
+
+def network_policies(s: StackSettings) -> list[dict]:
+    b = s.broker
+    ns = b.namespace
+
+    def policy(name: str, spec: dict) -> dict:
+        return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": name, "namespace": ns, "labels": {"app.kubernetes.io/part-of": "event-backbone"}}, "spec": spec}
+
+    def ports(*numbers) -> list[dict]:
+        out = []
+        for n in numbers:
+            if isinstance(n, str):
+                lo, hi = n.split("-")
+                out.append({"protocol": "TCP", "port": int(lo), "endPort": int(hi)})
+            else:
+                out.append({"protocol": "TCP", "port": n})
+        return out
+
+    amqp = [AMQPS] + ([AMQP] if b.plaintext_listener else [])
+    metrics = [PROMETHEUS_TLS] + ([PROMETHEUS] if b.plaintext_listener else [])
+    management = [MANAGEMENT_TLS] + ([MANAGEMENT] if b.plaintext_listener else [])
+    return [
+        policy("default-deny-ingress", {"podSelector": {}, "policyTypes": ["Ingress"]}),
+        policy("allow-amqp-from-event-services", {
+            "podSelector": {"matchLabels": selector(s)}, "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {b.event_services_label: "true"}}}], "ports": ports(*amqp)}],
+        }),
+        policy("allow-metrics-from-monitoring", {
+            "podSelector": {"matchLabels": selector(s)}, "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": b.monitoring_namespace}}}], "ports": ports(*metrics)}],
+        }),
+        policy("allow-cluster-peers", {
+            "podSelector": {"matchLabels": selector(s)}, "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": selector(s)}}], "ports": ports(EPMD, DIST, CLI_DIST, *amqp, *management)}],
+        }),
+        policy("allow-management-from-operator", {
+            "podSelector": {"matchLabels": selector(s)}, "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "rabbitmq-system"}}}], "ports": ports(*management)}],
+        }),
+    ]
+
+
+def service_monitor(s: StackSettings, ca_secret: str) -> dict:
+    """Scrapes the aggregated metrics and the per-queue family the DLQ alerts need."""
+    b = s.broker
+    tls = not b.plaintext_listener
+    common = {
+        "port": "prometheus-tls" if tls else "prometheus",
+        "scheme": "https" if tls else "http",
+        "interval": "30s",
+    }
+    if tls:
+        common["tlsConfig"] = {"ca": {"secret": {"name": ca_secret, "key": "ca.crt"}}, "serverName": service_host(s)}
+    return {
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+        "metadata": {"name": b.cluster_name, "namespace": b.namespace, "labels": {**labels(s), "release": "kube-prometheus-stack"}},
+        "spec": {
+            "selector": {"matchLabels": selector(s)},
+            "namespaceSelector": {"matchNames": [b.namespace]},
+            "endpoints": [
+                {**common, "path": "/metrics"},
+                {**common, "path": "/metrics/detailed", "params": {"family": ["queue_coarse_metrics", "queue_consumer_count"]}},
+            ],
+        },
+    }
