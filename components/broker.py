@@ -96,29 +96,34 @@ class Broker(pulumi.ComponentResource):
         vault.store("broker-ca-cert", ca.cert_pem, "application/x-pem-file", tags={"generatedBy": "pulumi-tls"})
 
         # --- Topology: definitions (with password hashes) loaded at boot from a secret.
-        services = list(b.topology.services)
-        passwords = [vault.secrets[f"broker-{svc}"].value for svc in services]
+        users = render.users_and_secrets(s)
+        passwords = {user: vault.secrets[secret].value for user, secret in users.items()}
 
         def hashes(values: list[str]) -> dict[str, str]:
             return {
-                render.user_name(svc): render.password_hash(
-                    pw, render.stable_salt(render.user_name(svc), s.key_vault.rotation.get(f"broker-{svc}", 0))
-                )
-                for svc, pw in zip(services, values)
+                user: render.password_hash(pw, render.stable_salt(user, s.key_vault.rotation.get(users[user], 0)))
+                for user, pw in zip(users, values)
             }
 
         definitions_json = pulumi.Output.secret(
-            pulumi.Output.all(*passwords).apply(lambda values: json.dumps(render.definitions(s, hashes(list(values))), indent=2))
+            pulumi.Output.all(*passwords.values()).apply(
+                lambda values: json.dumps(render.definitions(s, hashes(list(values))), indent=2)
+            )
         )
         defs_secret = k8s.core.v1.Secret(
             "definitions-secret", metadata={"name": defs_name, "namespace": b.namespace},
             string_data={"definitions.json": definitions_json}, opts=in_ns,
         )
+        admin_name = f"{b.cluster_name}-admin"
+        admin_secret = k8s.core.v1.Secret(
+            "admin-secret", metadata={"name": admin_name, "namespace": b.namespace},
+            string_data={"username": render.ADMIN_USER, "password": passwords[render.ADMIN_USER]}, opts=in_ns,
+        )
 
         cluster = apply_manifest(
-            "cluster", render.rabbitmq_cluster(s, tls_name, ca_name, defs_name),
+            "cluster", render.rabbitmq_cluster(s, tls_name, ca_name, defs_name, admin_name),
             pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(
-                depends_on=[operator, storage, tls_secret, ca_secret, defs_secret],
+                depends_on=[operator, storage, tls_secret, ca_secret, defs_secret, admin_secret],
             )),
         )
         apply_manifest("pdb", render.pod_disruption_budget(s), in_ns)
@@ -131,8 +136,8 @@ class Broker(pulumi.ComponentResource):
 
         # --- Per-service connection strings: Key Vault secrets only, never outputs.
         self.connection_string_uris = {}
-        for svc, pw in zip(services, passwords):
-            url = pw.apply(lambda p, svc=svc: render.connection_string(s, svc, p))
+        for svc in b.topology.services:
+            url = passwords[render.user_name(svc)].apply(lambda p, svc=svc: render.connection_string(s, svc, p))
             self.connection_string_uris[svc] = vault.store(
                 f"broker-{svc}-url", url, "text/plain; format=amqps-uri", tags={"service": svc},
             )

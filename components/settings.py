@@ -268,7 +268,7 @@ class StackSettings(Model):
 
     def secret_names(self) -> list[str]:
         """Every secret the stack generates (the keys allowed under keyVault.rotation)."""
-        return ["postgres-admin"] + [f"broker-{svc}" for svc in self.broker.topology.services]
+        return ["postgres-admin", "broker-admin"] + [f"broker-{svc}" for svc in self.broker.topology.services]
 
 
 # =========================================================================== errors

@@ -14,6 +14,10 @@ from typing import Mapping, Optional
 from ..settings import StackSettings, Topology
 
 HASHING = "rabbit_password_hashing_sha256"
+# Definitions imported at boot stop RabbitMQ from creating its default user, so the
+# definitions carry the administrator the Cluster Operator logs in as (same credential,
+# handed to the operator through spec.secretBackend.externalSecret).
+ADMIN_USER = "platform-admin"
 DEFINITIONS_DIR = "/etc/rabbitmq/definitions"
 PLACEHOLDER_HASH = "[password-hash]"
 
@@ -113,13 +117,15 @@ def definitions(s: StackSettings, password_hashes: Mapping[str, str]) -> dict:
         if p.dead_letter_queue:
             queues.append(queue(p.dead_letter_queue, dlq_args))
             bindings.append(binding(t.dead_letter_exchange, p.dead_letter_queue, f"dlq.{p.service}"))
+    admin = {"user": ADMIN_USER, "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"}
     return {
-        "users": [
+        "users": [{"name": ADMIN_USER, "password_hash": password_hashes[ADMIN_USER], "hashing_algorithm": HASHING, "tags": ["administrator"]}]
+        + [
             {"name": user_name(svc), "password_hash": password_hashes[user_name(svc)], "hashing_algorithm": HASHING, "tags": []}
             for svc in t.services
         ],
         "vhosts": [{"name": vhost}],
-        "permissions": permissions(t, vhost),
+        "permissions": [admin] + permissions(t, vhost),
         "topic_permissions": [],
         "parameters": [],
         "global_parameters": [],
@@ -130,8 +136,13 @@ def definitions(s: StackSettings, password_hashes: Mapping[str, str]) -> dict:
     }
 
 
+def users_and_secrets(s: StackSettings) -> dict[str, str]:
+    """RabbitMQ user -> the Key Vault secret holding its password."""
+    return {ADMIN_USER: "broker-admin", **{user_name(svc): f"broker-{svc}" for svc in s.broker.topology.services}}
+
+
 def placeholder_hashes(s: StackSettings) -> dict[str, str]:
-    return {user_name(svc): PLACEHOLDER_HASH for svc in s.broker.topology.services}
+    return {user: PLACEHOLDER_HASH for user in users_and_secrets(s)}
 
 
 def password_hash(password: str, salt: bytes) -> str:
@@ -232,7 +243,7 @@ def storage_class(s: StackSettings) -> dict:
     }
 
 
-def rabbitmq_cluster(s: StackSettings, tls_secret: str, ca_secret: str, definitions_secret: str) -> dict:
+def rabbitmq_cluster(s: StackSettings, tls_secret: str, ca_secret: str, definitions_secret: str, admin_secret: str) -> dict:
     b = s.broker
     resources = {"requests": {"cpu": b.resources.cpu_request, "memory": b.resources.memory}, "limits": {"memory": b.resources.memory}}
     if b.resources.cpu_limit:
@@ -246,6 +257,7 @@ def rabbitmq_cluster(s: StackSettings, tls_secret: str, ca_secret: str, definiti
             "persistence": {"storageClassName": b.storage_class, "storage": b.storage_size},
             "resources": resources,
             "tls": {"secretName": tls_secret, "caSecretName": ca_secret, "disableNonTLSListeners": not b.plaintext_listener},
+            "secretBackend": {"externalSecret": {"name": admin_secret}},
             "rabbitmq": {
                 "additionalPlugins": ["rabbitmq_prometheus", "rabbitmq_shovel", "rabbitmq_shovel_management"],
                 "additionalConfig": additional_config(s),

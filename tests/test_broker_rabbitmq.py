@@ -1,0 +1,332 @@
+"""Proof on a real RabbitMQ (Debian's rabbitmq-server): the rendered topology routes,
+dead-letters, refuses, isolates and survives restarts as designed.
+
+One throwaway node on loopback ports boots with the rendered definitions
+(``load_definitions``, as in the cluster) of a proof topology: the dev stack's services plus
+probe services with short TTL / small limits. The dev stack's own definitions are imported
+through the management HTTP API into their vhost as well.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import subprocess
+import time
+
+import pika
+import pika.exceptions
+import pytest
+import yaml
+
+from components import settings as S
+from components.render import broker as render
+from conftest import ROOT, require_tool
+from dryrun.runner import config_from_yaml
+from tools.rabbitmq_node import SERVER, RabbitNode
+
+pytestmark = pytest.mark.rabbitmq
+
+PROBES = {
+    "probe-ttl": {"bindings": ["probe.ttl.*"], "overrides": {"messageTtlMs": 1000}},
+    "probe-limit": {"bindings": ["probe.limit.*"], "overrides": {"deliveryLimit": 2}},
+    "probe-full": {"bindings": ["probe.full.*"], "overrides": {"maxLength": 5}},
+    "probe-durable": {"bindings": ["probe.durable.*"], "overrides": {"maxLength": 20000}},
+}
+
+
+def proof_settings() -> S.StackSettings:
+    """The dev stack file with the '#' audit consumer left out (so that unroutable keys
+    exist), probe services added, and its own vhost."""
+    doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    broker = doc["config"]["event-backbone:broker"]
+    services = {k: v for k, v in broker["topology"]["services"].items() if "#" not in v.get("bindings", [])}
+    broker["topology"]["services"] = {**services, **PROBES}
+    broker["topology"]["vhost"] = "events-proof"
+    config, _ = config_from_yaml(yaml.safe_dump(doc))
+    return S.from_config_map(config, "dev")
+
+
+def real_definitions(s: S.StackSettings, passwords: dict[str, str]) -> dict:
+    hashes = {u: render.password_hash(pw, render.stable_salt(u, 0)) for u, pw in passwords.items()}
+    return render.definitions(s, hashes)
+
+
+class Broker:
+    def __init__(self, node: RabbitNode, settings: S.StackSettings, passwords: dict[str, str]):
+        self.node, self.s, self.passwords = node, settings, passwords
+        self.t = settings.broker.topology
+
+    def connect(self, user: str, vhost: str | None = None) -> pika.BlockingConnection:
+        params = pika.ConnectionParameters(
+            host="127.0.0.1", port=self.node.amqp_port, virtual_host=vhost or self.s.vhost,
+            credentials=pika.PlainCredentials(user, self.passwords[user]), connection_attempts=3, retry_delay=1,
+        )
+        return pika.BlockingConnection(params)
+
+    def channel(self, user: str, vhost: str | None = None):
+        conn = self.connect(user, vhost)
+        ch = conn.channel()
+        ch.confirm_delivery()
+        return conn, ch
+
+    def publish(self, ch, key: str, body: bytes, *, mandatory: bool = True) -> None:
+        ch.basic_publish(self.t.exchange, key, body, properties=pika.BasicProperties(delivery_mode=2), mandatory=mandatory)
+
+    def drain(self, queue: str, vhost: str | None = None) -> list[tuple]:
+        conn = self.connect(render.ADMIN_USER, vhost)
+        ch = conn.channel()
+        got = []
+        while True:
+            method, props, body = ch.basic_get(queue, auto_ack=True)
+            if method is None:
+                break
+            got.append((method, props, body))
+        conn.close()
+        return got
+
+    def wait_for(self, queue: str, count: int = 1, timeout: float = 20) -> list[tuple]:
+        deadline, got = time.time() + timeout, []
+        while time.time() < deadline:
+            got += self.drain(queue)
+            if len(got) >= count:
+                return got
+            time.sleep(0.3)
+        return got
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    require_tool(SERVER)
+    s = proof_settings()
+    passwords = {u: secrets.token_urlsafe(24) for u in render.users_and_secrets(s)}
+    work = tmp_path_factory.mktemp("rabbitmq")
+    defs_dir = work / "definitions"
+    defs_dir.mkdir()
+    (defs_dir / "definitions.json").write_text(json.dumps(real_definitions(s, passwords)))
+    # The same additionalConfig the RabbitmqCluster gets, pointed at the local file.
+    config = render.additional_config(s).replace(render.DEFINITIONS_DIR, str(defs_dir))
+    node = RabbitNode(work / "node", extra_config=config, admin=(render.ADMIN_USER, passwords[render.ADMIN_USER]))
+    try:
+        node.start()
+        yield Broker(node, s, passwords)
+    finally:
+        node.close()
+
+
+def queue_names(b: Broker) -> set[str]:
+    return {p.queue for p in render.queue_plans(b.t)}
+
+
+# ---------------------------------------------------------------------------- the node
+def test_node_listens_on_loopback_only(broker):
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+    mine = [line for line in out.splitlines() if any(f":{p} " in line for p in (
+        broker.node.amqp_port, broker.node.mgmt_port, broker.node.prom_port, broker.node.dist_port, broker.node.epmd_port))]
+    assert mine, out
+    for line in mine:
+        local = line.split()[3]
+        assert local.startswith(("127.", "[::1]:")), line  # IPv4 or IPv6 loopback only
+
+
+def test_definitions_loaded_at_boot_with_the_rendered_arguments(broker):
+    vhost = RabbitNode.vhost_path(broker.s.vhost)
+    queues = {q["name"]: q for q in broker.node.api("GET", f"/api/queues/{vhost}")}
+    expected = {p.queue: p.arguments for p in render.queue_plans(broker.t)}
+    assert set(expected) | {"dlq.all", "dlq.candystore"} == set(queues)
+    for name, arguments in expected.items():
+        assert queues[name]["arguments"] == arguments, name
+        assert queues[name]["durable"] is True and queues[name]["type"] == "quorum"
+    exchanges = {x["name"]: x for x in broker.node.api("GET", f"/api/exchanges/{vhost}")}
+    for name in (broker.t.exchange, broker.t.dead_letter_exchange):
+        assert exchanges[name]["type"] == "topic" and exchanges[name]["durable"] is True
+
+
+# ---------------------------------------------------------------------------- 1. routing
+@pytest.mark.parametrize("key,expected", [
+    ("transcription.voice.completed", {"transcription.voice"}),
+    ("order.cart.created", {"candystore.events"}),
+    ("inventory.stock.reserved.eu", {"candystore.events"}),
+    ("probe.full.one", {"probe-full.events"}),
+])
+def test_event_reaches_exactly_the_bound_queues(broker, key, expected):
+    conn, ch = broker.channel("svc-bloodbank")
+    body = f"{key}:{secrets.token_hex(4)}".encode()
+    broker.publish(ch, key, body)
+    conn.close()
+    reached = {q for q in queue_names(broker) if any(m[2] == body for m in broker.drain(q))}
+    assert reached == expected
+
+
+def test_unroutable_event_is_returned_to_a_mandatory_publisher(broker):
+    conn, ch = broker.channel("svc-bloodbank")
+    with pytest.raises(pika.exceptions.UnroutableError):
+        broker.publish(ch, "nobody.listens.here", b"lost?")
+    conn.close()
+
+
+# ---------------------------------------------------------------------------- 2. dead letters
+def test_rejected_message_lands_in_dlq_all_with_x_death(broker):
+    conn, ch = broker.channel("svc-bloodbank")
+    broker.publish(ch, "transcription.voice.failed", b"poison-1")
+    conn.close()
+    conn, ch = broker.channel("svc-transcription")
+    method, _, body = ch.basic_get("transcription.voice")
+    assert body == b"poison-1"
+    ch.basic_reject(method.delivery_tag, requeue=False)
+    conn.close()
+    [(_, props, body)] = [m for m in broker.wait_for("dlq.all") if m[2] == b"poison-1"]
+    death = props.headers["x-death"][0]
+    assert death["queue"] == "transcription.voice"
+    assert death["reason"] == "rejected"
+    assert death["exchange"] == broker.t.exchange
+
+
+def test_per_service_dlq_gets_its_own_dead_letters(broker):
+    conn, ch = broker.channel("svc-bloodbank")
+    broker.publish(ch, "order.cart.broken", b"poison-2")
+    conn.close()
+    conn, ch = broker.channel("svc-candystore")
+    method, _, _ = ch.basic_get("candystore.events")
+    ch.basic_reject(method.delivery_tag, requeue=False)
+    conn.close()
+    assert [m[2] for m in broker.wait_for("dlq.candystore")] == [b"poison-2"]
+    assert b"poison-2" in [m[2] for m in broker.wait_for("dlq.all")]
+
+
+def test_delivery_limit_ends_a_poison_loop_in_the_dlq(broker):
+    conn, ch = broker.channel("svc-bloodbank")
+    broker.publish(ch, "probe.limit.loop", b"poison-3")
+    conn.close()
+    conn = broker.connect("svc-probe-limit")
+    ch = conn.channel()
+    deliveries = 0
+    for _ in range(20):
+        method, _, _ = ch.basic_get("probe-limit.events")
+        if method is None:
+            time.sleep(0.2)
+            if ch.basic_get("probe-limit.events")[0] is None:
+                break
+            continue
+        deliveries += 1
+        ch.basic_nack(method.delivery_tag, requeue=True)
+    conn.close()
+    assert 2 <= deliveries <= 4
+    [(_, props, _)] = [m for m in broker.wait_for("dlq.all") if m[2] == b"poison-3"]
+    assert props.headers["x-death"][0]["reason"] == "delivery_limit"
+    assert props.headers["x-death"][0]["queue"] == "probe-limit.events"
+
+
+# ---------------------------------------------------------------------------- 3. TTL
+def test_expired_message_is_dead_lettered(broker):
+    conn, ch = broker.channel("svc-bloodbank")
+    broker.publish(ch, "probe.ttl.tick", b"stale-1")
+    conn.close()
+    found = [m for m in broker.wait_for("dlq.all", timeout=30) if m[2] == b"stale-1"]
+    assert found, "the expired message never reached dlq.all"
+    death = found[0][1].headers["x-death"][0]
+    assert (death["reason"], death["queue"]) == ("expired", "probe-ttl.events")
+
+
+# ---------------------------------------------------------------------------- 4. max length
+def test_full_queue_refuses_publishes_with_a_nack(broker):
+    """RabbitMQ 3.10 quorum queues check x-max-length against the length *before* an
+    enqueue, so the queue may hold one message over the limit; from then on every publish
+    is nacked, and every acked message is in the queue: nothing is dropped silently."""
+    limit = 5
+    broker.drain("probe-full.events")
+    conn, ch = broker.channel("svc-bloodbank")
+    acked, nacked = [], []
+    for i in range(limit + 5):
+        body = f"fill-{i}".encode()
+        try:
+            broker.publish(ch, "probe.full.fill", body)
+            assert not nacked, "a publish was accepted after the queue had refused one"
+            acked.append(body)
+        except pika.exceptions.NackError:
+            nacked.append(body)
+    conn.close()
+    assert nacked, "the full queue never refused a publish"
+    assert limit <= len(acked) <= limit + 1
+    assert [m[2] for m in broker.drain("probe-full.events")] == acked
+
+
+# ---------------------------------------------------------------------------- 5. isolation
+def test_service_user_may_consume_its_own_queue(broker):
+    conn, ch = broker.channel("svc-candystore")
+    ch.basic_get("candystore.events")  # no exception: allowed
+    assert ch.is_open
+    conn.close()
+
+
+@pytest.mark.parametrize("action", ["other-queue", "declare-exchange", "declare-queue"])
+def test_service_user_is_refused_outside_its_own_resources(broker, action):
+    conn = broker.connect("svc-candystore")
+    ch = conn.channel()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as exc:
+        if action == "other-queue":
+            ch.basic_get("transcription.voice")
+        elif action == "declare-exchange":
+            ch.exchange_declare("rogue.exchange", exchange_type="fanout")
+        else:
+            ch.queue_declare("rogue.queue")
+    assert exc.value.reply_code == 403
+    assert "ACCESS_REFUSED" in exc.value.reply_text
+    conn.close()
+
+
+# ---------------------------------------------------------------------------- metrics
+def test_per_queue_metrics_for_the_dlq_alerts(broker):
+    series = f'rabbitmq_detailed_queue_messages{{vhost="{broker.s.vhost}",queue="dlq.all"}}'
+    deadline, text = time.time() + 30, ""
+    while time.time() < deadline and series not in text:  # metrics lag queue creation
+        text = broker.node.metrics("/metrics/detailed?family=queue_coarse_metrics")
+        time.sleep(1)
+    assert series in text
+
+
+# ---------------------------------------------------------------------------- HTTP import
+def test_dev_stack_definitions_import_through_the_http_api(broker):
+    dev = S.from_config_map(config_from_yaml((ROOT / "Pulumi.dev.yaml").read_text())[0], "dev")
+    # Users are node-wide: keep the passwords of users both topologies share.
+    passwords = {u: broker.passwords.get(u) or secrets.token_urlsafe(24) for u in render.users_and_secrets(dev)}
+    broker.node.import_definitions(real_definitions(dev, passwords))
+    params = pika.ConnectionParameters(host="127.0.0.1", port=broker.node.amqp_port, virtual_host=dev.vhost,
+                                       credentials=pika.PlainCredentials("svc-bloodbank", passwords["svc-bloodbank"]))
+    conn = pika.BlockingConnection(params)
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.basic_publish(dev.broker.topology.exchange, "anything.at.all", b"audited", mandatory=True)
+    conn.close()
+    vhost = RabbitNode.vhost_path(dev.vhost)
+    got = broker.node.api("POST", f"/api/queues/{vhost}/audit.events/get",
+                          {"count": 1, "ackmode": "ack_requeue_false", "encoding": "auto"})
+    assert [m["payload"] for m in got] == ["audited"]
+
+
+# ---------------------------------------------------------------------------- 6. durability (last: restarts the node)
+def test_confirmed_persistent_messages_survive_restart_and_sigkill(broker):
+    n = 10_000
+    conn, ch = broker.channel("svc-bloodbank")
+    digest = hashlib.sha256()
+    for i in range(n):
+        body = f"event-{i:05d}-{secrets.token_hex(8)}".encode()
+        broker.publish(ch, "probe.durable.saved", body)  # returns once confirmed
+        digest.update(body)
+    conn.close()
+
+    broker.node.stop()
+    broker.node.start()
+    conn = broker.connect(render.ADMIN_USER)
+    assert conn.channel().queue_declare("probe-durable.events", passive=True).method.message_count == n
+    conn.close()
+
+    broker.node.kill()
+    broker.node.start()
+    bodies = [m[2] for m in broker.drain("probe-durable.events")]
+    assert len(bodies) == n
+    after = hashlib.sha256()
+    for body in bodies:  # quorum queues keep FIFO order
+        after.update(body)
+    assert after.hexdigest() == digest.hexdigest()
