@@ -54,6 +54,7 @@ class RabbitNode:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.name = f"rabbit-test-{secrets.token_hex(3)}@localhost"
         self.amqp_port = free_port() if plaintext else None
+        self.node_port = self.amqp_port or free_port()  # what RABBITMQ_NODE_PORT names
         self.amqps_port = free_port() if tls else None
         self.mgmt_port, self.prom_port, self.dist_port, self.epmd_port = (free_port() for _ in range(4))
         self.admin = admin
@@ -83,7 +84,7 @@ class RabbitNode:
             "HOME": str(self.dir),
             "RABBITMQ_NODENAME": self.name,
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-            "RABBITMQ_NODE_PORT": str(self.amqp_port or free_port()),
+            "RABBITMQ_NODE_PORT": str(self.node_port),
             "RABBITMQ_DIST_PORT": str(self.dist_port),
             "RABBITMQ_MNESIA_BASE": str(self.dir / "mnesia"),
             "RABBITMQ_LOG_BASE": str(self.dir / "log"),
