@@ -185,7 +185,9 @@ class Vault(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self._writer]),
         )
-        return stored.properties.secret_uri
+        # The URI is not sensitive: derive it from the vault and the name (depending on the
+        # stored secret) rather than from its properties, which carry the secret value.
+        return pulumi.Output.all(stored.id, self.vault_uri).apply(lambda args: f"{args[1].rstrip('/')}/secrets/{secret_name}")
 
 
 class WorkloadSecretAccess(pulumi.ComponentResource):

@@ -29,7 +29,7 @@ def mutate(stack: str, key: str, value=None, *, delete: bool = False, rename: st
             del cfg[full]
         else:
             cfg[full] = value
-        return yaml.safe_dump(doc)
+        return yaml.safe_dump(doc, sort_keys=False)
     node = cfg.setdefault(full, {})
     for part in rest[:-1]:
         node = node.setdefault(part, {})
@@ -39,7 +39,7 @@ def mutate(stack: str, key: str, value=None, *, delete: bool = False, rename: st
         node[rename] = node.pop(rest[-1])
     else:
         node[rest[-1]] = value
-    return yaml.safe_dump(doc)
+    return yaml.safe_dump(doc, sort_keys=False)
 
 
 def errors(stack: str, text: str) -> list[str]:
