@@ -30,4 +30,4 @@ def test_committed_extract_is_current():
 
 def test_extract_has_no_descriptions():
     for path in HERE.glob("crds/*.json"):
-        assert '"description"' not in path.read_text(), path.name
+        assert '"description": "' not in path.read_text(), path.name
