@@ -132,8 +132,11 @@ def test_node_listens_on_loopback_only(broker):
 
 def test_definitions_loaded_at_boot_with_the_rendered_arguments(broker):
     vhost = RabbitNode.vhost_path(broker.s.vhost)
-    queues = {q["name"]: q for q in broker.node.api("GET", f"/api/queues/{vhost}")}
     expected = {p.queue: p.arguments for p in render.queue_plans(broker.t)}
+    deadline, queues = time.time() + 30, {}
+    while time.time() < deadline and set(queues) != set(expected) | {"dlq.all", "dlq.candystore"}:
+        queues = {q["name"]: q for q in broker.node.api("GET", f"/api/queues/{vhost}")}  # lags boot briefly
+        time.sleep(0.5)
     assert set(expected) | {"dlq.all", "dlq.candystore"} == set(queues)
     for name, arguments in expected.items():
         assert queues[name]["arguments"] == arguments, name
@@ -149,6 +152,7 @@ def test_definitions_loaded_at_boot_with_the_rendered_arguments(broker):
     ("order.cart.created", {"candystore.events"}),
     ("inventory.stock.reserved.eu", {"candystore.events"}),
     ("probe.full.one", {"probe-full.events"}),
+    ("dlq.transcription", {"transcription.voice"}),  # the replay binding
 ])
 def test_event_reaches_exactly_the_bound_queues(broker, key, expected):
     conn, ch = broker.channel("svc-bloodbank")
@@ -274,6 +278,44 @@ def test_service_user_is_refused_outside_its_own_resources(broker, action):
     assert exc.value.reply_code == 403
     assert "ACCESS_REFUSED" in exc.value.reply_text
     conn.close()
+
+
+# ---------------------------------------------------------------------------- the DLQ runbook
+def test_runbook_replay_shovels_dead_letters_back_to_their_queue(broker):
+    """docs/runbooks/dead-letter-queue.md: inspect, replay with a shovel to the events
+    exchange, purge."""
+    broker.drain("dlq.candystore")
+    conn, ch = broker.channel("svc-bloodbank")
+    broker.publish(ch, "order.cart.replayed", b"replay-me")
+    conn.close()
+    conn, ch = broker.channel("svc-candystore")
+    method, _, _ = ch.basic_get("candystore.events")
+    ch.basic_reject(method.delivery_tag, requeue=False)
+    conn.close()
+    vhost = RabbitNode.vhost_path(broker.s.vhost)
+    # inspect (requeue, so the message stays)
+    deadline, peeked = time.time() + 20, []
+    while time.time() < deadline and not peeked:
+        peeked = broker.node.api("POST", f"/api/queues/{vhost}/dlq.candystore/get",
+                                 {"count": 10, "ackmode": "ack_requeue_true", "encoding": "auto"})
+        time.sleep(0.3)
+    assert [m["payload"] for m in peeked] == ["replay-me"]
+    assert peeked[0]["routing_key"] == "dlq.candystore"
+    assert peeked[0]["properties"]["headers"]["x-death"][0]["queue"] == "candystore.events"
+    # replay: a one-shot dynamic shovel back to the events exchange
+    broker.node.api("PUT", f"/api/parameters/shovel/{vhost}/replay-candystore", {"value": {
+        "src-protocol": "amqp091", "src-uri": f"amqp:///{vhost}", "src-queue": "dlq.candystore",
+        "src-delete-after": "queue-length",
+        "dest-protocol": "amqp091", "dest-uri": f"amqp:///{vhost}", "dest-exchange": broker.t.exchange,
+        "ack-mode": "on-confirm",
+    }})
+    replayed = broker.wait_for("candystore.events")
+    assert [m[2] for m in replayed] == [b"replay-me"]
+    assert replayed[0][1].headers["x-death"][0]["reason"] == "rejected"  # history kept
+    assert broker.drain("dlq.candystore") == []
+    # purge what is left in dlq.all
+    broker.node.api("DELETE", f"/api/queues/{vhost}/dlq.all/contents")
+    assert broker.drain("dlq.all") == []
 
 
 # ---------------------------------------------------------------------------- metrics

@@ -51,7 +51,7 @@ def queue_plans(t: Topology) -> list[QueuePlan]:
         arguments = {
             "x-queue-type": "quorum",
             "x-dead-letter-exchange": o.dead_letter_exchange or t.dead_letter_exchange,
-            "x-dead-letter-routing-key": f"dlq.{service}",
+            "x-dead-letter-routing-key": replay_key(service),
             "x-dead-letter-strategy": "at-least-once",
             "x-overflow": "reject-publish",
             "x-message-ttl": o.message_ttl_ms or d.message_ttl_ms,
@@ -68,6 +68,10 @@ def queue_plans(t: Topology) -> list[QueuePlan]:
             )
         )
     return plans
+
+
+def replay_key(service: str) -> str:
+    return f"dlq.{service}"
 
 
 def _alternation(names: list[str]) -> str:
@@ -112,6 +116,9 @@ def definitions(s: StackSettings, password_hashes: Mapping[str, str]) -> dict:
     queues = [queue(p.queue, p.arguments) for p in plans]
     queues.append(queue("dlq.all", dlq_args))
     bindings = [binding(t.exchange, p.queue, key) for p in plans for key in p.bindings]
+    # Replay binding: dead letters carry the routing key dlq.<service>, so shovelling them
+    # back to the events exchange returns each one to exactly the queue it came from.
+    bindings += [binding(t.exchange, p.queue, replay_key(p.service)) for p in plans]
     bindings.append(binding(t.dead_letter_exchange, "dlq.all", "#"))
     for p in plans:
         if p.dead_letter_queue:

@@ -155,9 +155,13 @@ class RabbitNode:
             headers={"content-type": "application/json",
                      "authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()},
         )
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            data = resp.read()
-            return json.loads(data) if data else None
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                data = resp.read()
+                return json.loads(data) if data else None
+        except urllib.error.HTTPError as exc:  # keep the broker's reason in the message
+            exc.msg = f"{exc.msg}: {exc.read().decode(errors='replace')[:500]}"
+            raise
 
     def import_definitions(self, definitions: dict) -> None:
         self.api("POST", "/api/definitions", definitions, timeout=60)
