@@ -30,7 +30,8 @@ import pulumi, pulumi_random, pulumi_kubernetes
 from pulumi_azure_native import authorization, containerservice, dbforpostgresql, keyvault, managedidentity, network, operationalinsights, privatedns, resources
 import pydantic
 # azure-native and kubernetes load lazily: touch what the program uses so the import is counted here.
-for cls in (authorization.RoleAssignment, containerservice.ManagedCluster, containerservice.AgentPool,
+import pulumi_tls
+for cls in (pulumi_tls.PrivateKey, pulumi_tls.LocallySignedCert, pulumi_kubernetes.core.v1.Secret, pulumi_kubernetes.networking.v1.NetworkPolicy, pulumi_kubernetes.apiextensions.CustomResource, authorization.RoleAssignment, containerservice.ManagedCluster, containerservice.AgentPool,
             containerservice.MaintenanceConfiguration, dbforpostgresql.Server, dbforpostgresql.Configuration,
             dbforpostgresql.Database, keyvault.Vault, keyvault.Secret, managedidentity.UserAssignedIdentity,
             managedidentity.FederatedIdentityCredential, network.VirtualNetwork, network.PrivateEndpoint,

@@ -15,6 +15,7 @@ from pulumi_azure_native import authorization
 from . import settings as settings_mod
 from .aks import Aks
 from .broker import Broker
+from .cloudamqp import CloudAmqpBroker
 from .network import Network
 from .postgres import Postgres
 from .settings import StackSettings
@@ -36,7 +37,10 @@ def main(settings: Optional[StackSettings] = None) -> None:
     aks = Aks("aks", s, net, client)
     pg = Postgres("postgres", s, net, vault.secrets["postgres-admin"].value, client, suffix)
     access = WorkloadSecretAccess("workload-secrets", s, net, vault, aks.oidc_issuer_url, client)
-    broker = Broker("broker", s, vault, aks.provider)
+    if s.broker.backend == "cloudamqp":
+        broker = CloudAmqpBroker("broker", s, vault)
+    else:
+        broker = Broker("broker", s, vault, aks.provider)
 
     pulumi.export("environment", s.environment)
     pulumi.export("resourceGroupName", net.resource_group_name)

@@ -91,6 +91,11 @@ class PlatformMocks(pmocks.Mocks):
             if kind.endswith("CertRequest"):
                 return f"{args.name}-id", {**inputs, "certRequestPem": f"-----BEGIN CERTIFICATE REQUEST-----\n{seed[:40]}\n-----END CERTIFICATE REQUEST-----\n"}
             return f"{args.name}-id", {**inputs, "certPem": f"-----BEGIN CERTIFICATE-----\n{seed[:40]}\n-----END CERTIFICATE-----\n"}
+        if pkg == "cloudamqp" and kind == "Instance":
+            host = f"{inputs.get('name', args.name)}.rmq.cloudamqp.com"
+            password = f"MockAmqp{hashlib.sha256(args.name.encode()).hexdigest()[:16]}"
+            self.generated_secrets.append(password)
+            return "1234", {**inputs, "host": host, "vhost": "mockvhost", "url": f"amqps://admin:{password}@{host}/mockvhost", "apikey": "mock-api-key"}
         if pkg == "kubernetes":
             meta = inputs.get("metadata") or {}
             return f"{meta.get('namespace', '')}/{meta.get('name', args.name)}".lstrip("/"), inputs

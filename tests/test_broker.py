@@ -247,3 +247,8 @@ def test_prod_broker_rules():
         "Pulumi.prod.yaml: event-backbone:broker.plaintextListener must be false in prod (AMQPS only) (got true)"]
     assert errors("prod", mutate("prod", "broker.replicas", 1)) == [
         "Pulumi.prod.yaml: event-backbone:broker.replicas must be at least 3 in prod (one broker per zone) (got 1)"]
+
+
+def test_cloudamqp_backend_needs_its_settings():
+    assert errors("dev", mutate("dev", "broker.backend", "cloudamqp")) == [
+        "Pulumi.dev.yaml: event-backbone:broker.cloudamqp is required when broker.backend is 'cloudamqp'"]

@@ -188,9 +188,9 @@ def management_url(s: StackSettings) -> str:
     return f"https://{service_host(s)}:{MANAGEMENT_TLS}/"
 
 
-def connection_string(s: StackSettings, service: str, password: str) -> str:
+def connection_string(s: StackSettings, service: str, password: str, host: Optional[str] = None) -> str:
     user = urllib.parse.quote(user_name(service), safe="")
-    return f"amqps://{user}:{urllib.parse.quote(password, safe='')}@{service_host(s)}:{AMQPS}/{urllib.parse.quote(s.vhost, safe='')}"
+    return f"amqps://{user}:{urllib.parse.quote(password, safe='')}@{host or service_host(s)}:{AMQPS}/{urllib.parse.quote(s.vhost, safe='')}"
 
 
 # ----------------------------------------------------------------- RabbitMQ config
