@@ -237,6 +237,100 @@ class BrokerSettings(Model):
     cloudamqp: Optional[CloudAmqpSettings] = None
 
 
+# --------------------------------------------------------------------------- observability
+Duration = Annotated[str, Field(pattern=r"^\d+(s|m|h|d)$")]
+MetricName = Annotated[str, Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")]
+LabelName = Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")]
+
+
+class MetricContract(Model):
+    """What services emit (README: the metric contract) and what the broker exporter serves."""
+    events_published: MetricName = "events_published_total"
+    events_stored: MetricName = "events_stored_total"
+    end_to_end_latency: MetricName = "event_end_to_end_latency_seconds"
+    queue_messages: MetricName = "rabbitmq_detailed_queue_messages"
+    service_label: LabelName = "service"
+    outcome_label: LabelName = "outcome"
+    success_value: str = "success"
+    failure_value: str = "failure"
+
+
+class Slo(Model):
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{2,40}$")]
+    kind: Literal["publish-success", "storage-success", "latency", "broker-availability"]
+    objective_percent: float = Field(ge=90, le=99.999)
+    latency_threshold_seconds: Optional[float] = Field(default=None, gt=0)
+
+
+def default_slos() -> list[Slo]:
+    return [
+        Slo(name="event-publish-success", kind="publish-success", objective_percent=99.9),
+        Slo(name="event-storage-success", kind="storage-success", objective_percent=99.9),
+        Slo(name="event-e2e-latency", kind="latency", objective_percent=99.0, latency_threshold_seconds=0.5),
+        Slo(name="broker-availability", kind="broker-availability", objective_percent=99.9),
+    ]
+
+
+class Thresholds(Model):
+    dlq_backlog_messages: int = Field(default=1000, ge=1)
+    success_rate_min_percent: float = Field(default=99.5, ge=50, le=100)
+    e2e_p99_seconds: float = Field(default=1.0, gt=0)
+    volume_free_min_percent: int = Field(default=20, ge=5, le=50)
+    memory_high_percent: int = Field(default=80, ge=50, le=99)
+
+
+class Alerting(Model):
+    pagerduty_routing_key: Optional[str] = None  # secure value
+    slack_webhook_url: Optional[str] = None  # secure value
+    slack_channel: Annotated[str, Field(pattern=r"^#[a-z0-9_-]+$")] = "#event-backbone-alerts"
+    deadmans_switch_url: Optional[str] = None  # secure value (e.g. a healthchecks.io ping URL)
+    runbook_base_url: str = "https://github.com/event-backbone/event-backbone/blob/main/docs/runbooks"
+
+
+class PrometheusSettings(Model):
+    retention: Duration = "7d"
+    storage_size: Gibibytes = "50Gi"
+    replicas: int = Field(default=1, ge=1, le=3)
+
+
+class AlertmanagerSettings(Model):
+    replicas: int = Field(default=1, ge=1, le=5)
+    storage_size: Gibibytes = "5Gi"
+
+
+class GrafanaSettings(Model):
+    storage_size: Gibibytes = "10Gi"
+    hostname: Optional[Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")]] = None
+    tls_secret_name: ServiceName = "grafana-tls"
+    ingress_class_name: str = "webapprouting.kubernetes.azure.com"
+
+
+class JaegerSettings(Model):
+    storage: Literal["memory", "badger"] = "memory"
+    retention: Duration = "72h"
+    storage_size: Gibibytes = "20Gi"
+
+
+class TracingSettings(Model):
+    sampling_percentage: float = Field(default=100, gt=0, le=100)
+    slow_trace_threshold_ms: int = Field(default=1000, ge=1)
+
+
+class ObservabilitySettings(Model):
+    namespace: ServiceName = "monitoring"
+    storage_class: ServiceName = "managed-csi-premium"
+    slo_window_days: int = Field(default=30, ge=7, le=90)
+    metrics: MetricContract = MetricContract()
+    slos: list[Slo] = Field(default_factory=default_slos)
+    thresholds: Thresholds = Thresholds()
+    alerting: Alerting = Alerting()
+    prometheus: PrometheusSettings = PrometheusSettings()
+    alertmanager: AlertmanagerSettings = AlertmanagerSettings()
+    grafana: GrafanaSettings = GrafanaSettings()
+    jaeger: JaegerSettings = JaegerSettings()
+    tracing: TracingSettings = TracingSettings()
+
+
 # --------------------------------------------------------------------------- stack
 class StackSettings(Model):
     environment: Environment
@@ -248,6 +342,7 @@ class StackSettings(Model):
     postgres: PostgresSettings = PostgresSettings()
     key_vault: KeyVaultSettings
     broker: BrokerSettings = BrokerSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
 
     @property
     def is_prod(self) -> bool:
@@ -268,7 +363,7 @@ class StackSettings(Model):
 
     def secret_names(self) -> list[str]:
         """Every secret the stack generates (the keys allowed under keyVault.rotation)."""
-        return ["postgres-admin", "broker-admin"] + [f"broker-{svc}" for svc in self.broker.topology.services]
+        return ["postgres-admin", "broker-admin", "grafana-admin"] + [f"broker-{svc}" for svc in self.broker.topology.services]
 
 
 # =========================================================================== errors
@@ -464,6 +559,7 @@ def environment_rules(s: StackSettings) -> list[Problem]:
             p.append(Problem(key=f"keyVault.rotation.{name}", message=f"is not a generated secret{hint}", has_got=False))
 
     p += broker_rules(s)
+    p += observability_rules(s)
 
     if s.is_prod:
         if s.broker.replicas < 3:
@@ -482,6 +578,32 @@ def environment_rules(s: StackSettings) -> list[Problem]:
             p.append(Problem(key="postgres.geoRedundantBackup", message="must be true in prod", got=False))
         if s.postgres.backup_retention_days < 30:
             p.append(Problem(key="postgres.backupRetentionDays", message="must be at least 30 in prod", got=s.postgres.backup_retention_days))
+    return p
+
+
+def _days(duration: str) -> float:
+    return int(duration[:-1]) / {"s": 86400, "m": 1440, "h": 24, "d": 1}[duration[-1]]
+
+
+def observability_rules(s: StackSettings) -> list[Problem]:
+    o = s.observability
+    p: list[Problem] = []
+    names = [slo.name for slo in o.slos]
+    for i, slo in enumerate(o.slos):
+        if names.count(slo.name) > 1 and names.index(slo.name) != i:
+            p.append(Problem(key=f"observability.slos[{i}].name", message="must be unique", got=slo.name))
+        if slo.kind == "latency" and slo.latency_threshold_seconds is None:
+            p.append(Problem(key=f"observability.slos[{i}].latencyThresholdSeconds", message="is required for a latency SLO", has_got=False))
+    if s.is_prod:
+        if _days(o.prometheus.retention) < 30:
+            p.append(Problem(key="observability.prometheus.retention", message="must be at least 30d in prod", got=o.prometheus.retention))
+        if o.alertmanager.replicas < 2:
+            p.append(Problem(key="observability.alertmanager.replicas", message="must be at least 2 in prod", got=o.alertmanager.replicas))
+        if o.jaeger.storage != "badger":
+            p.append(Problem(key="observability.jaeger.storage", message="must be 'badger' (persistent) in prod", got=o.jaeger.storage))
+        for key in ("pagerduty_routing_key", "slack_webhook_url", "deadmans_switch_url"):
+            if getattr(o.alerting, key) is None:
+                p.append(Problem(key=f"observability.alerting.{to_camel(key)}", message="is required in prod (a secure value: pulumi config set --secret --path ...)", has_got=False))
     return p
 
 
@@ -583,6 +705,12 @@ _PATTERN_LABELS = {
     r"^\d+Gi$": "a size in Gi (`20Gi`)",
     r"^\d+\.\d+\.\d+$": "a version `X.Y.Z`",
     r"^[a-z0-9./-]+$": "a Kubernetes label key",
+    r"^\d+(s|m|h|d)$": "a duration (`30s`, `5m`, `72h`, `30d`)",
+    r"^[a-zA-Z_:][a-zA-Z0-9_:]*$": "a Prometheus metric name",
+    r"^[a-zA-Z_][a-zA-Z0-9_]*$": "a Prometheus label name",
+    r"^[a-z][a-z0-9-]{2,40}$": "an SLO name (a-z, 0-9, -)",
+    r"^#[a-z0-9_-]+$": "a Slack channel (`#name`)",
+    r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$": "a DNS host name",
 }
 
 def _allowed(info: Any) -> str:

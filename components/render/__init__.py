@@ -5,13 +5,32 @@ from __future__ import annotations
 
 import json
 
+import yaml
+
 from ..settings import StackSettings
 
 
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper: yaml.SafeDumper, value: str):
+    style = "|" if "\n" in value else None  # multi-line PromQL as block scalars
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def to_yaml(data) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
+
+
 def artefacts(s: StackSettings) -> dict[str, str]:
-    from . import broker
+    from . import broker, rules
 
     files = {
         "rabbitmq/definitions.json": json.dumps(broker.definitions(s, broker.placeholder_hashes(s)), indent=2) + "\n",
+        "prometheus/rules.yaml": to_yaml(rules.rules_file(s)),
     }
     return files

@@ -1,0 +1,82 @@
+"""Alert rules proven with the real promtool (Debian package `prometheus`)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+import promtool_cases
+from components.render import rules as R
+from components.render import to_yaml
+from conftest import ROOT, require_tool
+
+
+def write_rules(stack, tmp_path):
+    path = tmp_path / f"rules-{stack.stack}.yaml"
+    path.write_text(to_yaml(R.rules_file(stack.settings)))
+    return path
+
+
+def test_promtool_check_rules(stack, tmp_path):
+    promtool = require_tool("promtool")
+    path = write_rules(stack, tmp_path)
+    proc = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout
+
+
+def test_promtool_unit_tests_for_every_alert(stack, tmp_path):
+    promtool = require_tool("promtool")
+    rules = write_rules(stack, tmp_path)
+    doc = promtool_cases.test_file(stack.settings, rules.name)
+    tested = {t["alertname"] for c in doc["tests"] for t in c["alert_rule_test"]}
+    firing = {t["alertname"] for c in doc["tests"] for t in c["alert_rule_test"] if t["exp_alerts"]}
+    silent = {t["alertname"] for c in doc["tests"] for t in c["alert_rule_test"] if not t["exp_alerts"]} | {"Watchdog"}
+    names = {a["alert"] for a in R.alerts(stack.settings)}
+    assert names == tested == firing, "every alert needs a firing case"
+    assert names <= silent, "every alert needs a healthy case"
+    (tmp_path / "tests.yaml").write_text(to_yaml(doc))
+    proc = subprocess.run([promtool, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-6000:]
+
+
+def test_a_ten_minute_spike_does_not_trigger_the_burn_alerts(planned, tmp_path):
+    """The burn logic is the same template for every stack; proven once, on prod."""
+    promtool = require_tool("promtool")
+    stack = planned["prod"]
+    rules = write_rules(stack, tmp_path)
+    cases = promtool_cases.spike_cases(stack.settings)
+    assert len(cases) == 3
+    procs = []
+    for i, c in enumerate(cases):  # one promtool per case: they run in parallel
+        (tmp_path / f"spike-{i}.yaml").write_text(to_yaml({"rule_files": [rules.name], "evaluation_interval": "1m", "tests": [c]}))
+        procs.append(subprocess.Popen([promtool, "test", "rules", f"spike-{i}.yaml"], cwd=tmp_path,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    for p in procs:
+        out, _ = p.communicate(timeout=240)
+        assert p.returncode == 0, out[-6000:]
+
+
+def test_every_alert_is_documented(stack):
+    for alert in R.alerts(stack.settings):
+        for key in ("severity",):
+            assert alert["labels"].get(key), alert["alert"]
+        for key in ("summary", "description", "runbook_url"):
+            assert alert["annotations"].get(key), f"{alert['alert']} lacks {key}"
+        name = alert["annotations"]["runbook_url"].rsplit("/", 1)[-1]
+        assert name == f"{alert['alert']}.md"
+        runbook = ROOT / "docs" / "runbooks" / name
+        assert runbook.is_file(), f"missing {runbook}"
+        text = runbook.read_text()
+        assert re.search(r"(?im)^#+ .*check", text) and re.search(r"(?im)^#+ .*(do|act|fix|mitigat)", text), \
+            f"{name} must say what to check and what to do"
+
+
+def test_burn_thresholds_follow_the_budget(stack):
+    for slo in R.slos(stack.settings):
+        fast = next(a for a in R.alerts(stack.settings) if a["alert"] == "ErrorBudgetBurnFast" and a["labels"]["slo"] == slo.name)
+        b = R.budget(slo)
+        assert f"(14.4 * {b:g})" in fast["expr"] and f"(6 * {b:g})" in fast["expr"]
+        assert "slo:sli_error:ratio_rate1h" in fast["expr"] and "slo:sli_error:ratio_rate5m" in fast["expr"]
