@@ -17,6 +17,7 @@ from .aks import Aks
 from .broker import Broker
 from .cloudamqp import CloudAmqpBroker
 from .network import Network
+from .observability import Observability
 from .postgres import Postgres
 from .settings import StackSettings
 from .vault import Vault, WorkloadSecretAccess
@@ -37,10 +38,12 @@ def main(settings: Optional[StackSettings] = None) -> None:
     aks = Aks("aks", s, net, client)
     pg = Postgres("postgres", s, net, vault.secrets["postgres-admin"].value, client, suffix)
     access = WorkloadSecretAccess("workload-secrets", s, net, vault, aks.oidc_issuer_url, client)
+    observability = Observability("observability", s, vault, aks.provider)
     if s.broker.backend == "cloudamqp":
         broker = CloudAmqpBroker("broker", s, vault)
     else:
-        broker = Broker("broker", s, vault, aks.provider)
+        # the broker's ServiceMonitor needs the monitoring CRDs that kube-prometheus-stack installs
+        broker = Broker("broker", s, vault, aks.provider, crds=observability.crds)
 
     pulumi.export("environment", s.environment)
     pulumi.export("resourceGroupName", net.resource_group_name)
@@ -56,3 +59,5 @@ def main(settings: Optional[StackSettings] = None) -> None:
     pulumi.export("brokerAmqpsEndpoint", broker.amqps_endpoint)
     pulumi.export("brokerManagementUrl", broker.management_url)
     pulumi.export("brokerConnectionStringSecretUris", broker.connection_string_uris)
+    pulumi.export("grafanaUrl", observability.grafana_url)
+    pulumi.export("otlpEndpoint", observability.otlp_endpoint)

@@ -136,6 +136,7 @@ def _run(project, stack, config, secret_keys, program) -> RunResult:
     return RunResult(
         project=project, stack=stack, registrations=monitor.registrations,
         outputs=monitor.stack_outputs, warnings=handler.messages,
-        generated_secrets=list(mocks.generated_secrets),
+        # secure config values (placeholders here) must never appear in plaintext either
+        generated_secrets=list(mocks.generated_secrets) + ([SECURE_PLACEHOLDER] if secret_keys else []),
         settings=settings_mod.from_config_map(config, stack, project),
     )

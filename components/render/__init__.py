@@ -27,10 +27,15 @@ def to_yaml(data) -> str:
 
 
 def artefacts(s: StackSettings) -> dict[str, str]:
-    from . import broker, rules
+    from . import alertmanager, broker, dashboards, helm_values, rules
 
     files = {
         "rabbitmq/definitions.json": json.dumps(broker.definitions(s, broker.placeholder_hashes(s)), indent=2) + "\n",
         "prometheus/rules.yaml": to_yaml(rules.rules_file(s)),
+        "alertmanager/alertmanager.yaml": to_yaml(alertmanager.config(s)),
     }
+    for chart, values in helm_values.all_values(s).items():
+        files[f"helm/{chart.release}/values.yaml"] = to_yaml(values)
+    for name, board in dashboards.dashboards(s).items():
+        files[f"grafana/dashboards/{name}.json"] = json.dumps(board, indent=2) + "\n"
     return files

@@ -7,7 +7,7 @@ Writes, next to this script:
 - crds/<group>_<plural>.json: {"group", "kind", "versions": {name: openAPIV3Schema}} with
   every ``description`` removed (the schema is what validates; the prose is not needed);
 - charts/<chart>-<version>.keys.json: every key path the chart's values.yaml defines,
-  and the paths whose default is an empty map (free-form: any key below them is valid);
+  and the paths whose default is an empty map or null (free-form: any key below is valid);
 - charts/<chart>-<version>.schema.json: the chart's values.schema.json without descriptions.
 
 ``tests/test_reference.py`` re-runs the extraction when the reference folder is present and
@@ -47,8 +47,11 @@ def crd_extract(path: Path) -> tuple[str, dict]:
 
 
 def key_paths(values: Any, prefix: str = "") -> tuple[set[str], set[str]]:
-    """(all key paths, paths whose default is an empty map)."""
+    """(all key paths, free-form paths: those whose default is an empty map or null, such as
+    Jaeger's `userconfig`, where the chart takes whatever it is given)."""
     keys, open_maps = set(), set()
+    if values is None and prefix:
+        open_maps.add(prefix)
     if isinstance(values, dict):
         if not values and prefix:
             open_maps.add(prefix)

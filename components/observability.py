@@ -1,0 +1,92 @@
+"""Observability on AKS: kube-prometheus-stack (Prometheus, Alertmanager, Grafana), the
+OpenTelemetry Collector and Jaeger v2 as pinned Helm releases (helm.v3.Release keeps the
+chart's hooks, which kube-prometheus-stack needs for its admission-webhook certificate), our
+PrometheusRule and the dashboards. Data from components.render; this module only wires."""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from .kube import apply_manifest
+from .render import alertmanager, dashboards, helm_values, rules
+from .render.helm_values import Chart
+from .settings import StackSettings
+from .vault import Vault
+
+
+class Observability(pulumi.ComponentResource):
+    crds: list[pulumi.Resource]  # what a ServiceMonitor/PrometheusRule must wait for
+    grafana_url: pulumi.Output[str]
+    otlp_endpoint: pulumi.Output[str]
+
+    def __init__(self, name: str, settings: StackSettings, vault: Vault, provider: k8s.Provider,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("event-backbone:platform:Observability", name, None, opts)
+        s = settings
+        o = s.observability
+        kube = pulumi.ResourceOptions(parent=self, provider=provider)
+
+        ns = apply_manifest("namespace", {
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": o.namespace, "labels": {"app.kubernetes.io/part-of": "event-backbone"}},
+        }, kube)
+        in_ns = pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[ns]))
+
+        # Credentials as existing secrets: nothing secret goes into the Helm values.
+        grafana_admin = k8s.core.v1.Secret(
+            "grafana-admin", metadata={"name": helm_values.GRAFANA_ADMIN_SECRET, "namespace": o.namespace},
+            string_data={"admin-user": "admin", "admin-password": vault.secrets["grafana-admin"].value}, opts=in_ns,
+        )
+        receivers = k8s.core.v1.Secret(
+            "alertmanager-receivers", metadata={"name": alertmanager.RECEIVERS_SECRET, "namespace": o.namespace},
+            string_data={key: pulumi.Output.secret(value) for key, value in alertmanager.configured(s).items()},
+            opts=in_ns,
+        )
+        extra = [grafana_admin, receivers]
+        if o.jaeger.storage == "badger":
+            extra.append(apply_manifest("jaeger-badger-pvc", helm_values.jaeger_pvc(s),
+                                        pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(protect=s.protect))))
+
+        def release(chart: Chart, values: dict, depends_on: list) -> k8s.helm.v3.Release:
+            return k8s.helm.v3.Release(
+                chart.release,
+                k8s.helm.v3.ReleaseArgs(
+                    name=chart.release,
+                    chart=chart.chart,
+                    version=chart.version,
+                    repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo),
+                    namespace=o.namespace,
+                    values=values,
+                    atomic=True,
+                    cleanup_on_fail=True,
+                    timeout=900,
+                    max_history=10,
+                ),
+                opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=depends_on)),
+            )
+
+        values = helm_values.all_values(s)
+        stack = release(helm_values.KUBE_PROMETHEUS_STACK, values[helm_values.KUBE_PROMETHEUS_STACK], extra)
+        jaeger = release(helm_values.JAEGER, values[helm_values.JAEGER], extra)
+        release(helm_values.OTEL_COLLECTOR, values[helm_values.OTEL_COLLECTOR], [stack, jaeger])
+
+        after_crds = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[stack]))
+        apply_manifest("prometheus-rule", rules.prometheus_rule(s), after_crds)
+        for board, content in dashboards.dashboards(s).items():
+            apply_manifest(f"dashboard-{board}", {
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": f"dashboard-{board}", "namespace": o.namespace,
+                             "labels": {helm_values.DASHBOARD_LABEL: "1", "app.kubernetes.io/part-of": "event-backbone"}},
+                "data": {f"{board}.json": json.dumps(content)},
+            }, in_ns)
+
+        self.crds = [stack]
+        self.grafana_url = pulumi.Output.from_input(
+            f"https://{o.grafana.hostname}/" if o.grafana.hostname else
+            f"kubectl -n {o.namespace} port-forward svc/{helm_values.KUBE_PROMETHEUS_STACK.release}-grafana 3000:80"
+        )
+        self.otlp_endpoint = pulumi.Output.from_input(helm_values.collector_otlp_endpoint(s))
+        self.register_outputs({"grafanaUrl": self.grafana_url, "otlpEndpoint": self.otlp_endpoint})

@@ -1,0 +1,196 @@
+"""Helm values for the pinned charts. Every key set here exists in the chart's default values
+(tests/test_helm_values.py checks it against the reference extract, since Helm silently
+ignores typos); no secret appears here: credentials come from existing Kubernetes secrets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..settings import StackSettings
+from . import alertmanager
+
+
+@dataclass(frozen=True)
+class Chart:
+    release: str
+    chart: str
+    version: str
+    repo: str
+
+
+KUBE_PROMETHEUS_STACK = Chart("kube-prometheus-stack", "kube-prometheus-stack", "88.5.3", "https://prometheus-community.github.io/helm-charts")
+OTEL_COLLECTOR = Chart("otel-collector", "opentelemetry-collector", "0.170.0", "https://open-telemetry.github.io/opentelemetry-helm-charts")
+JAEGER = Chart("jaeger", "jaeger", "4.11.1", "https://jaegertracing.github.io/helm-charts")
+CHARTS = (KUBE_PROMETHEUS_STACK, OTEL_COLLECTOR, JAEGER)
+
+GRAFANA_ADMIN_SECRET = "grafana-admin"
+DASHBOARD_LABEL = "grafana_dashboard"
+JAEGER_BADGER_PVC = "jaeger-badger"
+
+
+def _ns(s: StackSettings) -> str:
+    return s.observability.namespace
+
+
+def prometheus_url(s: StackSettings) -> str:
+    return f"http://{KUBE_PROMETHEUS_STACK.release}-prometheus.{_ns(s)}.svc.cluster.local:9090"
+
+
+def jaeger_query_url(s: StackSettings) -> str:
+    return f"http://{JAEGER.release}.{_ns(s)}.svc.cluster.local:16686"
+
+
+def jaeger_otlp_endpoint(s: StackSettings) -> str:
+    return f"{JAEGER.release}.{_ns(s)}.svc.cluster.local:4317"
+
+
+def collector_otlp_endpoint(s: StackSettings) -> str:
+    return f"http://{OTEL_COLLECTOR.release}-opentelemetry-collector.{_ns(s)}.svc.cluster.local:4317"
+
+
+def _pvc(storage_class: str, size: str) -> dict:
+    return {"volumeClaimTemplate": {"spec": {
+        "storageClassName": storage_class, "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}},
+    }}}
+
+
+def kube_prometheus_stack(s: StackSettings) -> dict:
+    o = s.observability
+    grafana = {
+        "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
+        "persistence": {"enabled": True, "size": o.grafana.storage_size},
+        "sidecar": {"dashboards": {"enabled": True, "label": DASHBOARD_LABEL, "labelValue": "1"}},
+        "additionalDataSources": [{
+            "name": "Jaeger", "type": "jaeger", "uid": "jaeger", "access": "proxy", "url": jaeger_query_url(s),
+        }],
+        "ingress": {"enabled": False},
+    }
+    if o.grafana.hostname:
+        grafana["ingress"] = {
+            "enabled": True,
+            "hosts": [o.grafana.hostname],
+            "tls": [{"secretName": o.grafana.tls_secret_name, "hosts": [o.grafana.hostname]}],
+        }
+    return {
+        "crds": {"enabled": True},
+        # our rules file carries its own Watchdog (routed to the dead-man's switch)
+        "defaultRules": {"rules": {"general": False}},
+        "prometheus": {"prometheusSpec": {
+            "replicas": o.prometheus.replicas,
+            "retention": o.prometheus.retention,
+            "storageSpec": _pvc(o.storage_class, o.prometheus.storage_size),
+            # select every PrometheusRule/ServiceMonitor/PodMonitor, not only the chart's own
+            "ruleSelectorNilUsesHelmValues": False,
+            "serviceMonitorSelectorNilUsesHelmValues": False,
+            "podMonitorSelectorNilUsesHelmValues": False,
+            "probeSelectorNilUsesHelmValues": False,
+            "enableOTLPReceiver": True,  # span metrics from the collector
+        }},
+        "alertmanager": {
+            "config": alertmanager.config(s),
+            "alertmanagerSpec": {
+                "replicas": o.alertmanager.replicas,
+                "storage": _pvc(o.storage_class, o.alertmanager.storage_size),
+                "secrets": [alertmanager.RECEIVERS_SECRET],
+            },
+        },
+        "grafana": grafana,
+    }
+
+
+def collector(s: StackSettings) -> dict:
+    t = s.observability.tracing
+    return {
+        "mode": "deployment",
+        "image": {"repository": "otel/opentelemetry-collector-k8s"},
+        # tail sampling needs every span of a trace in one collector: one replica (see README)
+        "replicaCount": 1,
+        "presets": {"kubernetesAttributes": {"enabled": True}},
+        "resources": {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
+        "ports": {
+            "jaeger-compact": {"enabled": False}, "jaeger-thrift": {"enabled": False},
+            "jaeger-grpc": {"enabled": False}, "zipkin": {"enabled": False},
+            "metrics": {"enabled": True},
+        },
+        "serviceMonitor": {"enabled": True},
+        "config": {
+            "receivers": {
+                "jaeger": None, "zipkin": None,
+                "otlp": {"protocols": {"grpc": {"endpoint": "${env:MY_POD_IP}:4317"}, "http": {"endpoint": "${env:MY_POD_IP}:4318"}}},
+            },
+            "processors": {
+                "tail_sampling": {
+                    "decision_wait": "10s",
+                    "num_traces": 50000,
+                    # a trace is kept when any policy keeps it
+                    "policies": [
+                        {"name": "errors", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}},
+                        {"name": "slow", "type": "latency", "latency": {"threshold_ms": t.slow_trace_threshold_ms}},
+                        {"name": "sample", "type": "probabilistic", "probabilistic": {"sampling_percentage": t.sampling_percentage}},
+                    ],
+                },
+            },
+            "connectors": {"spanmetrics": {"histogram": {"explicit": {"buckets": ["5ms", "25ms", "100ms", "250ms", "500ms", "1s", "2.5s", "5s"]}}}},
+            "exporters": {
+                "otlp_grpc/jaeger": {"endpoint": jaeger_otlp_endpoint(s), "tls": {"insecure": True}},
+                "otlphttp/prometheus": {"endpoint": f"{prometheus_url(s)}/api/v1/otlp", "tls": {"insecure": True}},
+            },
+            "service": {"pipelines": {
+                # sampled traces to Jaeger
+                "traces": {"receivers": ["otlp"], "processors": ["memory_limiter", "k8sattributes", "tail_sampling", "batch"],
+                           "exporters": ["otlp_grpc/jaeger"]},
+                # span metrics from every span, before sampling
+                "traces/spanmetrics": {"receivers": ["otlp"], "processors": ["memory_limiter", "k8sattributes", "batch"],
+                                       "exporters": ["spanmetrics"]},
+                "metrics": {"receivers": ["otlp", "spanmetrics"], "processors": ["memory_limiter", "batch"],
+                            "exporters": ["otlphttp/prometheus"]},
+            }},
+        },
+    }
+
+
+def jaeger(s: StackSettings) -> dict:
+    j = s.observability.jaeger
+    if j.storage == "badger":
+        backend = {"badger": {
+            "directories": {"keys": "/badger/keys", "values": "/badger/values"},
+            "ephemeral": False,
+            "ttl": {"spans": j.retention},
+        }}
+    else:
+        backend = {"memory": {"max_traces": 100000}}
+    values = {
+        "jaeger": {"replicas": 1},
+        "userconfig": {
+            "service": {
+                "extensions": ["jaeger_storage", "jaeger_query", "healthcheckv2"],
+                "pipelines": {"traces": {"receivers": ["otlp"], "processors": ["batch"], "exporters": ["jaeger_storage_exporter"]}},
+            },
+            "extensions": {
+                "healthcheckv2": {"use_v2": True, "http": {"endpoint": "0.0.0.0:13133"}},
+                "jaeger_query": {"storage": {"traces": "primary_store"}},
+                "jaeger_storage": {"backends": {"primary_store": backend}},
+            },
+            "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "0.0.0.0:4317"}, "http": {"endpoint": "0.0.0.0:4318"}}}},
+            "processors": {"batch": {}},
+            "exporters": {"jaeger_storage_exporter": {"trace_storage": "primary_store"}},
+        },
+    }
+    if j.storage == "badger":
+        values["jaeger"]["extraVolumes"] = [{"name": "badger-data", "persistentVolumeClaim": {"claimName": JAEGER_BADGER_PVC}}]
+        values["jaeger"]["extraVolumeMounts"] = [{"name": "badger-data", "mountPath": "/badger"}]
+    return values
+
+
+def jaeger_pvc(s: StackSettings) -> dict:
+    o = s.observability
+    return {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": JAEGER_BADGER_PVC, "namespace": o.namespace, "labels": {"app.kubernetes.io/part-of": "event-backbone"}},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": o.storage_class,
+                 "resources": {"requests": {"storage": o.jaeger.storage_size}}},
+    }
+
+
+def all_values(s: StackSettings) -> dict[Chart, dict]:
+    return {KUBE_PROMETHEUS_STACK: kube_prometheus_stack(s), OTEL_COLLECTOR: collector(s), JAEGER: jaeger(s)}
