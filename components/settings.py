@@ -451,6 +451,23 @@ def _keys_at(model: type[BaseModel], loc: tuple) -> list[str]:
     return []
 
 
+def _range_message(info: Any, ctx: dict) -> str:
+    bounds: dict[str, Any] = {}
+    metas = list(getattr(info, "metadata", []) or [])
+    for arg in get_args(getattr(info, "annotation", None)):  # Optional[Annotated[int, Field(...)]]
+        if get_origin(arg) is Annotated:
+            metas += [m for a in get_args(arg)[1:] for m in getattr(a, "metadata", [a])]
+    for meta in metas:
+        for name in ("ge", "gt", "le", "lt"):
+            if getattr(meta, name, None) is not None:
+                bounds[name] = getattr(meta, name)
+    bounds = bounds or dict(ctx)
+    if "ge" in bounds and "le" in bounds:
+        return f"must be between {bounds['ge']} and {bounds['le']}" if bounds["ge"] != bounds["le"] else f"must be {bounds['ge']}"
+    words = {"ge": "at least", "gt": "greater than", "le": "at most", "lt": "less than"}
+    return "must be " + " and ".join(f"{words[k]} {v}" for k, v in bounds.items() if k in words)
+
+
 def _bounds(info: Any) -> tuple[Any, Any]:
     lo = hi = None
     for meta in getattr(info, "metadata", []) or []:
@@ -479,16 +496,7 @@ def _message(model: type[BaseModel], err: dict) -> Problem:
     if typ == "missing":
         return Problem(key=key, message="is required", has_got=False)
     if typ in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-        lo, hi = _bounds(info)
-        if lo is not None and hi is not None:
-            msg = f"must be between {lo} and {hi}" if lo != hi else f"must be {lo}"
-        elif "ge" in ctx:
-            msg = f"must be at least {ctx['ge']}"
-        elif "le" in ctx:
-            msg = f"must be at most {ctx['le']}"
-        else:
-            msg = err["msg"].lower()
-        return Problem(key=key, message=msg, got=given)
+        return Problem(key=key, message=_range_message(info, ctx), got=given)
     if typ == "literal_error":
         return Problem(key=key, message=f"must be one of {ctx.get('expected')}", got=given)
     if typ == "string_pattern_mismatch":

@@ -328,6 +328,28 @@ def test_per_queue_metrics_for_the_dlq_alerts(broker):
     assert series in text
 
 
+def test_every_broker_metric_in_rules_and_dashboards_is_served(broker):
+    """The rules and dashboards read rabbitmq_* metrics: the real exporter must serve each
+    one, on the endpoints and families the ServiceMonitor scrapes."""
+    from urllib.parse import urlencode
+
+    from components.render import dashboards as D
+    from components.render import rules as R
+    from promql import metric_names
+
+    endpoints = render.service_monitor(broker.s, "ca")["spec"]["endpoints"]
+    served = set()
+    for e in endpoints:
+        query = urlencode([("family", f) for f in e.get("params", {}).get("family", [])])
+        text = broker.node.metrics(e["path"] + (f"?{query}" if query else ""))
+        served |= {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
+    used = {m for r in R.rule_groups(broker.s) for x in r["rules"] for m in metric_names(x["expr"])}
+    used |= {m for b in D.dashboards(broker.s).values() for q in D.queries(b) for m in metric_names(q)}
+    wanted = {m for m in used if m.startswith("rabbitmq_")}
+    assert "rabbitmq_detailed_queue_messages" in wanted and len(wanted) > 8
+    assert wanted - served == set()
+
+
 # ---------------------------------------------------------------------------- HTTP import
 def test_dev_stack_definitions_import_through_the_http_api(broker):
     dev = S.from_config_map(config_from_yaml((ROOT / "Pulumi.dev.yaml").read_text())[0], "dev")

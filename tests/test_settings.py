@@ -181,3 +181,21 @@ def test_secure_values_become_placeholders_and_secret_keys():
     )
     assert secret_keys == ["event-backbone:alerting"]
     assert "v1:abc" not in config["event-backbone:alerting"]
+
+
+@pytest.mark.parametrize("change,expected", [
+    (dict(key="observability.prometheus.retention", value="7d"),
+     "Pulumi.prod.yaml: event-backbone:observability.prometheus.retention must be at least 30d in prod (got '7d')"),
+    (dict(key="observability.alertmanager.replicas", value=1),
+     "Pulumi.prod.yaml: event-backbone:observability.alertmanager.replicas must be at least 2 in prod (got 1)"),
+    (dict(key="observability.jaeger.storage", value="memory"),
+     "Pulumi.prod.yaml: event-backbone:observability.jaeger.storage must be 'badger' (persistent) in prod (got 'memory')"),
+    (dict(key="observability.alerting.pagerdutyRoutingKey", delete=True),
+     "Pulumi.prod.yaml: event-backbone:observability.alerting.pagerdutyRoutingKey is required in prod (a secure value: pulumi config set --secret --path ...)"),
+    (dict(key="observability.tracing.samplingPercentage", value=0),
+     "Pulumi.prod.yaml: event-backbone:observability.tracing.samplingPercentage must be greater than 0 and at most 100 (got 0)"),
+    (dict(key="observability.prometheus.retention", value="30days"),
+     "Pulumi.prod.yaml: event-backbone:observability.prometheus.retention must be a duration (`30s`, `5m`, `72h`, `30d`) (got '30days')"),
+], ids=lambda v: v["key"] if isinstance(v, dict) else None)
+def test_observability_rules(change, expected):
+    assert errors("prod", mutate("prod", **change)) == [expected]
