@@ -108,6 +108,10 @@ class RabbitNode:
                 raise RuntimeError(f"rabbitmq-server exited with {self.proc.returncode}: {self.tail()}")
             try:
                 self.api("GET", "/api/overview")
+                # the management API can answer before the AMQP(S) listeners accept
+                for port in (self.amqp_port, self.amqps_port):
+                    if port:
+                        socket.create_connection(("127.0.0.1", port), timeout=2).close()
                 return self
             except (urllib.error.URLError, ConnectionError, OSError):
                 time.sleep(0.5)
