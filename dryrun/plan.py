@@ -92,3 +92,10 @@ def write_artefacts(result: RunResult, out_dir: Path) -> list[str]:
             raise RuntimeError(f"refusing to write {relative}: it would carry a generated secret")
         write(out_dir, relative, content)
     return sorted(files)
+
+
+def write_policy_report(result: RunResult, out_dir: Path, findings: list) -> Path:
+    text = json.dumps([f.as_json() for f in findings], indent=2) + "\n"
+    if any(secret in text for secret in result.generated_secrets):
+        raise RuntimeError("refusing to write policy-report.json: a policy message carries a generated secret")
+    return write(out_dir, "policy-report.json", text)

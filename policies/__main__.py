@@ -1,0 +1,15 @@
+"""The event-backbone policy pack. PolicyPack(...) serves gRPC and never returns, so only
+this file builds it; the policies live in tls.py, backups.py and hardening.py."""
+
+from pulumi_policy import EnforcementLevel, PolicyPack
+
+import backups
+import hardening
+import tls
+
+PolicyPack(
+    name="event-backbone",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    policies=[*tls.POLICIES, *backups.POLICIES, *hardening.POLICIES],
+    description="No change may drop TLS or backups on the event-backbone platform.",
+)

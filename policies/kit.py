@@ -1,0 +1,53 @@
+"""Shared helpers for the event-backbone policies: property look-ups and messages that name
+the resource, the property, the value found and the fix."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from pulumi_policy import EnforcementLevel, PolicyConfigSchema, ReportViolation
+
+MISSING = object()
+
+
+def get(props: Any, path: str, default: Any = MISSING) -> Any:
+    """props["a"]["b"][0]... for a dotted path ("a.b.0"); `default` (or MISSING) when absent."""
+    node = props
+    for part in path.split("."):
+        try:
+            node = node[int(part)] if isinstance(node, (list, tuple)) and part.isdigit() else node[part]
+        except (KeyError, IndexError, TypeError):
+            return default
+        if node is None:
+            return default
+    return node
+
+
+def shown(value: Any) -> str:
+    if value is MISSING:
+        return "not set"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def violation(report: ReportViolation, resource_type: str, name: str, prop: str, value: Any, fix: str,
+              urn: Optional[str] = None) -> None:
+    message = f"{resource_type} '{name}': {prop} is {shown(value)}. Fix: {fix}"
+    if urn:
+        report(message, urn)
+    else:
+        report(message)
+
+
+def schema(properties: dict[str, dict], required: Optional[list[str]] = None) -> PolicyConfigSchema:
+    return PolicyConfigSchema(properties=properties, required=required or [])
+
+
+def config(args: Any) -> dict:
+    return dict(args.get_config() or {})
+
+
+MANDATORY = EnforcementLevel.MANDATORY
