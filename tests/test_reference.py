@@ -11,13 +11,16 @@ import pytest
 from conftest import ROOT
 
 HERE = ROOT / "tests" / "reference"
-UPSTREAM = ROOT.parent / "shared" / "reference"
+# .ci/run names the reference folder (it is beside the clone there); where it is named it must
+# exist. A clone on its own (e.g. GitHub Actions) tests against the committed extract only.
+NAMED = os.environ.get("EB_REFERENCE_DIR")
+UPSTREAM = Path(NAMED) if NAMED else ROOT.parent / "shared" / "reference"
 
 
 def test_committed_extract_is_current():
     if not UPSTREAM.is_dir():
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"{UPSTREAM} is missing in CI")
+        if NAMED:
+            pytest.fail(f"EB_REFERENCE_DIR={NAMED} does not exist")
         pytest.skip("../shared/reference is not beside this clone")
     from reference.extract import extract, render
 

@@ -1,0 +1,266 @@
+"""Each policy: the compliant resource (as the prod stack records it) passes, and each way of
+violating it is caught with a message naming the resource, property, value and fix."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+
+import pytest
+from pulumi_policy import PolicyResource, PolicyResourceOptions, ResourceValidationArgs, StackValidationArgs
+
+import backups
+import hardening
+import tls
+from conftest import ROOT, unwrap
+from test_settings import stack_doc
+
+CONFIG = {stack: json.loads((ROOT / "policies" / f"config.{stack}.json").read_text()) for stack in ("dev", "prod")}
+
+
+def opts(protect: bool = False) -> PolicyResourceOptions:
+    return PolicyResourceOptions(protect, [], None, [], None, [], None)
+
+
+def defaults(policy) -> dict:
+    schema = policy.config_schema.properties if policy.config_schema else {}
+    return {k: v["default"] for k, v in schema.items() if "default" in v}
+
+
+def check(policy, typ: str, props: dict, *, name: str = "res", protect: bool = False, config: dict | None = None) -> list[str]:
+    messages: list[str] = []
+    cfg = {**defaults(policy), **(config or {})}
+    policy.validate(ResourceValidationArgs(typ, props, f"urn:{name}", name, opts(protect), None, cfg), lambda m, u=None: messages.append(m))
+    return messages
+
+
+def check_stack(policy, resources: list[tuple[str, dict, str]], config: dict | None = None) -> list[str]:
+    messages: list[str] = []
+    res = [PolicyResource(t, p, f"urn:{n}", n, opts(), None, None, [], {}) for t, p, n in resources]
+    cfg = {**defaults(policy), **(config or {})}
+    policy.validate(StackValidationArgs(res, cfg), lambda m, u=None: messages.append(m))
+    return messages
+
+
+def recorded(planned, type_suffix: str, name: str | None = None) -> tuple[str, dict]:
+    reg = planned["prod"].one(type_suffix, name)
+    return reg.type, unwrap(reg.inputs)
+
+
+def mutated(props: dict, path: str, value=...) -> dict:
+    props = copy.deepcopy(props)
+    node = props
+    *parents, last = path.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    if value is ...:
+        node.pop(last, None)
+    else:
+        node[last] = value
+    return props
+
+
+def one(messages: list[str], *words: str) -> None:
+    assert len(messages) == 1, messages
+    for word in (*words, "Fix:"):
+        assert word in messages[0], (word, messages[0])
+
+
+# ------------------------------------------------------------------------- TLS
+def pg_resources(planned) -> list[tuple[str, dict, str]]:
+    out = []
+    for suffix in ("dbforpostgresql:Server", "dbforpostgresql:Configuration"):
+        for reg in planned["prod"].of_type(suffix):
+            out.append((reg.type, unwrap(reg.inputs), reg.name))
+    return out
+
+
+def test_postgres_tls_enforced(planned):
+    resources = pg_resources(planned)
+    assert check_stack(tls.postgres_tls, resources, CONFIG["prod"]["postgres-tls-enforced"]) == []
+    off = [(t, mutated(p, "value", "off") if p.get("configurationName") == "require_secure_transport" else p, n) for t, p, n in resources]
+    one(check_stack(tls.postgres_tls, off), "require-secure-transport", "'off'")
+    old = [(t, mutated(p, "value", "TLSv1.1") if p.get("configurationName") == "ssl_min_protocol_version" else p, n) for t, p, n in resources]
+    one(check_stack(tls.postgres_tls, old), "ssl_min_protocol_version", "'TLSv1.1'")
+    missing = [r for r in resources if r[1].get("configurationName") != "require_secure_transport"]
+    one(check_stack(tls.postgres_tls, missing), "require_secure_transport", "not set")
+    one(check_stack(tls.postgres_tls, resources, {"minimumTlsVersion": "TLSv1.3"}), "'TLSv1.2'", "TLSv1.3")
+
+
+def test_postgres_not_public(planned):
+    typ, props = recorded(planned, "dbforpostgresql:Server")
+    assert check(tls.postgres_private, typ, props) == []
+    one(check(tls.postgres_private, typ, mutated(props, "network.publicNetworkAccess", "Enabled")), "publicNetworkAccess", "'Enabled'")
+    one(check(tls.postgres_private, typ, mutated(props, "network.publicNetworkAccess")), "not set")
+
+
+def test_broker_tls(planned):
+    typ, props = recorded(planned, "RabbitmqCluster")
+    assert check(tls.broker_tls, typ, props, config=CONFIG["prod"]["broker-tls"]) == []
+    one(check(tls.broker_tls, typ, mutated(props, "spec.tls.disableNonTLSListeners", False), config=CONFIG["prod"]["broker-tls"]),
+        "disableNonTLSListeners", "false")
+    assert check(tls.broker_tls, typ, mutated(props, "spec.tls.disableNonTLSListeners", False), config=CONFIG["dev"]["broker-tls"]) == []
+    no_tls = mutated(mutated(props, "spec.tls.secretName"), "spec.tls.disableNonTLSListeners", True)
+    one(check(tls.broker_tls, typ, no_tls), "spec.tls.secretName")
+
+
+def test_ingress_tls(planned):
+    ingress = {"spec": {"rules": [{"host": "a.example.com"}, {"host": "b.example.com"}],
+                        "tls": [{"hosts": ["a.example.com", "b.example.com"], "secretName": "t"}]}}
+    typ = "kubernetes:networking.k8s.io/v1:Ingress"
+    assert check(tls.ingress_tls, typ, ingress) == []
+    one(check(tls.ingress_tls, typ, mutated(ingress, "spec.tls")), "spec.tls")
+    partial = mutated(ingress, "spec.tls", [{"hosts": ["a.example.com"], "secretName": "t"}])
+    one(check(tls.ingress_tls, typ, partial), "b.example.com")
+    rtype, release = recorded(planned, "helm.sh/v3:Release", "kube-prometheus-stack")
+    assert check(tls.ingress_tls, rtype, release) == []
+    one(check(tls.ingress_tls, rtype, mutated(release, "values.grafana.ingress.tls")), "values.grafana.ingress.tls", "grafana.events.example.com")
+
+
+def test_aks_api_server_restricted(planned):
+    typ, props = recorded(planned, "containerservice:ManagedCluster")
+    assert check(tls.aks_api, typ, props) == []
+    one(check(tls.aks_api, typ, mutated(props, "apiServerAccessProfile.authorizedIPRanges", [])), "authorizedIPRanges")
+    one(check(tls.aks_api, typ, mutated(props, "apiServerAccessProfile.authorizedIPRanges", ["0.0.0.0/0"])), "'0.0.0.0/0'")
+    private = mutated(mutated(props, "apiServerAccessProfile.authorizedIPRanges", []), "apiServerAccessProfile.enablePrivateCluster", True)
+    assert check(tls.aks_api, typ, private) == []
+
+
+def test_keyvault_not_public(planned):
+    typ, props = recorded(planned, "keyvault:Vault")
+    assert check(tls.keyvault_private, typ, props) == []
+    one(check(tls.keyvault_private, typ, mutated(props, "properties.networkAcls.defaultAction", "Allow")), "defaultAction", "'Allow'")
+    one(check(tls.keyvault_private, typ, mutated(props, "properties.networkAcls.ipRules", [{"value": "0.0.0.0/0"}])), "ipRules")
+    assert check(tls.keyvault_private, typ, mutated(props, "properties.publicNetworkAccess", "Disabled")) == []
+
+
+def test_storage_account_secure_transport():
+    typ = "azure-native:storage:StorageAccount"
+    good = {"enableHttpsTrafficOnly": True, "minimumTlsVersion": "TLS1_2"}
+    assert check(tls.storage_account_tls, typ, good) == []
+    one(check(tls.storage_account_tls, typ, mutated(good, "enableHttpsTrafficOnly", False)), "enableHttpsTrafficOnly")
+    one(check(tls.storage_account_tls, typ, mutated(good, "minimumTlsVersion", "TLS1_0")), "'TLS1_0'")
+    one(check(tls.storage_account_tls, typ, mutated(good, "minimumTlsVersion")), "not set")
+
+
+# ------------------------------------------------------------------------- backups
+def test_postgres_backup_retention(planned):
+    typ, props = recorded(planned, "dbforpostgresql:Server")
+    cfg = CONFIG["prod"]["postgres-backup-retention"]
+    assert check(backups.postgres_backups, typ, props, config=cfg) == []
+    one(check(backups.postgres_backups, typ, mutated(props, "backup.backupRetentionDays", 14), config=cfg), "backupRetentionDays", "14", "30")
+    one(check(backups.postgres_backups, typ, mutated(props, "backup.geoRedundantBackup", "Disabled"), config=cfg), "geoRedundantBackup")
+    assert check(backups.postgres_backups, typ, mutated(props, "backup.geoRedundantBackup", "Disabled"), config=CONFIG["dev"]["postgres-backup-retention"]) == []
+
+
+def test_keyvault_soft_delete_and_purge_protection(planned):
+    typ, props = recorded(planned, "keyvault:Vault")
+    assert check(backups.keyvault_recoverable, typ, props) == []
+    one(check(backups.keyvault_recoverable, typ, mutated(props, "properties.enablePurgeProtection")), "enablePurgeProtection")
+    one(check(backups.keyvault_recoverable, typ, mutated(props, "properties.enableSoftDelete", False)), "enableSoftDelete")
+    one(check(backups.keyvault_recoverable, typ, mutated(props, "properties.softDeleteRetentionInDays", 7)), "softDeleteRetentionInDays")
+
+
+def test_broker_persistent_storage(planned):
+    (ctype, cluster), (stype, sc) = recorded(planned, "RabbitmqCluster"), recorded(planned, "StorageClass")
+    assert check_stack(backups.broker_storage, [(ctype, cluster, "cluster"), (stype, sc, "sc")]) == []
+    one(check_stack(backups.broker_storage, [(ctype, cluster, "cluster"), (stype, mutated(sc, "reclaimPolicy", "Delete"), "sc")]), "reclaimPolicy", "'Delete'")
+    one(check_stack(backups.broker_storage, [(ctype, cluster, "cluster")]), "storageClassName")
+    empty = mutated(mutated(cluster, "spec.persistence.storage"), "spec.persistence.emptyDir", {})
+    one(check_stack(backups.broker_storage, [(ctype, empty, "cluster"), (stype, sc, "sc")]), "spec.persistence.storage")
+
+
+def test_observability_persistent_storage(planned):
+    cfg = CONFIG["prod"]["observability-persistent-storage"]
+    rtype, kps = recorded(planned, "helm.sh/v3:Release", "kube-prometheus-stack")
+    _, jaeger = recorded(planned, "helm.sh/v3:Release", "jaeger")
+    assert check(backups.observability_storage, rtype, kps, config=cfg) == []
+    assert check(backups.observability_storage, rtype, jaeger, config=cfg) == []
+    one(check(backups.observability_storage, rtype, mutated(kps, "values.prometheus.prometheusSpec.storageSpec"), config=cfg), "prometheus")
+    one(check(backups.observability_storage, rtype, mutated(kps, "values.alertmanager.alertmanagerSpec.storage"), config=cfg), "alertmanager")
+    one(check(backups.observability_storage, rtype, mutated(kps, "values.grafana.persistence.enabled", False), config=cfg), "grafana")
+    _, dev_jaeger = planned["dev"].one("helm.sh/v3:Release", "jaeger").type, unwrap(planned["dev"].one("helm.sh/v3:Release", "jaeger").inputs)
+    one(check(backups.observability_storage, rtype, dev_jaeger, config=cfg), "jaeger")
+    assert check(backups.observability_storage, rtype, dev_jaeger, config=CONFIG["dev"]["observability-persistent-storage"]) == []
+
+
+def test_stateful_resources_protected(planned):
+    cfg = CONFIG["prod"]["stateful-resources-protected"]
+    typ, props = recorded(planned, "dbforpostgresql:Server")
+    assert check(backups.stateful_protected, typ, props, protect=True, config=cfg) == []
+    one(check(backups.stateful_protected, typ, props, protect=False, config=cfg), "protect option", "false")
+    assert check(backups.stateful_protected, typ, props, protect=False, config=CONFIG["dev"]["stateful-resources-protected"]) == []
+    assert check(backups.stateful_protected, "azure-native:network:VirtualNetwork", {}, protect=False, config=cfg) == []
+
+
+# ------------------------------------------------------------------------- hardening
+@pytest.mark.parametrize("policy,path,value,word", [
+    (hardening.aks_local_accounts, "disableLocalAccounts", False, "disableLocalAccounts"),
+    (hardening.aks_secret_rotation, "addonProfiles.azureKeyvaultSecretsProvider.config.enableSecretRotation", "false", "enableSecretRotation"),
+    (hardening.aks_upgrade_channel, "autoUpgradeProfile.upgradeChannel", "none", "upgradeChannel"),
+    (hardening.aks_upgrade_channel, "autoUpgradeProfile.upgradeChannel", ..., "not set"),
+    (hardening.aks_network_policy, "networkProfile.networkPolicy", ..., "networkPolicy"),
+], ids=lambda v: getattr(v, "name", None))
+def test_aks_hardening(planned, policy, path, value, word):
+    typ, props = recorded(planned, "containerservice:ManagedCluster")
+    assert check(policy, typ, props) == []
+    one(check(policy, typ, mutated(props, path, value)), word)
+
+
+def test_keyvault_secret_expiry(planned):
+    typ, props = recorded(planned, "keyvault:Secret", "postgres-admin-secret")
+    assert check(hardening.keyvault_secret_expiry, typ, props) == []
+    one(check(hardening.keyvault_secret_expiry, typ, mutated(props, "properties.attributes.expires")), "expires")
+    messages = check(hardening.keyvault_secret_expiry, typ, props)
+    assert not any(props["properties"]["value"] in m for m in messages)
+
+
+# ------------------------------------------------------------------------- the pack, through the protocol
+def test_every_policy_is_in_the_pack_and_mandatory():
+    from dryrun.policy_host import PolicyHost
+
+    with PolicyHost(ROOT / "policies") as host:
+        names = {p.name: p for p in host.info.policies}
+        assert host.info.name == "event-backbone"
+    expected = {p.name for p in (*tls.POLICIES, *backups.POLICIES, *hardening.POLICIES)}
+    assert set(names) == expected and len(expected) >= 15
+    assert all(p.enforcementLevel == 1 for p in names.values())  # MANDATORY
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_real_stacks_pass_the_gate_through_the_protocol(planned, stack):
+    from dryrun.policy_host import run_pack
+
+    findings = run_pack(ROOT / "policies", ROOT / "policies" / f"config.{stack}.json", planned[stack].result.registrations)
+    assert [f for f in findings if f.enforcement_level == "mandatory"] == []
+
+
+def test_config_with_unknown_properties_is_refused():
+    from dryrun.policy_host import PolicyHost
+
+    with PolicyHost(ROOT / "policies") as host:
+        with pytest.raises(ValueError, match="minimumRetentionDay"):
+            host.configure({"postgres-backup-retention": {"minimumRetentionDay": 30}})
+
+
+def test_gate_trips_on_a_broken_copy_of_prod(tmp_path):
+    """A prod plan made from a dev-shaped stack file (7-day backups, no geo-redundancy,
+    plaintext broker, nothing protected): `make plan` fails with the violations."""
+    import yaml
+
+    doc = stack_doc("dev")
+    broken = tmp_path / "Pulumi.prod.yaml"
+    broken.write_text(yaml.safe_dump(doc, sort_keys=False))
+    proc = subprocess.run([sys.executable, "-m", "dryrun", "prod", "--stack-file", str(broken), "--out", str(tmp_path / "out")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    report = json.loads((tmp_path / "out" / "policy-report.json").read_text())
+    violated = {f["policy"] for f in report if f["enforcementLevel"] == "mandatory"}
+    assert {"postgres-backup-retention", "broker-tls", "stateful-resources-protected", "observability-persistent-storage"} <= violated
+    for finding in report:
+        assert set(finding) == {"policyPack", "policy", "enforcementLevel", "urn", "message"}
+        assert finding["urn"].startswith("urn:pulumi:prod::event-backbone::")
+        assert "Fix:" in finding["message"]
+    assert "[mandatory] postgres-backup-retention" in proc.stdout

@@ -1,0 +1,48 @@
+"""The PR and main workflows do what the README says."""
+
+from __future__ import annotations
+
+import yaml
+
+from conftest import ROOT
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text())
+
+
+def steps(job: dict) -> list[dict]:
+    return job.get("steps", [])
+
+
+def test_pr_workflow_tests_plans_and_previews_with_the_pack():
+    wf = load("pr.yml")
+    jobs = wf["jobs"]
+    assert any("make test" in s.get("run", "") for s in steps(jobs["test"]))
+    assert any("make plan STACK=${{ matrix.stack }}" in s.get("run", "") for s in steps(jobs["plan"]))
+    assert jobs["plan"]["strategy"]["matrix"]["stack"] == ["dev", "prod"]
+    assert any(s.get("uses", "").startswith("actions/upload-artifact") for s in steps(jobs["plan"]))
+    preview = jobs["preview"]
+    assert set(preview["needs"]) == {"test", "plan"}
+    uses = [s.get("uses", "") for s in steps(preview)]
+    assert any(u.startswith("azure/login") for u in uses)
+    pulumi = next(s for s in steps(preview) if s.get("uses", "").startswith("pulumi/actions"))
+    assert pulumi["with"]["command"] == "preview"
+    assert pulumi["with"]["policyPacks"] == "policies"
+    assert pulumi["with"]["policyPackConfigs"] == "policies/config.${{ matrix.stack }}.json"
+    assert pulumi["with"]["comment-on-pr"] is True
+    assert wf["permissions"]["id-token"] == "write"
+
+
+def test_main_workflow_rolls_dev_then_prod_behind_approval():
+    jobs = load("main.yml")["jobs"]
+    deploy = jobs["deploy"]
+    include = deploy["strategy"]["matrix"]["include"]
+    assert [i["stack"] for i in include] == ["dev", "prod"]
+    assert next(i for i in include if i["stack"] == "prod")["environment"] == "production"
+    assert deploy["environment"] == "${{ matrix.environment }}"
+    assert deploy["strategy"]["max-parallel"] == 1
+    pulumi = next(s for s in steps(deploy) if s.get("uses", "").startswith("pulumi/actions"))
+    assert pulumi["with"]["command"] == "up"
+    for config in ("dev", "prod"):
+        assert (ROOT / "policies" / f"config.{config}.json").is_file()
