@@ -8,13 +8,12 @@ import base64
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi_azure_native import authorization, containerservice, managedidentity, operationalinsights
+from pulumi_azure_native import containerservice, managedidentity, operationalinsights
 
 from .network import Network
 from .settings import StackSettings
-from .vault import role_definition_id
+from . import rbac
 
-ROLE_NETWORK_CONTRIBUTOR = "4d97b98b-1d4f-4787-a291-c67834d212e7"
 SYSTEM_TAINT = "CriticalAddonsOnly=true:NoSchedule"
 
 
@@ -110,19 +109,9 @@ class Aks(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        subnet_grant = authorization.RoleAssignment(
-            "control-plane-subnet",
-            authorization.RoleAssignmentArgs(
-                principal_id=control_plane.principal_id,
-                principal_type="ServicePrincipal",
-                role_definition_id=client.subscription_id.apply(
-                    lambda sub: role_definition_id(sub, ROLE_NETWORK_CONTRIBUTOR)
-                ),
-                scope=net.aks_subnet_id,
-                description="AKS control plane manages load balancers in the node subnet",
-            ),
-            opts=child,
-        )
+        subnet_grant = rbac.grant("control-plane-subnet", role=rbac.NETWORK_CONTRIBUTOR, principal_id=control_plane.principal_id,
+                                  scope=net.aks_subnet_id, client=client,
+                                  description="AKS control plane manages load balancers in the node subnet", opts=child)
 
         system_pool = containerservice.ManagedClusterAgentPoolProfileArgs(
             name="system",

@@ -12,21 +12,16 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_random as random
-from pulumi_azure_native import authorization, keyvault, managedidentity, network
+from pulumi_azure_native import keyvault, managedidentity, network
+
+from . import rbac
 
 from .network import Network
 from .settings import StackSettings
 
-# Built-in role definition IDs (same GUID in every tenant).
-ROLE_KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
-ROLE_KEY_VAULT_SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
 SOFT_DELETE_DAYS = 90
 # URL- and connection-string-safe specials: secrets end up in AMQP/PostgreSQL URIs.
 PASSWORD_SPECIALS = "-_.~"
-
-
-def role_definition_id(subscription_id: str, role_guid: str) -> str:
-    return f"/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{role_guid}"
 
 
 def expiry_epoch(day: dt.date) -> int:
@@ -125,18 +120,10 @@ class Vault(pulumi.ComponentResource):
         )
 
         # The deploying principal writes the generated secrets (RBAC vault: no access policies).
-        writer = authorization.RoleAssignment(
-            "deployer-secrets-officer",
-            authorization.RoleAssignmentArgs(
-                principal_id=client.object_id,
-                role_definition_id=client.subscription_id.apply(
-                    lambda sub: role_definition_id(sub, ROLE_KEY_VAULT_SECRETS_OFFICER)
-                ),
-                scope=vault.id,
-                description="event-backbone deployment writes generated secrets",
-            ),
-            opts=child,
-        )
+        # principal_type left unset: the deployer may be a user or a service principal.
+        writer = rbac.grant("deployer-secrets-officer", role=rbac.KEY_VAULT_SECRETS_OFFICER, principal_id=client.object_id,
+                            scope=vault.id, client=client, description="event-backbone deployment writes generated secrets",
+                            opts=child, principal_type=None)
 
         self._vault = vault
         self._writer = writer
@@ -228,18 +215,8 @@ class WorkloadSecretAccess(pulumi.ComponentResource):
             audiences=["api://AzureADTokenExchange"],
             opts=child,
         )
-        authorization.RoleAssignment(
-            "secrets-user",
-            authorization.RoleAssignmentArgs(
-                principal_id=identity.principal_id,
-                principal_type="ServicePrincipal",
-                role_definition_id=client.subscription_id.apply(
-                    lambda sub: role_definition_id(sub, ROLE_KEY_VAULT_SECRETS_USER)
-                ),
-                scope=vault.vault_id,
-                description=f"{wi.namespace}/{wi.service_account} reads platform secrets via the CSI driver",
-            ),
-            opts=child,
-        )
+        rbac.grant("secrets-user", role=rbac.KEY_VAULT_SECRETS_USER, principal_id=identity.principal_id, scope=vault.vault_id,
+                   client=client, description=f"{wi.namespace}/{wi.service_account} reads platform secrets via the CSI driver",
+                   opts=child)
         self.client_id = identity.client_id
         self.register_outputs({"clientId": self.client_id})
