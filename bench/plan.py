@@ -6,7 +6,9 @@
   folder, so every module of the SDKs and the project is compiled from source);
 - warm: `make plan` again with the normal caches (median of --runs);
 - split: in one fresh process, the import time of the SDK modules the program uses
-  against the time of the program itself (planning + writing plan.json).
+  against the time of the program itself (planning + writing plan.json) and of the policy
+  gate (starting the pack as a plugin and analysing every resource over gRPC);
+- plan only: `python -m dryrun <stack> --no-policy`.
 """
 
 from __future__ import annotations
@@ -48,7 +50,11 @@ t2 = time.perf_counter()
 result = run_stack(sys.argv[1])
 doc = write_plan(result, __import__("pathlib").Path(sys.argv[2]))
 t3 = time.perf_counter()
-print(json.dumps({"sdk_imports": t1 - t0, "project_imports": t2 - t1, "program": t3 - t2, "resources": len(doc["resources"])}))
+from pathlib import Path
+from dryrun.policy_host import run_pack
+run_pack(Path("policies"), Path(f"policies/config.{sys.argv[1]}.json"), result.registrations)
+t4 = time.perf_counter()
+print(json.dumps({"sdk_imports": t1 - t0, "project_imports": t2 - t1, "program": t3 - t2, "policy": t4 - t3, "resources": len(doc["resources"])}))
 """
 
 
@@ -76,7 +82,7 @@ def main() -> None:
             json.loads(subprocess.run([py, "-c", SPLIT, args.stack, out], cwd=ROOT, check=True, capture_output=True, text=True).stdout)
             for _ in range(args.runs)
         ]
-    med = {k: statistics.median(s[k] for s in splits) for k in ("sdk_imports", "project_imports", "program")}
+    med = {k: statistics.median(s[k] for s in splits) for k in ("sdk_imports", "project_imports", "program", "policy")}
 
     print(f"stack: {args.stack}  resources: {splits[0]['resources']}  cores: {os.cpu_count()}  python: {sys.version.split()[0]}")
     print(f"make plan, cold (empty bytecode cache): {cold:6.2f} s")
@@ -84,6 +90,9 @@ def main() -> None:
     print(f"  SDK imports (pulumi, azure-native modules, kubernetes, random, pydantic): {med['sdk_imports']:5.2f} s")
     print(f"  project imports (components, dryrun):                                    {med['project_imports']:5.2f} s")
     print(f"  program under mocks + plan.json:                                         {med['program']:5.2f} s")
+    print(f"  policy pack over the recorded resources (plugin start + gRPC analysis):  {med['policy']:5.2f} s")
+    plan_only = [timed([str(ROOT / ".venv/bin/python"), "-m", "dryrun", args.stack, "--no-policy"]) for _ in range(args.runs)]
+    print(f"python -m dryrun --no-policy (plan without the gate), median: {statistics.median(plan_only):6.2f} s")
 
 
 if __name__ == "__main__":
