@@ -19,6 +19,7 @@ import re
 from typing import Annotated, Any, Iterable, Literal, Optional, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic.alias_generators import to_camel
 
 PROJECT = "event-backbone"
@@ -361,6 +362,16 @@ class StackSettings(Model):
     def vhost(self) -> str:
         return self.broker.topology.vhost or f"events-{self.environment}"
 
+    @model_validator(mode="after")
+    def _environment_rules(self) -> "StackSettings":
+        """Rules across keys and per environment (prod: three zones, zone-redundant HA, ...).
+        Each broken rule names its own key; `validate` turns them into lines."""
+        problems = environment_rules(self)
+        if problems:
+            raise PydanticCustomError("environment_rules", "{count} environment rule(s) broken",
+                                      {"count": len(problems), "problems": problems})
+        return self
+
     def secret_names(self) -> list[str]:
         """Every secret the stack generates (the keys allowed under keyVault.rotation)."""
         return ["postgres-admin", "broker-admin", "grafana-admin"] + [f"broker-{svc}" for svc in self.broker.topology.services]
@@ -665,14 +676,15 @@ def validate(raw: dict[str, Any], stack: str) -> StackSettings:
     """Validates a dict of ``{key-without-namespace: value}``; raises ConfigError with every problem."""
     stack_file = f"Pulumi.{stack}.yaml"
     try:
-        settings = StackSettings.model_validate(raw)
+        return StackSettings.model_validate(raw)
     except ValidationError as exc:
-        problems = [_message(StackSettings, e) for e in exc.errors(include_url=False)]
+        problems: list[Problem] = []
+        for e in exc.errors(include_url=False):
+            if e["type"] == "environment_rules":
+                problems += e["ctx"]["problems"]
+            else:
+                problems.append(_message(StackSettings, e))
         raise ConfigError(stack_file, problems) from None
-    problems = environment_rules(settings)
-    if problems:
-        raise ConfigError(stack_file, problems)
-    return settings
 
 
 def from_config_map(config: dict[str, Any], stack: str, project: str = PROJECT) -> StackSettings:

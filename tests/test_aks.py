@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 def cluster(stack) -> dict:
     return stack.inputs("containerservice:ManagedCluster")
@@ -102,16 +104,23 @@ def test_api_server_is_restricted(stack):
 
 def test_private_cluster_when_config_says_so():
     from components.aks import api_server_profile
-    from components.settings import StackSettings
+    from components.settings import from_config_map
+    from dryrun.runner import config_from_yaml
+    from test_settings import mutate
 
-    s = StackSettings.model_validate({
-        "environment": "dev", "location": "westeurope",
-        "aks": {"apiServer": {"privateCluster": True}},
-        "keyVault": {"secretsExpireOn": "2027-01-01"},
-    })
+    text = mutate("dev", "aks.apiServer", {"privateCluster": True})
+    s = from_config_map(config_from_yaml(text)[0], "dev")
     profile = api_server_profile(s)
     assert profile.enable_private_cluster is True
     assert not profile.authorized_ip_ranges
+
+
+def test_settings_objects_cannot_be_built_against_the_rules():
+    import pydantic
+    from components.settings import StackSettings
+
+    with pytest.raises(pydantic.ValidationError, match="environment rule"):
+        StackSettings.model_validate({"environment": "prod", "location": "westeurope", "keyVault": {"secretsExpireOn": "2027-01-01"}})
 
 
 def test_control_plane_identity_can_manage_the_node_subnet(stack):
