@@ -1,10 +1,11 @@
 """Proof on a real RabbitMQ (Debian's rabbitmq-server): the rendered topology routes,
 dead-letters, refuses, isolates and survives restarts as designed.
 
-One throwaway node on loopback ports boots with the rendered definitions
-(``load_definitions``, as in the cluster) of a proof topology: the dev stack's services plus
-probe services with short TTL / small limits. The dev stack's own definitions are imported
-through the management HTTP API into their vhost as well.
+One throwaway node on loopback ports, with the broker settings the cluster gets
+(additionalConfig), imports through the management HTTP API the rendered definitions of a
+proof topology: the dev stack's services plus probe services with short TTL / small limits.
+The dev stack's own definitions are imported into their vhost as well. (Loading the
+definitions at boot, as the cluster does, is proven on the TLS node: test_broker_tls.py.)
 """
 
 from __future__ import annotations
@@ -102,14 +103,13 @@ def broker(tmp_path_factory):
     s = proof_settings()
     passwords = {u: secrets.token_urlsafe(24) for u in render.users_and_secrets(s)}
     work = tmp_path_factory.mktemp("rabbitmq")
-    defs_dir = work / "definitions"
-    defs_dir.mkdir()
-    (defs_dir / "definitions.json").write_text(json.dumps(real_definitions(s, passwords)))
-    # The same additionalConfig the RabbitmqCluster gets, pointed at the local file.
-    config = render.additional_config(s).replace(render.DEFINITIONS_DIR, str(defs_dir))
-    node = RabbitNode(work / "node", extra_config=config, admin=(render.ADMIN_USER, passwords[render.ADMIN_USER]))
+    # The additionalConfig the RabbitmqCluster gets, without the boot-time import.
+    config = "\n".join(l for l in render.additional_config(s).splitlines() if not l.startswith("load_definitions"))
+    node = RabbitNode(work / "node", extra_config=config, admin=("guest", "guest"))
     try:
         node.start()
+        node.import_definitions(real_definitions(s, passwords))
+        node.admin = (render.ADMIN_USER, passwords[render.ADMIN_USER])  # the imported administrator from now on
         yield Broker(node, s, passwords)
     finally:
         node.close()
@@ -130,7 +130,7 @@ def test_node_listens_on_loopback_only(broker):
         assert local.startswith(("127.", "[::1]:")), line  # IPv4 or IPv6 loopback only
 
 
-def test_definitions_loaded_at_boot_with_the_rendered_arguments(broker):
+def test_imported_definitions_have_the_rendered_arguments(broker):
     vhost = RabbitNode.vhost_path(broker.s.vhost)
     expected = {p.queue: p.arguments for p in render.queue_plans(broker.t)}
     deadline, queues = time.time() + 30, {}

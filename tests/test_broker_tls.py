@@ -75,6 +75,21 @@ def amqps(prod, node, passwords, context: ssl.SSLContext, server_hostname: str):
     return pika.BlockingConnection(params)
 
 
+def test_definitions_were_loaded_at_boot(tls_broker):
+    """This node got the prod definitions the way the cluster does: load_definitions at boot."""
+    import time
+
+    prod, node, files, passwords = tls_broker
+    expected = {q["name"] for q in render.definitions(prod, render.placeholder_hashes(prod))["queues"]}
+    deadline, names = time.time() + 30, set()
+    while time.time() < deadline and names != expected:  # the queue listing lags boot briefly
+        names = {q["name"] for q in node.api("GET", f"/api/queues/{RabbitNode.vhost_path(prod.vhost)}")}
+        time.sleep(0.5)
+    assert names == expected
+    users = {u["name"] for u in node.api("GET", "/api/users")}
+    assert users == set(render.users_and_secrets(prod))  # no default guest: the definitions' admin only
+
+
 def test_amqps_client_with_the_stack_ca_connects_and_publishes(tls_broker):
     prod, node, files, passwords = tls_broker
     context = ssl.create_default_context(cafile=str(files.cacert))  # verifies chain and host name
