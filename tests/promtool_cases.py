@@ -107,8 +107,10 @@ def slo_series(s: StackSettings, slo: Slo, segments: list[tuple[float, int]], pe
 
 
 def slo_labels(s: StackSettings, slo: Slo) -> dict:
-    service = s.broker.cluster_name if slo.kind == "broker-availability" else SERVICE
-    return {"slo": slo.name, "service": service}
+    label = s.observability.metrics.service_label
+    if slo.kind == "broker-availability":  # the target's Kubernetes `service`, copied to the contract's label
+        return {"slo": slo.name, "service": s.broker.cluster_name, label: s.broker.cluster_name}
+    return {"slo": slo.name, label: SERVICE}
 
 
 def slo_cases(s: StackSettings) -> list[dict]:
@@ -166,13 +168,14 @@ def spike_cases(s: StackSettings) -> list[dict]:
 def threshold_cases(s: StackSettings) -> list[dict]:
     m, t, b = s.observability.metrics, s.observability.thresholds, s.broker
     svc = f'{m.service_label}="{SERVICE}"'
+    who = {m.service_label: SERVICE}
     out = []
     low = t.success_rate_min_percent / 100 - 0.01  # one point under the minimum
     for alert, metric in (("EventPublishSuccessRateLow", m.events_published), ("EventStorageSuccessRateLow", m.events_stored)):
         def series(success_fraction):
             return {f'{metric}{{{svc},{m.outcome_label}="{m.success_value}"}}': counter((1000 * success_fraction, 20)),
                     f'{metric}{{{svc},{m.outcome_label}="{m.failure_value}"}}': counter((1000 * (1 - success_fraction), 20))}
-        out.append(case(series(low), [(10, alert, [expected(s, alert, {"service": SERVICE}, low)])], f"{alert} fires"))
+        out.append(case(series(low), [(10, alert, [expected(s, alert, who, low)])], f"{alert} fires"))
         out.append(case(series(0.999), [(10, alert, [])], f"{alert} healthy"))
 
     lat = m.end_to_end_latency
@@ -185,7 +188,7 @@ def threshold_cases(s: StackSettings) -> list[dict]:
                 f'{lat}_count{{{svc}}}': counter((100, 20))}
     # all events between 1 s and 2 s: p99 = 1 + (2 - 1) * 99/100 = 1.99 s
     out.append(case(latency(0, 1), [(4, "EventEndToEndLatencyHigh", []),
-                                     (12, "EventEndToEndLatencyHigh", [expected(s, "EventEndToEndLatencyHigh", {"service": SERVICE}, 1.99)])],
+                                     (12, "EventEndToEndLatencyHigh", [expected(s, "EventEndToEndLatencyHigh", who, 1.99)])],
                     "EventEndToEndLatencyHigh fires after 5 minutes"))
     out.append(case(latency(1, 1), [(12, "EventEndToEndLatencyHigh", [])], "EventEndToEndLatencyHigh healthy"))
 
@@ -199,7 +202,7 @@ def threshold_cases(s: StackSettings) -> list[dict]:
     out.append(case({f'{dlq}{{vhost="{vhost}",queue="dlq.all",namespace="{ns}",pod="p0"}}': gauge((over, 15)),
                      f'{dlq}{{vhost="{vhost}",queue="candystore.events",namespace="{ns}",pod="p0"}}': gauge((50000, 15))},
                     [(3, "DeadLetterQueueBacklog", []),
-                     (10, "DeadLetterQueueBacklog", [expected(s, "DeadLetterQueueBacklog", {"vhost": vhost, "queue": "dlq.all", "service": "all"}, over)])],
+                     (10, "DeadLetterQueueBacklog", [expected(s, "DeadLetterQueueBacklog", {"vhost": vhost, "queue": "dlq.all", m.service_label: "all"}, over)])],
                     "DeadLetterQueueBacklog fires on a DLQ only"))
     out.append(case({f'{dlq}{{vhost="{vhost}",queue="dlq.candystore",namespace="{ns}",pod="p0"}}': gauge((10, 15))},
                     [(10, "DeadLetterQueueBacklog", [])], "DeadLetterQueueBacklog healthy"))

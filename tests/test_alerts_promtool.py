@@ -80,3 +80,26 @@ def test_burn_thresholds_follow_the_budget(stack):
         b = R.budget(slo)
         assert f"(14.4 * {b:g})" in fast["expr"] and f"(6 * {b:g})" in fast["expr"]
         assert "slo:sli_error:ratio_rate1h" in fast["expr"] and "slo:sli_error:ratio_rate5m" in fast["expr"]
+
+
+def test_metric_and_label_names_are_settings(tmp_path):
+    """A team that names its metrics differently changes the stack file, not the rules."""
+    promtool = require_tool("promtool")
+    from dryrun.runner import config_from_yaml
+    from components import settings as S
+    from test_settings import mutate
+
+    text = mutate("prod", "observability.metrics", {"eventsPublished": "bus_publishes_total", "serviceLabel": "app",
+                                                    "outcomeLabel": "result", "successValue": "ok", "failureValue": "error"})
+    s = S.from_config_map(config_from_yaml(text)[0], "prod")
+    rendered = to_yaml(R.rules_file(s))
+    assert "bus_publishes_total" in rendered and "events_published_total" not in rendered
+    assert 'result="error"' in rendered and "sum by (app)" in rendered
+    path = tmp_path / "rules.yaml"
+    path.write_text(rendered)
+    doc = promtool_cases.test_file(s, path.name)
+    doc["tests"] = [t for t in doc["tests"] if "publish" in t["name"].lower()]
+    assert doc["tests"]
+    (tmp_path / "tests.yaml").write_text(to_yaml(doc))
+    proc = subprocess.run([promtool, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-4000:]

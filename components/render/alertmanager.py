@@ -44,14 +44,15 @@ def config(s: StackSettings) -> dict:
             "send_resolved": True,
             "severity": "critical",
             "description": "{{ .CommonLabels.alertname }}: {{ .CommonAnnotations.summary }}",
-            "details": {"runbook": "{{ .CommonAnnotations.runbook_url }}", "service": "{{ .CommonLabels.service }}"},
+            "details": {"runbook": "{{ .CommonAnnotations.runbook_url }}",
+                        "service": f"{{{{ .CommonLabels.{s.observability.metrics.service_label} }}}}"},
         }]})
     if "slack-webhook-url" in keys:
         receivers.append({"name": SLACK, "slack_configs": [{
             "api_url_file": f"{SECRET_DIR}/slack-webhook-url",
             "channel": a.slack_channel,
             "send_resolved": True,
-            "title": "[{{ .Status | toUpper }}] {{ .CommonLabels.alertname }} {{ .CommonLabels.service }}",
+            "title": f"[{{{{ .Status | toUpper }}}}] {{{{ .CommonLabels.alertname }}}} {{{{ .CommonLabels.{s.observability.metrics.service_label} }}}}",
             "text": "{{ range .Alerts }}*{{ .Annotations.summary }}*\n{{ .Annotations.description }}\n<{{ .Annotations.runbook_url }}|runbook>\n{{ end }}",
         }]})
     if "deadmans-switch-url" in keys:
@@ -72,14 +73,14 @@ def config(s: StackSettings) -> dict:
         "global": {"resolve_timeout": "5m"},
         "route": {
             "receiver": receiver_for(s, "warning") if keys else NULL,  # unlabelled alerts are not lost
-            "group_by": ["alertname", "service", "queue"],
+            "group_by": ["alertname", s.observability.metrics.service_label, "queue"],
             "group_wait": "30s", "group_interval": "5m", "repeat_interval": "4h",
             "routes": routes,
         },
         "inhibit_rules": [{
             "source_matchers": ['severity="critical"'],
             "target_matchers": ['severity="warning"'],
-            "equal": ["service"],
+            "equal": [s.observability.metrics.service_label],
         }],
         "receivers": receivers,
     }

@@ -43,8 +43,12 @@ def error_ratio(s: StackSettings, slo: Slo, window: str) -> str:
         le = f'le="{slo.latency_threshold_seconds:g}"'
         return (f"1 - (\n  {by} (rate({m.end_to_end_latency}_bucket{{{le}}}[{window}]))\n  /\n"
                 f"  {by} (rate({m.end_to_end_latency}_count[{window}]))\n)")
-    # broker availability: the share of scrapes in the window where the broker answered
-    return f"1 - avg by (service) (avg_over_time(up{{{broker_selector(s)}}}[{window}]))"
+    # broker availability: the share of scrapes in the window where the broker answered; the
+    # Prometheus operator labels targets with their Kubernetes `service`
+    expr = f"1 - avg by (service) (avg_over_time(up{{{broker_selector(s)}}}[{window}]))"
+    if m.service_label != "service":
+        expr = f'label_replace({expr}, "{m.service_label}", "$1", "service", "(.*)")'
+    return expr
 
 
 def recording_rules(s: StackSettings) -> list[dict]:
@@ -71,10 +75,15 @@ def _burn(slo: Slo, pairs) -> str:
     return "\nor\n".join(clauses)
 
 
+def who(s: StackSettings) -> str:
+    """The alert template for the service an alert is about (the contract's label name)."""
+    return f"{{{{ $labels.{s.observability.metrics.service_label} }}}}"
+
+
 def slo_alerts(s: StackSettings) -> list[dict]:
     out = []
     for slo in slos(s):
-        who = "{{ $labels.service }}"
+        who = globals()["who"](s)
         out.append({
             "alert": "ErrorBudgetBurnFast",
             "expr": _burn(slo, FAST),
@@ -120,24 +129,24 @@ def pipeline_alerts(s: StackSettings) -> list[dict]:
             "expr": success_rate(m.events_published),
             "for": "1m",
             "labels": {"severity": "critical"},
-            "annotations": _annotations(s, "EventPublishSuccessRateLow", "{{ $labels.service }} fails to publish events",
-                                        f"Only {{{{ $value | humanizePercentage }}}} of publishes by {{{{ $labels.service }}}} succeeded over 5 minutes (minimum {t.success_rate_min_percent:g}%)."),
+            "annotations": _annotations(s, "EventPublishSuccessRateLow", f"{who(s)} fails to publish events",
+                                        f"Only {{{{ $value | humanizePercentage }}}} of publishes by {who(s)} succeeded over 5 minutes (minimum {t.success_rate_min_percent:g}%)."),
         },
         {
             "alert": "EventStorageSuccessRateLow",
             "expr": success_rate(m.events_stored),
             "for": "1m",
             "labels": {"severity": "critical"},
-            "annotations": _annotations(s, "EventStorageSuccessRateLow", "{{ $labels.service }} fails to store events",
-                                        f"Only {{{{ $value | humanizePercentage }}}} of stores by {{{{ $labels.service }}}} succeeded over 5 minutes (minimum {t.success_rate_min_percent:g}%)."),
+            "annotations": _annotations(s, "EventStorageSuccessRateLow", f"{who(s)} fails to store events",
+                                        f"Only {{{{ $value | humanizePercentage }}}} of stores by {who(s)} succeeded over 5 minutes (minimum {t.success_rate_min_percent:g}%)."),
         },
         {
             "alert": "EventEndToEndLatencyHigh",
             "expr": f"histogram_quantile(0.99, sum by ({svc}, le) (rate({m.end_to_end_latency}_bucket[5m])))\n> {t.e2e_p99_seconds:g}",
             "for": "5m",
             "labels": {"severity": "warning"},
-            "annotations": _annotations(s, "EventEndToEndLatencyHigh", "{{ $labels.service }}: p99 end-to-end latency is high",
-                                        f"p99 end-to-end latency of {{{{ $labels.service }}}} is {{{{ $value | humanizeDuration }}}} (threshold {t.e2e_p99_seconds:g}s) for 5 minutes."),
+            "annotations": _annotations(s, "EventEndToEndLatencyHigh", f"{who(s)}: p99 end-to-end latency is high",
+                                        f"p99 end-to-end latency of {who(s)} is {{{{ $value | humanizeDuration }}}} (threshold {t.e2e_p99_seconds:g}s) for 5 minutes."),
         },
     ]
 
@@ -149,11 +158,12 @@ def broker_alerts(s: StackSettings) -> list[dict]:
     m, t = o.metrics, o.thresholds
     sel = broker_selector(s)
     ns = f'namespace="{b.namespace}"'
+    svc = {m.service_label: b.cluster_name}  # so a critical broker alert inhibits its warnings
     return [
         {
             "alert": "DeadLetterQueueBacklog",
             "expr": (f'label_replace(\n  max by (vhost, queue) ({m.queue_messages}{{queue=~"dlq\\\\..+"}}),\n'
-                     f'  "service", "$1", "queue", "dlq\\\\.(.+)"\n) > {t.dlq_backlog_messages}'),
+                     f'  "{m.service_label}", "$1", "queue", "dlq\\\\.(.+)"\n) > {t.dlq_backlog_messages}'),
             "for": "5m",
             "labels": {"severity": "warning"},
             "annotations": _annotations(s, "DeadLetterQueueBacklog", "Dead letters pile up in {{ $labels.queue }}",
@@ -163,7 +173,7 @@ def broker_alerts(s: StackSettings) -> list[dict]:
             "alert": "BrokerDown",
             "expr": f"up{{{sel}}} == 0\nor\nabsent(up{{{sel}}})",
             "for": "2m",
-            "labels": {"severity": "critical", "service": b.cluster_name},
+            "labels": {"severity": "critical", **svc},
             "annotations": _annotations(s, "BrokerDown", "RabbitMQ is not answering scrapes",
                                         "The broker's metrics endpoint {{ $labels.instance }} has been down (or absent) for 2 minutes."),
         },
@@ -171,7 +181,7 @@ def broker_alerts(s: StackSettings) -> list[dict]:
             "alert": "BrokerNodeCountLow",
             "expr": (f'kube_statefulset_status_replicas_ready{{{ns},statefulset="{b.cluster_name}-server"}}\n< {b.replicas}'),
             "for": "5m",
-            "labels": {"severity": "warning", "service": b.cluster_name},
+            "labels": {"severity": "warning", **svc},
             "annotations": _annotations(s, "BrokerNodeCountLow", "Fewer RabbitMQ nodes are ready than configured",
                                         f"{{{{ $value }}}} of {b.replicas} broker nodes are ready for 5 minutes."),
         },
@@ -179,7 +189,7 @@ def broker_alerts(s: StackSettings) -> list[dict]:
             "alert": "BrokerDiskAlarm",
             "expr": f"max by (instance) (rabbitmq_alarms_free_disk_space_watermark{{{ns}}}) == 1",
             "for": "1m",
-            "labels": {"severity": "critical", "service": b.cluster_name},
+            "labels": {"severity": "critical", **svc},
             "annotations": _annotations(s, "BrokerDiskAlarm", "RabbitMQ disk alarm: publishers are blocked",
                                         "{{ $labels.instance }} is below its free disk limit; RabbitMQ blocks every publishing connection."),
         },
@@ -187,7 +197,7 @@ def broker_alerts(s: StackSettings) -> list[dict]:
             "alert": "BrokerMemoryAlarm",
             "expr": f"max by (instance) (rabbitmq_alarms_memory_used_watermark{{{ns}}}) == 1",
             "for": "1m",
-            "labels": {"severity": "critical", "service": b.cluster_name},
+            "labels": {"severity": "critical", **svc},
             "annotations": _annotations(s, "BrokerMemoryAlarm", "RabbitMQ memory alarm: publishers are blocked",
                                         "{{ $labels.instance }} is above its memory high watermark; RabbitMQ blocks every publishing connection."),
         },
@@ -197,7 +207,7 @@ def broker_alerts(s: StackSettings) -> list[dict]:
                      f'kubelet_volume_stats_capacity_bytes{{{ns},persistentvolumeclaim=~"persistence-{b.cluster_name}-server-.*"}}\n'
                      f'< {t.volume_free_min_percent / 100:g}'),
             "for": "10m",
-            "labels": {"severity": "warning", "service": b.cluster_name},
+            "labels": {"severity": "warning", **svc},
             "annotations": _annotations(s, "BrokerVolumeSpaceLow", "A RabbitMQ volume is filling up",
                                         f"{{{{ $labels.persistentvolumeclaim }}}} has {{{{ $value | humanizePercentage }}}} free (minimum {t.volume_free_min_percent}%)."),
         },
@@ -206,7 +216,7 @@ def broker_alerts(s: StackSettings) -> list[dict]:
             "expr": (f"max by (instance) (rabbitmq_process_resident_memory_bytes{{{ns}}})\n/\n"
                      f"max by (instance) (rabbitmq_resident_memory_limit_bytes{{{ns}}})\n> {t.memory_high_percent / 100:g}"),
             "for": "10m",
-            "labels": {"severity": "warning", "service": b.cluster_name},
+            "labels": {"severity": "warning", **svc},
             "annotations": _annotations(s, "BrokerMemoryHigh", "RabbitMQ memory is close to its high watermark",
                                         f"{{{{ $labels.instance }}}} uses {{{{ $value | humanizePercentage }}}} of its memory high watermark (warning at {t.memory_high_percent}%)."),
         },
