@@ -75,6 +75,17 @@ class Broker:
     def publish(self, ch, key: str, body: bytes, *, mandatory: bool = True) -> None:
         ch.basic_publish(self.t.exchange, key, body, properties=pika.BasicProperties(delivery_mode=2), mandatory=mandatory)
 
+    def publish_and_reject(self, key: str, body: bytes, consumer: str, queue: str) -> None:
+        """svc-bloodbank publishes; the consumer takes the message and rejects it without requeue."""
+        conn, ch = self.channel("svc-bloodbank")
+        self.publish(ch, key, body)
+        conn.close()
+        conn, ch = self.channel(consumer)
+        method, _, got = ch.basic_get(queue)
+        assert got == body
+        ch.basic_reject(method.delivery_tag, requeue=False)
+        conn.close()
+
     def drain(self, queue: str, vhost: str | None = None) -> list[tuple]:
         conn = self.connect(render.ADMIN_USER, vhost)
         ch = conn.channel()
@@ -172,14 +183,7 @@ def test_unroutable_event_is_returned_to_a_mandatory_publisher(broker):
 
 # ---------------------------------------------------------------------------- 2. dead letters
 def test_rejected_message_lands_in_dlq_all_with_x_death(broker):
-    conn, ch = broker.channel("svc-bloodbank")
-    broker.publish(ch, "transcription.voice.failed", b"poison-1")
-    conn.close()
-    conn, ch = broker.channel("svc-transcription")
-    method, _, body = ch.basic_get("transcription.voice")
-    assert body == b"poison-1"
-    ch.basic_reject(method.delivery_tag, requeue=False)
-    conn.close()
+    broker.publish_and_reject("transcription.voice.failed", b"poison-1", "svc-transcription", "transcription.voice")
     [(_, props, body)] = [m for m in broker.wait_for("dlq.all") if m[2] == b"poison-1"]
     death = props.headers["x-death"][0]
     assert death["queue"] == "transcription.voice"
@@ -188,13 +192,7 @@ def test_rejected_message_lands_in_dlq_all_with_x_death(broker):
 
 
 def test_per_service_dlq_gets_its_own_dead_letters(broker):
-    conn, ch = broker.channel("svc-bloodbank")
-    broker.publish(ch, "order.cart.broken", b"poison-2")
-    conn.close()
-    conn, ch = broker.channel("svc-candystore")
-    method, _, _ = ch.basic_get("candystore.events")
-    ch.basic_reject(method.delivery_tag, requeue=False)
-    conn.close()
+    broker.publish_and_reject("order.cart.broken", b"poison-2", "svc-candystore", "candystore.events")
     assert [m[2] for m in broker.wait_for("dlq.candystore")] == [b"poison-2"]
     assert b"poison-2" in [m[2] for m in broker.wait_for("dlq.all")]
 
@@ -285,13 +283,7 @@ def test_runbook_replay_shovels_dead_letters_back_to_their_queue(broker):
     """docs/runbooks/dead-letter-queue.md: inspect, replay with a shovel to the events
     exchange, purge."""
     broker.drain("dlq.candystore")
-    conn, ch = broker.channel("svc-bloodbank")
-    broker.publish(ch, "order.cart.replayed", b"replay-me")
-    conn.close()
-    conn, ch = broker.channel("svc-candystore")
-    method, _, _ = ch.basic_get("candystore.events")
-    ch.basic_reject(method.delivery_tag, requeue=False)
-    conn.close()
+    broker.publish_and_reject("order.cart.replayed", b"replay-me", "svc-candystore", "candystore.events")
     vhost = RabbitNode.vhost_path(broker.s.vhost)
     # inspect (requeue, so the message stays)
     deadline, peeked = time.time() + 20, []
