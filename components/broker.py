@@ -44,7 +44,9 @@ class Broker(pulumi.ComponentResource):
         b = s.broker
         kube = pulumi.ResourceOptions(parent=self, provider=provider)
 
-        ns = apply_manifest("namespace", render.namespace(s), kube)
+        # Deleting the namespace or the cluster would take the broker down with it: protected in prod.
+        stateful = pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(protect=s.protect))
+        ns = apply_manifest("namespace", render.namespace(s), stateful)
         in_ns = pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[ns]))
 
         operator = k8s.yaml.v2.ConfigFile(
@@ -122,7 +124,7 @@ class Broker(pulumi.ComponentResource):
 
         cluster = apply_manifest(
             "cluster", render.rabbitmq_cluster(s, tls_name, ca_name, defs_name, admin_name),
-            pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(
+            pulumi.ResourceOptions.merge(stateful, pulumi.ResourceOptions(
                 depends_on=[operator, storage, tls_secret, ca_secret, defs_secret, admin_secret],
             )),
         )

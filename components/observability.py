@@ -32,7 +32,7 @@ class Observability(pulumi.ComponentResource):
         ns = apply_manifest("namespace", {
             "apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": o.namespace, "labels": {"app.kubernetes.io/part-of": "event-backbone"}},
-        }, kube)
+        }, pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(protect=s.protect)))  # holds the volumes
         in_ns = pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[ns]))
 
         # Credentials as existing secrets: nothing secret goes into the Helm values.

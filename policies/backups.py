@@ -130,6 +130,7 @@ STATEFUL = [
     "azure-native:dbforpostgresql:Server", "azure-native:dbforpostgresql:Database", "azure-native:keyvault:Vault",
     "azure-native:resources:ResourceGroup", "azure-native:operationalinsights:Workspace",
     "kubernetes:core/v1:PersistentVolumeClaim", "cloudamqp:index/instance:Instance",
+    "kubernetes:rabbitmq.com/v1beta1:RabbitmqCluster",
 ]
 
 

@@ -120,6 +120,14 @@ def test_definitions_secret_carries_hashes_of_the_generated_passwords(stack):
     assert passwords  # the passwords exist as random resources
 
 
+def test_broker_cluster_and_namespace_protected_in_prod(planned):
+    for name, expected in (("prod", True), ("dev", False)):
+        assert planned[name].one("RabbitmqCluster").protect is expected
+        namespaces = {r.inputs["metadata"]["name"]: r for r in planned[name].of_type("core/v1:Namespace")}
+        assert set(namespaces) == {"messaging", "monitoring"}
+        assert all(r.protect is expected for r in namespaces.values())  # they hold the volumes
+
+
 def test_operator_is_pinned(stack):
     operator = stack.inputs("yaml/v2:ConfigFile")
     assert f"/v{stack.settings.broker.operator_version}/cluster-operator.yml" in operator["file"]
