@@ -136,6 +136,12 @@ def slo_cases(s: StackSettings) -> list[dict]:
             (60, "ErrorBudgetBurnFast", []),
             (80, "ErrorBudgetBurnFast", [fast]),
         ], f"{slo.name}: {breach:.1%} errors page within 20 minutes"))
+        # After six healthy hours the 6h/30m pair cannot cross early: the 1h/5m pair pages,
+        # once the 1h window is past 14.4x (about 17 minutes in) and within 20 minutes.
+        out.append(case(slo_series(s, slo, [(0, 360), (breach, 30)]), [
+            (360 + 15, "ErrorBudgetBurnFast", []),
+            (360 + 20, "ErrorBudgetBurnFast", [fast]),
+        ], f"{slo.name}: after six healthy hours, {breach:.1%} errors page between minute 15 and 20"))
         # 5x the budget, sustained: the slow burn warns (and the fast one stays quiet).
         out.append(case(slo_series(s, slo, [(5 * b, 180)]), [
             (180, "ErrorBudgetBurnSlow", [slow]), (180, "ErrorBudgetBurnFast", [])], f"{slo.name}: 5x budget warns"))
