@@ -15,7 +15,6 @@ import datetime as _dt
 import difflib
 import ipaddress
 import json
-import re
 from typing import Annotated, Any, Iterable, Literal, Optional, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -275,7 +274,7 @@ def default_slos() -> list[Slo]:
 class Thresholds(Model):
     dlq_backlog_messages: int = Field(default=1000, ge=1)
     success_rate_min_percent: float = Field(default=99.5, ge=50, le=100)
-    e2e_p99_seconds: float = Field(default=1.0, gt=0)
+    e2e_p99_seconds: float = Field(default=1.0, gt=0, alias="e2eP99Seconds")  # not to_camel's "e2EP99Seconds"
     volume_free_min_percent: int = Field(default=20, ge=5, le=50)
     memory_high_percent: int = Field(default=80, ge=50, le=99)
 
@@ -428,32 +427,29 @@ def _unwrap(annotation: Any) -> Any:
             return annotation
 
 
-def _field_at(model: type[BaseModel], loc: tuple) -> tuple[Optional[type[BaseModel]], Any]:
-    """Returns (the model that owns the last key of loc, that key's FieldInfo or None)."""
+def _field_at(model: type[BaseModel], loc: tuple) -> Any:
+    """The FieldInfo of the last key of an error location (None if it is not a field)."""
     current: Any = model
-    owner, info = None, None
+    info = None
     for part in loc:
         if isinstance(current, type) and issubclass(current, BaseModel):
             by_alias = {f.alias or n: f for n, f in current.model_fields.items()}
             info = by_alias.get(part) or current.model_fields.get(part)
-            owner = current
             if info is None:
-                return owner, None
+                return None
             current = _unwrap(info.annotation)
+        elif get_origin(current) in (list, dict):
+            current = _unwrap(get_args(current)[-1])
         else:
-            origin = get_origin(current)
-            if origin in (list, dict):
-                current = _unwrap(get_args(current)[-1])
-            else:
-                return owner, info
-    return owner, info
+            return info
+    return info
 
 
 def _keys_at(model: type[BaseModel], loc: tuple) -> list[str]:
     """The camelCase keys allowed at a location (the model that loc points into)."""
     target: Any = model
     if loc:
-        _, info = _field_at(model, loc)
+        info = _field_at(model, loc)
         target = _unwrap(info.annotation) if info is not None else None
         while get_origin(target) in (list, dict):
             target = _unwrap(get_args(target)[-1])
@@ -462,29 +458,34 @@ def _keys_at(model: type[BaseModel], loc: tuple) -> list[str]:
     return []
 
 
-def _range_message(info: Any, ctx: dict) -> str:
-    bounds: dict[str, Any] = {}
-    metas = list(getattr(info, "metadata", []) or [])
-    for arg in get_args(getattr(info, "annotation", None)):  # Optional[Annotated[int, Field(...)]]
+def _constraints(metadata: Iterable[Any], annotation: Any = None) -> dict[str, Any]:
+    """ge/gt/le/lt/pattern from a field's metadata, also through Optional[Annotated[...]]."""
+    metas = list(metadata or [])
+    for arg in get_args(annotation):
         if get_origin(arg) is Annotated:
             metas += [m for a in get_args(arg)[1:] for m in getattr(a, "metadata", [a])]
+    found: dict[str, Any] = {}
     for meta in metas:
-        for name in ("ge", "gt", "le", "lt"):
+        for name in ("ge", "gt", "le", "lt", "pattern"):
             if getattr(meta, name, None) is not None:
-                bounds[name] = getattr(meta, name)
-    bounds = bounds or dict(ctx)
-    if "ge" in bounds and "le" in bounds:
-        return f"must be between {bounds['ge']} and {bounds['le']}" if bounds["ge"] != bounds["le"] else f"must be {bounds['ge']}"
+                found.setdefault(name, getattr(meta, name))
+    return found
+
+
+def _field_constraints(info: Any) -> dict[str, Any]:
+    return _constraints(getattr(info, "metadata", None), getattr(info, "annotation", None))
+
+
+def _range_text(c: dict[str, Any]) -> str:
+    """'between 7 and 35', 'at least 1', 'greater than 0 and at most 100'; '' without bounds."""
+    if "ge" in c and "le" in c:
+        return f"between {c['ge']} and {c['le']}" if c["ge"] != c["le"] else f"{c['ge']}"
     words = {"ge": "at least", "gt": "greater than", "le": "at most", "lt": "less than"}
-    return "must be " + " and ".join(f"{words[k]} {v}" for k, v in bounds.items() if k in words)
+    return " and ".join(f"{words[k]} {v}" for k, v in c.items() if k in words)
 
 
-def _bounds(info: Any) -> tuple[Any, Any]:
-    lo = hi = None
-    for meta in getattr(info, "metadata", []) or []:
-        lo = getattr(meta, "ge", None) if getattr(meta, "ge", None) is not None else lo
-        hi = getattr(meta, "le", None) if getattr(meta, "le", None) is not None else hi
-    return lo, hi
+def _range_message(info: Any, ctx: dict) -> str:
+    return "must be " + (_range_text(_field_constraints(info)) or _range_text(ctx))
 
 
 def _key(loc: Iterable[Any]) -> str:
@@ -497,7 +498,7 @@ def _key(loc: Iterable[Any]) -> str:
 def _message(model: type[BaseModel], err: dict) -> Problem:
     loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
     typ, ctx, given = err["type"], err.get("ctx", {}), err.get("input")
-    owner, info = _field_at(model, loc)
+    info = _field_at(model, loc)
     key = _key(loc)
     if typ == "extra_forbidden":
         known = _keys_at(model, loc[:-1])
@@ -733,36 +734,38 @@ _PATTERN_LABELS = {
     r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$": "a DNS host name",
 }
 
+def _label(c: dict[str, Any], fallback: str) -> str:
+    pattern = c.get("pattern")
+    if pattern:
+        return _PATTERN_LABELS.get(pattern, f"`{pattern}`".replace("|", "\\|"))
+    return fallback
+
+
 def _allowed(info: Any) -> str:
     ann = _unwrap(info.annotation)
     origin = get_origin(ann)
-    lo, hi = _bounds(info)
-    metas = list(info.metadata)
-    for arg in get_args(info.annotation):  # Optional[Annotated[str, Field(pattern=...)]]
-        if get_origin(arg) is Annotated:
-            metas += [m for a in get_args(arg)[1:] for m in getattr(a, "metadata", [a])]
-    pattern = next((getattr(m, "pattern", None) for m in metas if getattr(m, "pattern", None)), None)
+    c = _field_constraints(info)
     if origin is Literal:
         return " \\| ".join(f"`{a}`" for a in get_args(ann))
     if origin is list:
-        inner = _unwrap(get_args(ann)[0])
+        item = get_args(ann)[0]
+        inner = _unwrap(item)
         if get_origin(inner) is Literal:
             return "list of " + " \\| ".join(f"`{a}`" for a in get_args(inner))
-        item = get_args(ann)[0]
-        metas = get_args(item)[1].metadata if get_origin(item) is Annotated else []
-        meta = next((getattr(m, "pattern", None) for m in metas if getattr(m, "pattern", None)), None)
-        return "list of " + (_PATTERN_LABELS.get(meta, "strings") if meta else "strings")
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            keys = ", ".join(f"`{f.alias or n}`" for n, f in inner.model_fields.items())
+            return f"list of objects with {keys}"
+        item_c = _constraints(get_args(item)[1].metadata) if get_origin(item) is Annotated else {}
+        return "list of " + _label(item_c, "strings")
     if origin is dict:
         return "map"
     if ann is bool:
         return "`true` \\| `false`"
-    if ann is int:
-        return f"{lo}–{hi}" if lo is not None and hi is not None else "integer"
+    if ann in (int, float):
+        return _range_text(c) or ("whole number" if ann is int else "number")
     if ann is _dt.date:
         return "date `YYYY-MM-DD`"
-    if pattern:
-        return _PATTERN_LABELS.get(pattern, f"`{pattern}`".replace("|", "\\|"))
-    return "string"
+    return _label(c, "string")
 
 
 def _default(info: Any) -> str:
@@ -771,6 +774,8 @@ def _default(info: Any) -> str:
     value = info.get_default(call_default_factory=True)
     if value is None:
         return "unset"
+    if isinstance(value, list) and value and all(isinstance(v, BaseModel) for v in value):
+        value = [v.model_dump(by_alias=True, exclude_none=True) for v in value]
     if isinstance(value, BaseModel):
         return "(object)"
     return f"`{json.dumps(value, default=str)}`"
@@ -781,8 +786,12 @@ def reference_rows(model: type[BaseModel] = StackSettings, prefix: str = "") -> 
     for name, info in model.model_fields.items():
         key = f"{prefix}{info.alias or name}"
         ann = _unwrap(info.annotation)
+        value = _unwrap(get_args(ann)[-1]) if get_origin(ann) is dict else None
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             rows.extend(reference_rows(ann, key + "."))
+        elif isinstance(value, type) and issubclass(value, BaseModel):  # a map of objects, e.g. services
+            rows.append((key, f"map of name → object (keys below)", _default(info)))
+            rows.extend(reference_rows(value, key + ".<name>."))
         else:
             rows.append((key, _allowed(info), _default(info)))
     return rows

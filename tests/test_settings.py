@@ -199,3 +199,10 @@ def test_secure_values_become_placeholders_and_secret_keys():
 ], ids=lambda v: v["key"] if isinstance(v, dict) else None)
 def test_observability_rules(change, expected):
     assert errors("prod", mutate("prod", **change)) == [expected]
+
+
+def test_digit_keys_are_spelled_as_people_write_them():
+    config, _ = config_from_yaml(mutate("prod", "observability.thresholds", {"e2eP99Seconds": 2}))
+    assert S.from_config_map(config, "prod").observability.thresholds.e2e_p99_seconds == 2
+    assert errors("prod", mutate("prod", "observability.thresholds", {"e2EP99Seconds": 2})) == [
+        "Pulumi.prod.yaml: event-backbone:observability.thresholds.e2EP99Seconds is not a known key; did you mean 'e2eP99Seconds'?"]
