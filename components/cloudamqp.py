@@ -37,21 +37,14 @@ class CloudAmqpBroker(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=s.protect),
         )
 
-        recipients = []
-        if c.pagerduty_routing_key:
-            recipients.append(cloudamqp.Notification(
-                "pagerduty", cloudamqp.NotificationArgs(
-                    instance_id=instance.id, type="pagerduty", name="pagerduty",
-                    value=pulumi.Output.secret(c.pagerduty_routing_key),
-                ), opts=child,
-            ))
-        if c.slack_webhook_url:
-            recipients.append(cloudamqp.Notification(
-                "slack", cloudamqp.NotificationArgs(
-                    instance_id=instance.id, type="slack", name="slack",
-                    value=pulumi.Output.secret(c.slack_webhook_url),
-                ), opts=child,
-            ))
+        # Notification type -> its secure credential (a routing key, a webhook URL).
+        channels = {"pagerduty": c.pagerduty_routing_key, "slack": c.slack_webhook_url}
+        recipients = [
+            cloudamqp.Notification(kind, cloudamqp.NotificationArgs(
+                instance_id=instance.id, type=kind, name=kind, value=pulumi.Output.secret(value),
+            ), opts=child)
+            for kind, value in channels.items() if value
+        ]
         recipient_ids = [r.id for r in recipients]
         cloudamqp.Alarm("dlq-depth", cloudamqp.AlarmArgs(
             instance_id=instance.id, type="queue", enabled=True, recipients=recipient_ids,

@@ -790,7 +790,7 @@ def reference_rows(model: type[BaseModel] = StackSettings, prefix: str = "") -> 
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             rows.extend(reference_rows(ann, key + "."))
         elif isinstance(value, type) and issubclass(value, BaseModel):  # a map of objects, e.g. services
-            rows.append((key, f"map of name → object (keys below)", _default(info)))
+            rows.append((key, "map of name → object (keys below)", _default(info)))
             rows.extend(reference_rows(value, key + ".<name>."))
         else:
             rows.append((key, _allowed(info), _default(info)))

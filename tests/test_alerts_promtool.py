@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 import subprocess
 
-import pytest
-
 import promtool_cases
 from components.render import rules as R
 from components.render import to_yaml

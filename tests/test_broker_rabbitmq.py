@@ -11,7 +11,6 @@ definitions at boot, as the cluster does, is proven on the TLS node: test_broker
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 import subprocess
 import time

@@ -4,7 +4,6 @@ same rendered topology through the RabbitMQ provider."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml

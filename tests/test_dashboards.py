@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 
-import pytest
-
 from components.render import dashboards as D
 from components.render import rules as R
 from components.render import to_yaml
