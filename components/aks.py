@@ -53,9 +53,10 @@ def maintenance_window(s: StackSettings) -> containerservice.MaintenanceWindowAr
     )
 
 
-def _pool_common(s: StackSettings, subnet_id: pulumi.Input[str]) -> dict:
+def _pool_common(s: StackSettings, subnet_id: pulumi.Input[str], vm_size: str) -> dict:
+    """What the system and the user pool share: zones, pod density, no public IPs, OS, subnet."""
     return dict(
-        vm_size=None,
+        vm_size=vm_size,
         availability_zones=list(s.aks.availability_zones) or None,
         max_pods=s.aks.max_pods,
         enable_node_public_ip=False,
@@ -119,7 +120,7 @@ class Aks(pulumi.ComponentResource):
             count=s.aks.system_pool.count,
             node_taints=[SYSTEM_TAINT],
             upgrade_settings=containerservice.AgentPoolUpgradeSettingsArgs(max_surge="33%"),
-            **{**_pool_common(s, net.aks_subnet_id), "vm_size": s.aks.system_pool.vm_size},
+            **_pool_common(s, net.aks_subnet_id, s.aks.system_pool.vm_size),
         )
 
         cluster = containerservice.ManagedCluster(
@@ -184,7 +185,7 @@ class Aks(pulumi.ComponentResource):
             max_count=s.aks.user_pool.max_count,
             upgrade_settings=containerservice.AgentPoolUpgradeSettingsArgs(max_surge="33%"),
             node_labels={"workload": "platform"},
-            **{**_pool_common(s, net.aks_subnet_id), "vm_size": s.aks.user_pool.vm_size},
+            **_pool_common(s, net.aks_subnet_id, s.aks.user_pool.vm_size),
             opts=child,
         )
 

@@ -131,11 +131,11 @@ class Vault(pulumi.ComponentResource):
         self._expires = expiry_epoch(kv.secrets_expire_on)
         self.secrets: dict[str, GeneratedSecret] = {}
         for secret_name in s.secret_names():
-            self.secrets[secret_name] = self._generate(secret_name, net)
+            self.secrets[secret_name] = self._generate(secret_name)
 
         self.register_outputs({"vaultName": self.vault_name, "vaultUri": self.vault_uri})
 
-    def _generate(self, secret_name: str, net: Network) -> GeneratedSecret:
+    def _generate(self, secret_name: str) -> GeneratedSecret:
         s = self._settings
         rotation = s.key_vault.rotation.get(secret_name, 0)
         password = random.RandomPassword(

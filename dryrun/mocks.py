@@ -23,7 +23,7 @@ DEPLOYER_OBJECT_ID = "22222222-2222-2222-2222-222222222222"
 
 # Output property that carries an azure-native resource's name, keyed by the input that sets it.
 _NAME_INPUTS = (
-    "resourceGroupName", "virtualNetworkName", "networkSecurityGroupName", "privateZoneName",
+    "virtualNetworkName", "networkSecurityGroupName", "privateZoneName",
     "virtualNetworkLinkName", "vaultName", "secretName", "serverName", "databaseName",
     "configurationName", "workspaceName", "privateEndpointName", "privateDnsZoneGroupName",
     "agentPoolName", "configName", "federatedIdentityCredentialResourceName",
@@ -63,14 +63,12 @@ class PlatformMocks(pmocks.Mocks):
         pkg, module, kind = (typ.split(":") + ["", ""])[:3]
         name = args.name
         if pkg == "azure-native":
-            name = next((inputs[k] for k in _NAME_INPUTS if isinstance(inputs.get(k), str) and k != "resourceGroupName"), None)
-            if typ.endswith(":ResourceGroup"):
+            if kind == "ResourceGroup":
                 name = inputs.get("resourceGroupName", args.name)
-            name = name or args.name
-            rg = inputs.get("resourceGroupName", "rg")
-            if typ.endswith(":ResourceGroup"):
                 rid = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{name}"
             else:
+                name = next((inputs[k] for k in _NAME_INPUTS if isinstance(inputs.get(k), str)), args.name)
+                rg = inputs.get("resourceGroupName", "rg")
                 rid = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{rg}/providers/Microsoft.{module.capitalize()}/{kind[0].lower()}{kind[1:]}s/{name}"
             state = {**inputs, "name": name, "id": rid}
             state.update(self._azure_outputs(kind, name, inputs))

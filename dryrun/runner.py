@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -79,7 +79,6 @@ class RunResult:
     warnings: list[str]
     generated_secrets: list[str]
     settings: Any = None
-    extras: dict = field(default_factory=dict)
 
 
 def run_stack(
