@@ -51,7 +51,12 @@ def plan_document(result: RunResult) -> dict:
     }
 
 
-def write(out_dir: Path, relative: str, content: str) -> Path:
+def write(result: RunResult, out_dir: Path, relative: str, content: str) -> Path:
+    """Every file under build/ goes through here: none may carry a secret the run generated
+    (or a secure config value) in plaintext."""
+    leaked = sum(1 for secret in result.generated_secrets if secret in content)
+    if leaked:
+        raise RuntimeError(f"refusing to write {relative}: {leaked} secret value(s) would appear in plaintext")
     path = out_dir / relative
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(content)
@@ -60,11 +65,7 @@ def write(out_dir: Path, relative: str, content: str) -> Path:
 
 def write_plan(result: RunResult, out_dir: Path) -> dict:
     doc = plan_document(result)
-    text = json.dumps(doc, indent=2, sort_keys=False) + "\n"
-    leaked = [s for s in result.generated_secrets if s in text]
-    if leaked:  # never write a plaintext secret to build/
-        raise RuntimeError(f"refusing to write plan.json: {len(leaked)} generated secret(s) would appear in plaintext")
-    write(out_dir, "plan.json", text)
+    write(result, out_dir, "plan.json", json.dumps(doc, indent=2) + "\n")
     return doc
 
 
@@ -82,20 +83,14 @@ def summary(doc: dict, warnings: list[str]) -> str:
 
 
 def write_artefacts(result: RunResult, out_dir: Path) -> list[str]:
-    """Every generated configuration file (components.render.artefacts), refusing any that
-    would carry a generated secret."""
+    """Every generated configuration file (components.render.artefacts)."""
     from components.render import artefacts
 
     files = artefacts(result.settings)
     for relative, content in files.items():
-        if any(secret in content for secret in result.generated_secrets):
-            raise RuntimeError(f"refusing to write {relative}: it would carry a generated secret")
-        write(out_dir, relative, content)
+        write(result, out_dir, relative, content)
     return sorted(files)
 
 
 def write_policy_report(result: RunResult, out_dir: Path, findings: list) -> Path:
-    text = json.dumps([f.as_json() for f in findings], indent=2) + "\n"
-    if any(secret in text for secret in result.generated_secrets):
-        raise RuntimeError("refusing to write policy-report.json: a policy message carries a generated secret")
-    return write(out_dir, "policy-report.json", text)
+    return write(result, out_dir, "policy-report.json", json.dumps([f.as_json() for f in findings], indent=2) + "\n")

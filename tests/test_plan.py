@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+
+import pytest
 import subprocess
 import sys
 
@@ -66,3 +68,12 @@ def test_make_plan_cli_writes_plan_and_summary(tmp_path):
     assert "azure-native:dbforpostgresql:Server" in proc.stdout
     doc = json.loads((tmp_path / "plan.json").read_text())
     assert doc["stack"] == "prod" and len(doc["resources"]) > 30
+
+
+def test_the_writer_refuses_a_leaking_file(stack, tmp_path):
+    from dryrun import plan
+
+    secret = stack.result.generated_secrets[0]
+    with pytest.raises(RuntimeError, match="refusing to write policy-report.json"):
+        plan.write(stack.result, tmp_path, "policy-report.json", f'[{{"message": "{secret}"}}]')
+    assert not (tmp_path / "policy-report.json").exists()
