@@ -21,6 +21,18 @@ CERT_VALIDITY_HOURS = 365 * 24
 CERT_RENEW_HOURS = 30 * 24
 
 
+def store_connection_strings(s: StackSettings, vault: Vault, host: pulumi.Input[str]) -> dict[str, pulumi.Output[str]]:
+    """Each service's AMQPS connection string as a Key Vault secret (never an output);
+    returns the secrets' URIs. Shared by both broker backends."""
+    users = render.users_and_secrets(s)
+    uris = {}
+    for svc in s.broker.topology.services:
+        password = vault.secrets[users[render.user_name(svc)]].value
+        url = pulumi.Output.all(password, host).apply(lambda a, svc=svc: render.connection_string(s, svc, a[0], host=a[1]))
+        uris[svc] = vault.store(f"broker-{svc}-url", url, "text/plain; format=amqps-uri", tags={"service": svc})
+    return uris
+
+
 def operator_manifest_url(version: str) -> str:
     return f"https://github.com/rabbitmq/cluster-operator/releases/download/v{version}/cluster-operator.yml"
 
@@ -136,13 +148,7 @@ class Broker(pulumi.ComponentResource):
             pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[cluster, *(crds or [])])),
         )
 
-        # --- Per-service connection strings: Key Vault secrets only, never outputs.
-        self.connection_string_uris = {}
-        for svc in b.topology.services:
-            url = passwords[render.user_name(svc)].apply(lambda p, svc=svc: render.connection_string(s, svc, p))
-            self.connection_string_uris[svc] = vault.store(
-                f"broker-{svc}-url", url, "text/plain; format=amqps-uri", tags={"service": svc},
-            )
+        self.connection_string_uris = store_connection_strings(s, vault, render.service_host(s))
 
         self.amqps_endpoint = pulumi.Output.from_input(render.amqps_endpoint(s))
         self.management_url = pulumi.Output.from_input(render.management_url(s))

@@ -11,6 +11,7 @@ import pulumi
 import pulumi_cloudamqp as cloudamqp
 import pulumi_rabbitmq as rabbitmq
 
+from .broker import store_connection_strings
 from .render import broker as render
 from .settings import StackSettings
 from .vault import Vault
@@ -73,15 +74,8 @@ class CloudAmqpBroker(pulumi.ComponentResource):
         )
         self._apply_topology(s, vault, provider)
 
-        users = render.users_and_secrets(s)
-        self.connection_string_uris = {}
-        for svc in s.broker.topology.services:
-            password = vault.secrets[users[render.user_name(svc)]].value
-            url = pulumi.Output.all(password, instance.host).apply(
-                lambda args, svc=svc: render.connection_string(s, svc, args[0], host=args[1])
-            )
-            self.connection_string_uris[svc] = vault.store(f"broker-{svc}-url", url, "text/plain; format=amqps-uri", tags={"service": svc})
-        self.amqps_endpoint = instance.host.apply(lambda h: f"amqps://{h}:5671/{urllib.parse.quote(s.vhost, safe='')}")
+        self.connection_string_uris = store_connection_strings(s, vault, instance.host)
+        self.amqps_endpoint = instance.host.apply(lambda h: render.amqps_endpoint(s, host=h))
         self.management_url = instance.host.apply(lambda h: f"https://{h}/")
         self.register_outputs({"amqpsEndpoint": self.amqps_endpoint, "managementUrl": self.management_url})
 

@@ -180,8 +180,8 @@ def server_dns_names(s: StackSettings) -> list[str]:
     ]
 
 
-def amqps_endpoint(s: StackSettings) -> str:
-    return f"amqps://{service_host(s)}:{AMQPS}/{urllib.parse.quote(s.vhost, safe='')}"
+def amqps_endpoint(s: StackSettings, host: Optional[str] = None) -> str:
+    return f"amqps://{host or service_host(s)}:{AMQPS}/{urllib.parse.quote(s.vhost, safe='')}"
 
 
 def management_url(s: StackSettings) -> str:
