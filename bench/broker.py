@@ -29,11 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import pika  # noqa: E402
+from tools.rabbitmq_node import RabbitNode  # noqa: E402
 
 from components import settings as S  # noqa: E402
 from components.render import broker as render  # noqa: E402
 from dryrun.runner import config_from_yaml  # noqa: E402
-from tools.rabbitmq_node import RabbitNode  # noqa: E402
 
 KEY = "bench.load.published"
 
@@ -59,7 +59,9 @@ def single(params: pika.ConnectionParameters, exchange: str, n: int, body: bytes
     return latencies, elapsed
 
 
-def batched(params: pika.ConnectionParameters, exchange: str, n: int, body: bytes, window: int) -> tuple[list[float], float, int]:
+def batched(
+    params: pika.ConnectionParameters, exchange: str, n: int, body: bytes, window: int
+) -> tuple[list[float], float, int]:
     state = {"next": 0, "tag": 0, "sent": {}, "lat": [], "nacks": 0, "start": 0.0, "end": 0.0}
     props = pika.BasicProperties(delivery_mode=2)
 
@@ -100,13 +102,18 @@ def batched(params: pika.ConnectionParameters, exchange: str, n: int, body: byte
 def report(name: str, lat: list[float], elapsed: float, n: int) -> dict:
     ms = [x * 1000 for x in lat]
     row = {
-        "mode": name, "messages": n,
-        "p50_ms": round(percentile(ms, 0.50), 2), "p99_ms": round(percentile(ms, 0.99), 2),
-        "max_ms": round(max(ms), 2), "mean_ms": round(statistics.mean(ms), 2),
+        "mode": name,
+        "messages": n,
+        "p50_ms": round(percentile(ms, 0.50), 2),
+        "p99_ms": round(percentile(ms, 0.99), 2),
+        "max_ms": round(max(ms), 2),
+        "mean_ms": round(statistics.mean(ms), 2),
         "throughput_msg_s": round(n / elapsed),
     }
-    print(f"{name:8s} n={n:6d}  p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms  max {row['max_ms']:7.2f} ms  "
-          f"mean {row['mean_ms']:6.2f} ms  {row['throughput_msg_s']:6d} msg/s")
+    print(
+        f"{name:8s} n={n:6d}  p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms  max {row['max_ms']:7.2f} ms  "
+        f"mean {row['mean_ms']:6.2f} ms  {row['throughput_msg_s']:6d} msg/s"
+    )
     return row
 
 
@@ -126,14 +133,19 @@ def main() -> None:
         defs.mkdir()
         (defs / "definitions.json").write_text(json.dumps(render.definitions(s, hashes)))
         config = render.additional_config(s).replace(render.DEFINITIONS_DIR, str(defs))
-        node = RabbitNode(Path(work) / "node", extra_config=config, admin=(render.ADMIN_USER, passwords[render.ADMIN_USER]))
+        node = RabbitNode(
+            Path(work) / "node", extra_config=config, admin=(render.ADMIN_USER, passwords[render.ADMIN_USER])
+        )
         try:
             node.start()
             version = node.api("GET", "/api/overview")["rabbitmq_version"]
-            params = pika.ConnectionParameters("127.0.0.1", node.amqp_port, s.vhost,
-                                               pika.PlainCredentials("svc-bloodbank", passwords["svc-bloodbank"]))
-            print(f"RabbitMQ {version} on {platform.machine()}, {os.cpu_count()} cores; persistent {args.size}-byte messages, "
-                  f"publisher confirms, quorum queue '{s.broker.topology.services['audit'].queue or 'audit.events'}'")
+            params = pika.ConnectionParameters(
+                "127.0.0.1", node.amqp_port, s.vhost, pika.PlainCredentials("svc-bloodbank", passwords["svc-bloodbank"])
+            )
+            print(
+                f"RabbitMQ {version} on {platform.machine()}, {os.cpu_count()} cores; persistent {args.size}-byte messages, "
+                f"publisher confirms, quorum queue '{s.broker.topology.services['audit'].queue or 'audit.events'}'"
+            )
             lat, elapsed = single(params, s.broker.topology.exchange, args.messages, body)
             report("single", lat, elapsed, args.messages)
             node.api("DELETE", f"/api/queues/{RabbitNode.vhost_path(s.vhost)}/audit.events/contents")

@@ -79,19 +79,29 @@ def main() -> None:
     py = str(ROOT / ".venv" / "bin" / "python")
     with tempfile.TemporaryDirectory() as out:
         splits = [
-            json.loads(subprocess.run([py, "-c", SPLIT, args.stack, out], cwd=ROOT, check=True, capture_output=True, text=True).stdout)
+            json.loads(
+                subprocess.run(
+                    [py, "-c", SPLIT, args.stack, out], cwd=ROOT, check=True, capture_output=True, text=True
+                ).stdout
+            )
             for _ in range(args.runs)
         ]
     med = {k: statistics.median(s[k] for s in splits) for k in ("sdk_imports", "project_imports", "program", "policy")}
 
-    print(f"stack: {args.stack}  resources: {splits[0]['resources']}  cores: {os.cpu_count()}  python: {sys.version.split()[0]}")
+    print(
+        f"stack: {args.stack}  resources: {splits[0]['resources']}  cores: {os.cpu_count()}  python: {sys.version.split()[0]}"
+    )
     print(f"make plan, cold (empty bytecode cache): {cold:6.2f} s")
-    print(f"make plan, warm (median of {args.runs}):       {statistics.median(warm):6.2f} s  (min {min(warm):.2f}, max {max(warm):.2f})")
+    print(
+        f"make plan, warm (median of {args.runs}):       {statistics.median(warm):6.2f} s  (min {min(warm):.2f}, max {max(warm):.2f})"
+    )
     print(f"  SDK imports (pulumi, azure-native modules, kubernetes, random, pydantic): {med['sdk_imports']:5.2f} s")
     print(f"  project imports (components, dryrun):                                    {med['project_imports']:5.2f} s")
     print(f"  program under mocks + plan.json:                                         {med['program']:5.2f} s")
     print(f"  policy pack over the recorded resources (plugin start + gRPC analysis):  {med['policy']:5.2f} s")
-    plan_only = [timed([str(ROOT / ".venv/bin/python"), "-m", "dryrun", args.stack, "--no-policy"]) for _ in range(args.runs)]
+    plan_only = [
+        timed([str(ROOT / ".venv/bin/python"), "-m", "dryrun", args.stack, "--no-policy"]) for _ in range(args.runs)
+    ]
     print(f"python -m dryrun --no-policy (plan without the gate), median: {statistics.median(plan_only):6.2f} s")
 
 

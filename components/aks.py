@@ -10,9 +10,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_azure_native import containerservice, managedidentity, operationalinsights
 
+from . import rbac
 from .network import Network
 from .settings import StackSettings
-from . import rbac
 
 SYSTEM_TAINT = "CriticalAddonsOnly=true:NoSchedule"
 
@@ -21,11 +21,13 @@ def addon_profiles(s: StackSettings, workspace_id: pulumi.Input[str]) -> dict:
     """Add-ons keyed by the names AKS uses in ``addonProfiles``."""
     return {
         "azureKeyvaultSecretsProvider": containerservice.ManagedClusterAddonProfileArgs(
-            enabled=True, config={"enableSecretRotation": "true", "rotationPollInterval": "2m"},
+            enabled=True,
+            config={"enableSecretRotation": "true", "rotationPollInterval": "2m"},
         ),
         "azurepolicy": containerservice.ManagedClusterAddonProfileArgs(enabled=True),
         "omsagent": containerservice.ManagedClusterAddonProfileArgs(
-            enabled=True, config={"logAnalyticsWorkspaceResourceID": workspace_id, "useAADAuth": "true"},
+            enabled=True,
+            config={"logAnalyticsWorkspaceResourceID": workspace_id, "useAADAuth": "true"},
         ),
     }
 
@@ -34,10 +36,13 @@ def api_server_profile(s: StackSettings) -> containerservice.ManagedClusterAPISe
     api = s.aks.api_server
     if api.private_cluster:
         return containerservice.ManagedClusterAPIServerAccessProfileArgs(
-            enable_private_cluster=True, enable_private_cluster_public_fqdn=False, disable_run_command=True,
+            enable_private_cluster=True,
+            enable_private_cluster_public_fqdn=False,
+            disable_run_command=True,
         )
     return containerservice.ManagedClusterAPIServerAccessProfileArgs(
-        authorized_ip_ranges=list(api.authorized_ip_ranges), disable_run_command=True,
+        authorized_ip_ranges=list(api.authorized_ip_ranges),
+        disable_run_command=True,
     )
 
 
@@ -110,9 +115,15 @@ class Aks(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        subnet_grant = rbac.grant("control-plane-subnet", role=rbac.NETWORK_CONTRIBUTOR, principal_id=control_plane.principal_id,
-                                  scope=net.aks_subnet_id, client=client,
-                                  description="AKS control plane manages load balancers in the node subnet", opts=child)
+        subnet_grant = rbac.grant(
+            "control-plane-subnet",
+            role=rbac.NETWORK_CONTRIBUTOR,
+            principal_id=control_plane.principal_id,
+            scope=net.aks_subnet_id,
+            client=client,
+            description="AKS control plane manages load balancers in the node subnet",
+            opts=child,
+        )
 
         system_pool = containerservice.ManagedClusterAgentPoolProfileArgs(
             name="system",
@@ -160,7 +171,8 @@ class Aks(pulumi.ComponentResource):
             security_profile=containerservice.ManagedClusterSecurityProfileArgs(
                 workload_identity=containerservice.ManagedClusterSecurityProfileWorkloadIdentityArgs(enabled=True),
                 image_cleaner=containerservice.ManagedClusterSecurityProfileImageCleanerArgs(
-                    enabled=True, interval_hours=s.aks.image_cleaner_interval_hours,
+                    enabled=True,
+                    interval_hours=s.aks.image_cleaner_interval_hours,
                 ),
             ),
             addon_profiles=addon_profiles(s, workspace.id),
@@ -203,7 +215,9 @@ class Aks(pulumi.ComponentResource):
         # Entra-only cluster (local accounts disabled): the user kubeconfig in "exec" format
         # runs kubelogin, which must be on PATH wherever `pulumi up` runs.
         creds = containerservice.list_managed_cluster_user_credentials_output(
-            resource_group_name=net.resource_group_name, resource_name=cluster.name, format="exec",
+            resource_group_name=net.resource_group_name,
+            resource_name=cluster.name,
+            format="exec",
         )
         self.kubeconfig = pulumi.Output.secret(
             creds.kubeconfigs.apply(lambda kcs: base64.b64decode(kcs[0].value).decode())
@@ -216,7 +230,9 @@ class Aks(pulumi.ComponentResource):
         self.cluster_name = cluster.name
         self.oidc_issuer_url = cluster.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else None)
         self.workspace_id = workspace.id
-        self.register_outputs({
-            "clusterName": self.cluster_name,
-            "oidcIssuerUrl": self.oidc_issuer_url,
-        })
+        self.register_outputs(
+            {
+                "clusterName": self.cluster_name,
+                "oidcIssuerUrl": self.oidc_issuer_url,
+            }
+        )

@@ -28,7 +28,9 @@ def store_connection_strings(s: StackSettings, vault: Vault, host: pulumi.Input[
     uris = {}
     for svc in s.broker.topology.services:
         password = vault.secrets[users[render.user_name(svc)]].value
-        url = pulumi.Output.all(password, host).apply(lambda a, svc=svc: render.connection_string(s, svc, a[0], host=a[1]))
+        url = pulumi.Output.all(password, host).apply(
+            lambda a, svc=svc: render.connection_string(s, svc, a[0], host=a[1])
+        )
         uris[svc] = vault.store(f"broker-{svc}-url", url, "text/plain; format=amqps-uri", tags={"service": svc})
     return uris
 
@@ -62,22 +64,30 @@ class Broker(pulumi.ComponentResource):
         in_ns = pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[ns]))
 
         operator = k8s.yaml.v2.ConfigFile(
-            "cluster-operator", file=operator_manifest_url(b.operator_version), opts=kube,
+            "cluster-operator",
+            file=operator_manifest_url(b.operator_version),
+            opts=kube,
         )
         storage = apply_manifest("storage-class", render.storage_class(s), kube)
 
         # --- TLS: a CA and a server certificate issued by the stack, kept in Kubernetes secrets.
-        ca_key = tls.PrivateKey("ca-key", algorithm="ECDSA", ecdsa_curve="P256", opts=pulumi.ResourceOptions(parent=self))
+        ca_key = tls.PrivateKey(
+            "ca-key", algorithm="ECDSA", ecdsa_curve="P256", opts=pulumi.ResourceOptions(parent=self)
+        )
         ca = tls.SelfSignedCert(
             "ca",
             private_key_pem=ca_key.private_key_pem,
             is_ca_certificate=True,
             validity_period_hours=CA_VALIDITY_HOURS,
             allowed_uses=["cert_signing", "crl_signing", "digital_signature"],
-            subject=tls.SelfSignedCertSubjectArgs(common_name=f"event-backbone broker CA ({s.environment})", organization="event-backbone"),
+            subject=tls.SelfSignedCertSubjectArgs(
+                common_name=f"event-backbone broker CA ({s.environment})", organization="event-backbone"
+            ),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        server_key = tls.PrivateKey("server-key", algorithm="ECDSA", ecdsa_curve="P256", opts=pulumi.ResourceOptions(parent=self))
+        server_key = tls.PrivateKey(
+            "server-key", algorithm="ECDSA", ecdsa_curve="P256", opts=pulumi.ResourceOptions(parent=self)
+        )
         csr = tls.CertRequest(
             "server-csr",
             private_key_pem=server_key.private_key_pem,
@@ -104,8 +114,10 @@ class Broker(pulumi.ComponentResource):
             opts=in_ns,
         )
         ca_secret = k8s.core.v1.Secret(
-            "ca-secret", metadata={"name": ca_name, "namespace": b.namespace},
-            string_data={"ca.crt": ca.cert_pem}, opts=in_ns,
+            "ca-secret",
+            metadata={"name": ca_name, "namespace": b.namespace},
+            string_data={"ca.crt": ca.cert_pem},
+            opts=in_ns,
         )
         vault.store("broker-ca-cert", ca.cert_pem, "application/x-pem-file", tags={"generatedBy": "pulumi-tls"})
 
@@ -125,26 +137,35 @@ class Broker(pulumi.ComponentResource):
             )
         )
         defs_secret = k8s.core.v1.Secret(
-            "definitions-secret", metadata={"name": defs_name, "namespace": b.namespace},
-            string_data={"definitions.json": definitions_json}, opts=in_ns,
+            "definitions-secret",
+            metadata={"name": defs_name, "namespace": b.namespace},
+            string_data={"definitions.json": definitions_json},
+            opts=in_ns,
         )
         admin_name = f"{b.cluster_name}-admin"
         admin_secret = k8s.core.v1.Secret(
-            "admin-secret", metadata={"name": admin_name, "namespace": b.namespace},
-            string_data={"username": render.ADMIN_USER, "password": passwords[render.ADMIN_USER]}, opts=in_ns,
+            "admin-secret",
+            metadata={"name": admin_name, "namespace": b.namespace},
+            string_data={"username": render.ADMIN_USER, "password": passwords[render.ADMIN_USER]},
+            opts=in_ns,
         )
 
         cluster = apply_manifest(
-            "cluster", render.rabbitmq_cluster(s, tls_name, ca_name, defs_name, admin_name),
-            pulumi.ResourceOptions.merge(stateful, pulumi.ResourceOptions(
-                depends_on=[operator, storage, tls_secret, ca_secret, defs_secret, admin_secret],
-            )),
+            "cluster",
+            render.rabbitmq_cluster(s, tls_name, ca_name, defs_name, admin_name),
+            pulumi.ResourceOptions.merge(
+                stateful,
+                pulumi.ResourceOptions(
+                    depends_on=[operator, storage, tls_secret, ca_secret, defs_secret, admin_secret],
+                ),
+            ),
         )
         apply_manifest("pdb", render.pod_disruption_budget(s), in_ns)
         for policy in render.network_policies(s):
             apply_manifest(f"netpol-{policy['metadata']['name']}", policy, in_ns)
         apply_manifest(
-            "service-monitor", render.service_monitor(s, ca_name),
+            "service-monitor",
+            render.service_monitor(s, ca_name),
             pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[cluster, *(crds or [])])),
         )
 

@@ -32,7 +32,9 @@ class CloudAmqpBroker(pulumi.ComponentResource):
         instance = cloudamqp.Instance(
             "instance",
             cloudamqp.InstanceArgs(
-                name=s.name("rabbitmq"), plan=c.plan, region=c.region,
+                name=s.name("rabbitmq"),
+                plan=c.plan,
+                region=c.region,
                 tags=[f"environment:{s.environment}", "managed-by:pulumi"],
             ),
             opts=pulumi.ResourceOptions(parent=self, protect=s.protect),
@@ -41,25 +43,60 @@ class CloudAmqpBroker(pulumi.ComponentResource):
         # Notification type -> its secure credential (a routing key, a webhook URL).
         channels = {"pagerduty": c.pagerduty_routing_key, "slack": c.slack_webhook_url}
         recipients = [
-            cloudamqp.Notification(kind, cloudamqp.NotificationArgs(
-                instance_id=instance.id, type=kind, name=kind, value=pulumi.Output.secret(value),
-            ), opts=child)
-            for kind, value in channels.items() if value
+            cloudamqp.Notification(
+                kind,
+                cloudamqp.NotificationArgs(
+                    instance_id=instance.id,
+                    type=kind,
+                    name=kind,
+                    value=pulumi.Output.secret(value),
+                ),
+                opts=child,
+            )
+            for kind, value in channels.items()
+            if value
         ]
         recipient_ids = [r.id for r in recipients]
-        cloudamqp.Alarm("dlq-depth", cloudamqp.AlarmArgs(
-            instance_id=instance.id, type="queue", enabled=True, recipients=recipient_ids,
-            queue_regex=r"^dlq\..*", vhost_regex=f"^{s.vhost}$", message_type="total",
-            value_threshold=c.dlq_alarm_messages, time_threshold=300,
-        ), opts=child)
-        cloudamqp.Alarm("disk", cloudamqp.AlarmArgs(
-            instance_id=instance.id, type="disk", enabled=True, recipients=recipient_ids,
-            value_threshold=100 - c.disk_alarm_percent, value_calculation="percentage", time_threshold=600,
-        ), opts=child)
-        cloudamqp.Alarm("memory", cloudamqp.AlarmArgs(
-            instance_id=instance.id, type="memory", enabled=True, recipients=recipient_ids,
-            value_threshold=c.memory_alarm_percent, time_threshold=600,
-        ), opts=child)
+        cloudamqp.Alarm(
+            "dlq-depth",
+            cloudamqp.AlarmArgs(
+                instance_id=instance.id,
+                type="queue",
+                enabled=True,
+                recipients=recipient_ids,
+                queue_regex=r"^dlq\..*",
+                vhost_regex=f"^{s.vhost}$",
+                message_type="total",
+                value_threshold=c.dlq_alarm_messages,
+                time_threshold=300,
+            ),
+            opts=child,
+        )
+        cloudamqp.Alarm(
+            "disk",
+            cloudamqp.AlarmArgs(
+                instance_id=instance.id,
+                type="disk",
+                enabled=True,
+                recipients=recipient_ids,
+                value_threshold=100 - c.disk_alarm_percent,
+                value_calculation="percentage",
+                time_threshold=600,
+            ),
+            opts=child,
+        )
+        cloudamqp.Alarm(
+            "memory",
+            cloudamqp.AlarmArgs(
+                instance_id=instance.id,
+                type="memory",
+                enabled=True,
+                recipients=recipient_ids,
+                value_threshold=c.memory_alarm_percent,
+                time_threshold=600,
+            ),
+            opts=child,
+        )
 
         # The instance URL carries its admin credentials (a secret output).
         admin = instance.url.apply(urllib.parse.urlparse)
@@ -87,31 +124,70 @@ class CloudAmqpBroker(pulumi.ComponentResource):
         in_vhost = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[vhost]))
         declared: list[pulumi.Resource] = []
         for x in defs["exchanges"]:
-            declared.append(rabbitmq.Exchange(f"exchange-{x['name']}", rabbitmq.ExchangeArgs(
-                name=x["name"], vhost=s.vhost,
-                settings=rabbitmq.ExchangeSettingsArgs(type=x["type"], durable=x["durable"], auto_delete=x["auto_delete"]),
-            ), opts=in_vhost))
+            declared.append(
+                rabbitmq.Exchange(
+                    f"exchange-{x['name']}",
+                    rabbitmq.ExchangeArgs(
+                        name=x["name"],
+                        vhost=s.vhost,
+                        settings=rabbitmq.ExchangeSettingsArgs(
+                            type=x["type"], durable=x["durable"], auto_delete=x["auto_delete"]
+                        ),
+                    ),
+                    opts=in_vhost,
+                )
+            )
         for q in defs["queues"]:
-            declared.append(rabbitmq.Queue(f"queue-{q['name']}", rabbitmq.QueueArgs(
-                name=q["name"], vhost=s.vhost,
-                # JSON keeps the numeric arguments numbers (x-message-ttl, x-max-length, ...)
-                settings=rabbitmq.QueueSettingsArgs(durable=q["durable"], auto_delete=q["auto_delete"],
-                                                    arguments_json=json.dumps(q["arguments"], sort_keys=True)),
-            ), opts=in_vhost))
+            declared.append(
+                rabbitmq.Queue(
+                    f"queue-{q['name']}",
+                    rabbitmq.QueueArgs(
+                        name=q["name"],
+                        vhost=s.vhost,
+                        # JSON keeps the numeric arguments numbers (x-message-ttl, x-max-length, ...)
+                        settings=rabbitmq.QueueSettingsArgs(
+                            durable=q["durable"],
+                            auto_delete=q["auto_delete"],
+                            arguments_json=json.dumps(q["arguments"], sort_keys=True),
+                        ),
+                    ),
+                    opts=in_vhost,
+                )
+            )
         after = pulumi.ResourceOptions.merge(in_vhost, pulumi.ResourceOptions(depends_on=declared))
         for b in defs["bindings"]:
-            rabbitmq.Binding(f"binding-{b['source']}-{b['destination']}-{b['routing_key']}", rabbitmq.BindingArgs(
-                source=b["source"], vhost=s.vhost, destination=b["destination"],
-                destination_type=b["destination_type"], routing_key=b["routing_key"],
-            ), opts=after)
+            rabbitmq.Binding(
+                f"binding-{b['source']}-{b['destination']}-{b['routing_key']}",
+                rabbitmq.BindingArgs(
+                    source=b["source"],
+                    vhost=s.vhost,
+                    destination=b["destination"],
+                    destination_type=b["destination_type"],
+                    routing_key=b["routing_key"],
+                ),
+                opts=after,
+            )
         users = render.users_and_secrets(s)
         for p in defs["permissions"]:
             if p["user"] == render.ADMIN_USER:
                 continue  # CloudAMQP's own administrator manages the instance
-            user = rabbitmq.User(f"user-{p['user']}", rabbitmq.UserArgs(
-                name=p["user"], password=vault.secrets[users[p["user"]]].value, tags=[],
-            ), opts=opts)
-            rabbitmq.Permissions(f"permissions-{p['user']}", rabbitmq.PermissionsArgs(
-                user=user.name, vhost=s.vhost,
-                permissions=rabbitmq.PermissionsPermissionsArgs(configure=p["configure"], write=p["write"], read=p["read"]),
-            ), opts=after)
+            user = rabbitmq.User(
+                f"user-{p['user']}",
+                rabbitmq.UserArgs(
+                    name=p["user"],
+                    password=vault.secrets[users[p["user"]]].value,
+                    tags=[],
+                ),
+                opts=opts,
+            )
+            rabbitmq.Permissions(
+                f"permissions-{p['user']}",
+                rabbitmq.PermissionsArgs(
+                    user=user.name,
+                    vhost=s.vhost,
+                    permissions=rabbitmq.PermissionsPermissionsArgs(
+                        configure=p["configure"], write=p["write"], read=p["read"]
+                    ),
+                ),
+                opts=after,
+            )

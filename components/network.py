@@ -22,33 +22,63 @@ def nsg_rules(s: StackSettings, subnet: str) -> list[network.SecurityRuleArgs]:
     if subnet == "postgres":
         return [
             network.SecurityRuleArgs(
-                name="allow-postgres-from-aks", priority=100, direction="Inbound", access="Allow",
-                protocol="Tcp", source_address_prefix=s.network.aks_subnet, source_port_range="*",
-                destination_address_prefix=s.network.postgres_subnet, destination_port_range="5432",
+                name="allow-postgres-from-aks",
+                priority=100,
+                direction="Inbound",
+                access="Allow",
+                protocol="Tcp",
+                source_address_prefix=s.network.aks_subnet,
+                source_port_range="*",
+                destination_address_prefix=s.network.postgres_subnet,
+                destination_port_range="5432",
             ),
             network.SecurityRuleArgs(
                 # Zone-redundant HA replicates between primary and standby inside the subnet.
-                name="allow-intra-subnet", priority=110, direction="Inbound", access="Allow",
-                protocol="*", source_address_prefix=s.network.postgres_subnet, source_port_range="*",
-                destination_address_prefix=s.network.postgres_subnet, destination_port_range="*",
+                name="allow-intra-subnet",
+                priority=110,
+                direction="Inbound",
+                access="Allow",
+                protocol="*",
+                source_address_prefix=s.network.postgres_subnet,
+                source_port_range="*",
+                destination_address_prefix=s.network.postgres_subnet,
+                destination_port_range="*",
             ),
             network.SecurityRuleArgs(
-                name="deny-vnet-inbound", priority=4000, direction="Inbound", access="Deny",
-                protocol="*", source_address_prefix="VirtualNetwork", source_port_range="*",
-                destination_address_prefix="*", destination_port_range="*",
+                name="deny-vnet-inbound",
+                priority=4000,
+                direction="Inbound",
+                access="Deny",
+                protocol="*",
+                source_address_prefix="VirtualNetwork",
+                source_port_range="*",
+                destination_address_prefix="*",
+                destination_port_range="*",
             ),
         ]
     if subnet == "endpoints":
         return [
             network.SecurityRuleArgs(
-                name="allow-https-from-vnet", priority=100, direction="Inbound", access="Allow",
-                protocol="Tcp", source_address_prefix=vnet, source_port_range="*",
-                destination_address_prefix=s.network.endpoints_subnet, destination_port_range="443",
+                name="allow-https-from-vnet",
+                priority=100,
+                direction="Inbound",
+                access="Allow",
+                protocol="Tcp",
+                source_address_prefix=vnet,
+                source_port_range="*",
+                destination_address_prefix=s.network.endpoints_subnet,
+                destination_port_range="443",
             ),
             network.SecurityRuleArgs(
-                name="deny-vnet-inbound", priority=4000, direction="Inbound", access="Deny",
-                protocol="*", source_address_prefix="VirtualNetwork", source_port_range="*",
-                destination_address_prefix="*", destination_port_range="*",
+                name="deny-vnet-inbound",
+                priority=4000,
+                direction="Inbound",
+                access="Deny",
+                protocol="*",
+                source_address_prefix="VirtualNetwork",
+                source_port_range="*",
+                destination_address_prefix="*",
+                destination_port_range="*",
             ),
         ]
     # AKS nodes: the load balancer and intra-VNet traffic are allowed by default rules;
@@ -72,7 +102,8 @@ class Network(pulumi.ComponentResource):
         tags = {**s.tags, "environment": s.environment, "managedBy": "pulumi"}
 
         rg = resources.ResourceGroup(
-            "rg", resources.ResourceGroupArgs(resource_group_name=s.name("rg"), location=s.location, tags=tags),
+            "rg",
+            resources.ResourceGroupArgs(resource_group_name=s.name("rg"), location=s.location, tags=tags),
             opts=pulumi.ResourceOptions(parent=self, protect=s.protect),
         )
         self.resource_group_name = rg.name
@@ -82,8 +113,11 @@ class Network(pulumi.ComponentResource):
             nsgs[subnet] = network.NetworkSecurityGroup(
                 f"nsg-{subnet}",
                 network.NetworkSecurityGroupInitArgs(
-                    resource_group_name=rg.name, network_security_group_name=s.name("nsg", subnet),
-                    location=s.location, security_rules=nsg_rules(s, subnet), tags=tags,
+                    resource_group_name=rg.name,
+                    network_security_group_name=s.name("nsg", subnet),
+                    location=s.location,
+                    security_rules=nsg_rules(s, subnet),
+                    tags=tags,
                 ),
                 opts=child,
             )
@@ -99,18 +133,23 @@ class Network(pulumi.ComponentResource):
                 # Subnets inline: one owner for the subnet list, no drift between VNet and Subnet resources.
                 subnets=[
                     network.SubnetArgs(
-                        name=subnet_names["aks"], address_prefix=s.network.aks_subnet,
+                        name=subnet_names["aks"],
+                        address_prefix=s.network.aks_subnet,
                         network_security_group=network.NetworkSecurityGroupArgs(id=nsgs["aks"].id),
                         default_outbound_access=False,
                     ),
                     network.SubnetArgs(
-                        name=subnet_names["postgres"], address_prefix=s.network.postgres_subnet,
+                        name=subnet_names["postgres"],
+                        address_prefix=s.network.postgres_subnet,
                         network_security_group=network.NetworkSecurityGroupArgs(id=nsgs["postgres"].id),
-                        delegations=[network.DelegationArgs(name="postgres-flexible", service_name=POSTGRES_DELEGATION)],
+                        delegations=[
+                            network.DelegationArgs(name="postgres-flexible", service_name=POSTGRES_DELEGATION)
+                        ],
                         default_outbound_access=False,
                     ),
                     network.SubnetArgs(
-                        name=subnet_names["endpoints"], address_prefix=s.network.endpoints_subnet,
+                        name=subnet_names["endpoints"],
+                        address_prefix=s.network.endpoints_subnet,
                         network_security_group=network.NetworkSecurityGroupArgs(id=nsgs["endpoints"].id),
                         private_endpoint_network_policies="Enabled",
                         default_outbound_access=False,
@@ -130,17 +169,23 @@ class Network(pulumi.ComponentResource):
             zone = privatedns.PrivateZone(
                 f"dns-{key}",
                 privatedns.PrivateZoneArgs(
-                    resource_group_name=rg.name, private_zone_name=zone_name, location="global", tags=tags,
+                    resource_group_name=rg.name,
+                    private_zone_name=zone_name,
+                    location="global",
+                    tags=tags,
                 ),
                 opts=child,
             )
             privatedns.VirtualNetworkLink(
                 f"dns-{key}-link",
                 privatedns.VirtualNetworkLinkArgs(
-                    resource_group_name=rg.name, private_zone_name=zone.name,
-                    virtual_network_link_name=s.name("vnet", "link"), location="global",
+                    resource_group_name=rg.name,
+                    private_zone_name=zone.name,
+                    virtual_network_link_name=s.name("vnet", "link"),
+                    location="global",
                     registration_enabled=False,
-                    virtual_network=privatedns.SubResourceArgs(id=vnet.id), tags=tags,
+                    virtual_network=privatedns.SubResourceArgs(id=vnet.id),
+                    tags=tags,
                 ),
                 opts=child,
             )
@@ -148,10 +193,12 @@ class Network(pulumi.ComponentResource):
         self.postgres_dns_zone_id = zone_ids["postgres"]
         self.keyvault_dns_zone_id = zone_ids["keyvault"]
 
-        self.register_outputs({
-            "resourceGroupName": self.resource_group_name,
-            "vnetId": self.vnet_id,
-            "aksSubnetId": self.aks_subnet_id,
-            "postgresSubnetId": self.postgres_subnet_id,
-            "endpointsSubnetId": self.endpoints_subnet_id,
-        })
+        self.register_outputs(
+            {
+                "resourceGroupName": self.resource_group_name,
+                "vnetId": self.vnet_id,
+                "aksSubnetId": self.aks_subnet_id,
+                "postgresSubnetId": self.postgres_subnet_id,
+                "endpointsSubnetId": self.endpoints_subnet_id,
+            }
+        )

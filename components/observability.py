@@ -22,33 +22,52 @@ class Observability(pulumi.ComponentResource):
     grafana_url: pulumi.Output[str]
     otlp_endpoint: pulumi.Output[str]
 
-    def __init__(self, name: str, settings: StackSettings, vault: Vault, provider: k8s.Provider,
-                 opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self,
+        name: str,
+        settings: StackSettings,
+        vault: Vault,
+        provider: k8s.Provider,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
         super().__init__("event-backbone:platform:Observability", name, None, opts)
         s = settings
         o = s.observability
         kube = pulumi.ResourceOptions(parent=self, provider=provider)
 
-        ns = apply_manifest("namespace", {
-            "apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": o.namespace, "labels": {"app.kubernetes.io/part-of": "event-backbone"}},
-        }, pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(protect=s.protect)))  # holds the volumes
+        ns = apply_manifest(
+            "namespace",
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": o.namespace, "labels": {"app.kubernetes.io/part-of": "event-backbone"}},
+            },
+            pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(protect=s.protect)),
+        )  # holds the volumes
         in_ns = pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[ns]))
 
         # Credentials as existing secrets: nothing secret goes into the Helm values.
         grafana_admin = k8s.core.v1.Secret(
-            "grafana-admin", metadata={"name": helm_values.GRAFANA_ADMIN_SECRET, "namespace": o.namespace},
-            string_data={"admin-user": "admin", "admin-password": vault.secrets["grafana-admin"].value}, opts=in_ns,
+            "grafana-admin",
+            metadata={"name": helm_values.GRAFANA_ADMIN_SECRET, "namespace": o.namespace},
+            string_data={"admin-user": "admin", "admin-password": vault.secrets["grafana-admin"].value},
+            opts=in_ns,
         )
         receivers = k8s.core.v1.Secret(
-            "alertmanager-receivers", metadata={"name": alertmanager.RECEIVERS_SECRET, "namespace": o.namespace},
+            "alertmanager-receivers",
+            metadata={"name": alertmanager.RECEIVERS_SECRET, "namespace": o.namespace},
             string_data={key: pulumi.Output.secret(value) for key, value in alertmanager.configured(s).items()},
             opts=in_ns,
         )
         extra = [grafana_admin, receivers]
         if o.jaeger.storage == "badger":
-            extra.append(apply_manifest("jaeger-badger-pvc", helm_values.jaeger_pvc(s),
-                                        pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(protect=s.protect))))
+            extra.append(
+                apply_manifest(
+                    "jaeger-badger-pvc",
+                    helm_values.jaeger_pvc(s),
+                    pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(protect=s.protect)),
+                )
+            )
 
         def release(chart: Chart, values: dict, depends_on: list) -> k8s.helm.v3.Release:
             return k8s.helm.v3.Release(
@@ -76,17 +95,26 @@ class Observability(pulumi.ComponentResource):
         after_crds = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[stack]))
         apply_manifest("prometheus-rule", rules.prometheus_rule(s), after_crds)
         for board, content in dashboards.dashboards(s).items():
-            apply_manifest(f"dashboard-{board}", {
-                "apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": f"dashboard-{board}", "namespace": o.namespace,
-                             "labels": {helm_values.DASHBOARD_LABEL: "1", "app.kubernetes.io/part-of": "event-backbone"}},
-                "data": {f"{board}.json": json.dumps(content)},
-            }, in_ns)
+            apply_manifest(
+                f"dashboard-{board}",
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {
+                        "name": f"dashboard-{board}",
+                        "namespace": o.namespace,
+                        "labels": {helm_values.DASHBOARD_LABEL: "1", "app.kubernetes.io/part-of": "event-backbone"},
+                    },
+                    "data": {f"{board}.json": json.dumps(content)},
+                },
+                in_ns,
+            )
 
         self.crds = [stack]
         self.grafana_url = pulumi.Output.from_input(
-            f"https://{o.grafana.hostname}/" if o.grafana.hostname else
-            f"kubectl -n {o.namespace} port-forward svc/{helm_values.KUBE_PROMETHEUS_STACK.release}-grafana 3000:80"
+            f"https://{o.grafana.hostname}/"
+            if o.grafana.hostname
+            else f"kubectl -n {o.namespace} port-forward svc/{helm_values.KUBE_PROMETHEUS_STACK.release}-grafana 3000:80"
         )
         self.otlp_endpoint = pulumi.Output.from_input(helm_values.collector_otlp_endpoint(s))
         self.register_outputs({"grafanaUrl": self.grafana_url, "otlpEndpoint": self.otlp_endpoint})

@@ -40,7 +40,9 @@ class Postgres(pulumi.ComponentResource):
         tags = {**s.tags, "environment": s.environment, "managedBy": "pulumi"}
 
         ha = (
-            dbforpostgresql.HighAvailabilityArgs(mode=pg.high_availability, standby_availability_zone=pg.standby_availability_zone)
+            dbforpostgresql.HighAvailabilityArgs(
+                mode=pg.high_availability, standby_availability_zone=pg.standby_availability_zone
+            )
             if pg.high_availability != "Disabled"
             else dbforpostgresql.HighAvailabilityArgs(mode="Disabled")
         )
@@ -65,7 +67,9 @@ class Postgres(pulumi.ComponentResource):
                     public_network_access="Disabled",
                 ),
                 auth_config=dbforpostgresql.AuthConfigArgs(
-                    active_directory_auth="Enabled", password_auth="Enabled", tenant_id=client.tenant_id,
+                    active_directory_auth="Enabled",
+                    password_auth="Enabled",
+                    tenant_id=client.tenant_id,
                 ),
                 administrator_login=pg.admin_login,
                 administrator_login_password=admin_password,

@@ -6,8 +6,6 @@ once per stack, in one process.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import pulumi
 import pulumi_random as random
 from pulumi_azure_native import authorization
@@ -23,7 +21,7 @@ from .settings import StackSettings
 from .vault import Vault, WorkloadSecretAccess
 
 
-def main(settings: Optional[StackSettings] = None) -> None:
+def main(settings: StackSettings | None = None) -> None:
     # Validate all config first: a ConfigError is raised before any resource is registered.
     s = settings or settings_mod.load()
     client = authorization.get_client_config_output()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import pulumi
 from pulumi_azure_native import authorization
 
@@ -16,8 +14,17 @@ def role_definition_id(subscription_id: str, role_guid: str) -> str:
     return f"/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{role_guid}"
 
 
-def grant(name: str, *, role: str, principal_id: pulumi.Input[str], scope: pulumi.Input[str], client: pulumi.Output,
-          description: str, opts: pulumi.ResourceOptions, principal_type: Optional[str] = "ServicePrincipal") -> authorization.RoleAssignment:
+def grant(
+    name: str,
+    *,
+    role: str,
+    principal_id: pulumi.Input[str],
+    scope: pulumi.Input[str],
+    client: pulumi.Output,
+    description: str,
+    opts: pulumi.ResourceOptions,
+    principal_type: str | None = "ServicePrincipal",
+) -> authorization.RoleAssignment:
     """A role assignment of a built-in `role` (GUID) to a principal at `scope`."""
     return authorization.RoleAssignment(
         name,

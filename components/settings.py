@@ -15,11 +15,13 @@ import datetime as _dt
 import difflib
 import ipaddress
 import json
-from typing import Annotated, Any, Iterable, Literal, Optional, Union, get_args, get_origin
+import types
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_core import PydanticCustomError
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 PROJECT = "event-backbone"
 
@@ -137,7 +139,7 @@ class PostgresSettings(Model):
     ssl_min_protocol_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2"
     admin_login: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{2,30}$")] = "pgadmin"
     # Set to adopt a server restored under another name (docs/runbooks/postgres-restore.md).
-    server_name: Optional[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")]] = None
+    server_name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")] | None = None
     maintenance_window: PostgresMaintenance = PostgresMaintenance()
     databases: list[ServiceName] = Field(default_factory=list)
 
@@ -182,21 +184,21 @@ class QueueDefaults(Model):
 
 
 class QueueOverrides(Model):
-    message_ttl_ms: Optional[Annotated[int, Field(ge=1000, le=30 * DAY_MS)]] = None
-    max_length: Optional[Annotated[int, Field(ge=1, le=10_000_000)]] = None
-    delivery_limit: Optional[Annotated[int, Field(ge=1, le=100)]] = None
-    dead_letter_exchange: Optional[ObjectName] = None
+    message_ttl_ms: Annotated[int, Field(ge=1000, le=30 * DAY_MS)] | None = None
+    max_length: Annotated[int, Field(ge=1, le=10000000)] | None = None
+    delivery_limit: Annotated[int, Field(ge=1, le=100)] | None = None
+    dead_letter_exchange: ObjectName | None = None
 
 
 class ServiceTopology(Model):
-    queue: Optional[ObjectName] = None  # default: <service>.events
+    queue: ObjectName | None = None  # default: <service>.events
     bindings: list[BindingPattern] = Field(default_factory=list)  # none: a publisher only
     dead_letter_queue: bool = False  # a dlq.<service> queue of its own, besides dlq.all
     overrides: QueueOverrides = QueueOverrides()
 
 
 class Topology(Model):
-    vhost: Optional[ObjectName] = None  # default: events-<environment>
+    vhost: ObjectName | None = None  # default: events-<environment>
     exchange: ObjectName = "bloodbank.events.v1"
     dead_letter_exchange: ObjectName = "bloodbank.events.dlq"
     dead_letter_retention_days: int = Field(default=7, ge=1, le=90)
@@ -206,15 +208,15 @@ class Topology(Model):
 
 class BrokerResources(Model):
     cpu_request: Quantity = "500m"
-    cpu_limit: Optional[Quantity] = None
+    cpu_limit: Quantity | None = None
     memory: Memory = "2Gi"  # request = limit: RabbitMQ sizes its memory alarm from it
 
 
 class CloudAmqpSettings(Model):
     plan: str = "penguin-1"
     region: str = "azure-arm::westeurope"
-    pagerduty_routing_key: Optional[str] = None  # a secure value in the stack file
-    slack_webhook_url: Optional[str] = None  # a secure value in the stack file
+    pagerduty_routing_key: str | None = None  # a secure value in the stack file
+    slack_webhook_url: str | None = None  # a secure value in the stack file
     dlq_alarm_messages: int = Field(default=1000, ge=1)
     disk_alarm_percent: int = Field(default=80, ge=10, le=95)
     memory_alarm_percent: int = Field(default=80, ge=10, le=95)
@@ -234,7 +236,7 @@ class BrokerSettings(Model):
     event_services_label: Annotated[str, Field(pattern=r"^[a-z0-9./-]+$")] = "event-backbone.io/event-services"
     monitoring_namespace: ServiceName = "monitoring"
     topology: Topology = Topology()
-    cloudamqp: Optional[CloudAmqpSettings] = None
+    cloudamqp: CloudAmqpSettings | None = None
 
 
 # --------------------------------------------------------------------------- observability
@@ -245,6 +247,7 @@ LabelName = Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")]
 
 class MetricContract(Model):
     """What services emit (README: the metric contract) and what the broker exporter serves."""
+
     events_published: MetricName = "events_published_total"
     events_stored: MetricName = "events_stored_total"
     end_to_end_latency: MetricName = "event_end_to_end_latency_seconds"
@@ -259,7 +262,7 @@ class Slo(Model):
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{2,40}$")]
     kind: Literal["publish-success", "storage-success", "latency", "broker-availability"]
     objective_percent: float = Field(ge=90, le=99.999)
-    latency_threshold_seconds: Optional[float] = Field(default=None, gt=0)
+    latency_threshold_seconds: float | None = Field(default=None, gt=0)
 
 
 def default_slos() -> list[Slo]:
@@ -280,10 +283,10 @@ class Thresholds(Model):
 
 
 class Alerting(Model):
-    pagerduty_routing_key: Optional[str] = None  # secure value
-    slack_webhook_url: Optional[str] = None  # secure value
+    pagerduty_routing_key: str | None = None  # secure value
+    slack_webhook_url: str | None = None  # secure value
     slack_channel: Annotated[str, Field(pattern=r"^#[a-z0-9_-]+$")] = "#event-backbone-alerts"
-    deadmans_switch_url: Optional[str] = None  # secure value (e.g. a healthchecks.io ping URL)
+    deadmans_switch_url: str | None = None  # secure value (e.g. a healthchecks.io ping URL)
     runbook_base_url: str = "https://github.com/event-backbone/event-backbone/blob/main/docs/runbooks"
 
 
@@ -300,7 +303,7 @@ class AlertmanagerSettings(Model):
 
 class GrafanaSettings(Model):
     storage_size: Gibibytes = "10Gi"
-    hostname: Optional[Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")]] = None
+    hostname: Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")] | None = None
     tls_secret_name: ServiceName = "grafana-tls"
     ingress_class_name: str = "webapprouting.kubernetes.azure.com"
 
@@ -362,18 +365,23 @@ class StackSettings(Model):
         return self.broker.topology.vhost or f"events-{self.environment}"
 
     @model_validator(mode="after")
-    def _environment_rules(self) -> "StackSettings":
+    def _environment_rules(self) -> StackSettings:
         """Rules across keys and per environment (prod: three zones, zone-redundant HA, ...).
         Each broken rule names its own key; `validate` turns them into lines."""
         problems = environment_rules(self)
         if problems:
-            raise PydanticCustomError("environment_rules", "{count} environment rule(s) broken",
-                                      {"count": len(problems), "problems": problems})
+            raise PydanticCustomError(
+                "environment_rules",
+                "{count} environment rule(s) broken",
+                {"count": len(problems), "problems": problems},
+            )
         return self
 
     def secret_names(self) -> list[str]:
         """Every secret the stack generates (the keys allowed under keyVault.rotation)."""
-        return ["postgres-admin", "broker-admin", "grafana-admin"] + [f"broker-{svc}" for svc in self.broker.topology.services]
+        return ["postgres-admin", "broker-admin", "grafana-admin"] + [
+            f"broker-{svc}" for svc in self.broker.topology.services
+        ]
 
 
 # =========================================================================== errors
@@ -418,7 +426,7 @@ def _unwrap(annotation: Any) -> Any:
         origin = get_origin(annotation)
         if origin is Annotated:
             annotation = get_args(annotation)[0]
-        elif origin is Union:
+        elif origin in (Union, types.UnionType):  # Optional[X] and X | None
             args = [a for a in get_args(annotation) if a is not type(None)]
             annotation = args[0] if len(args) == 1 else annotation
             if len(args) != 1:
@@ -554,50 +562,127 @@ def environment_rules(s: StackSettings) -> list[Problem]:
         if ipaddress.ip_network(cidr).overlaps(space):
             p.append(Problem(key=key, message=f"must not overlap network.addressSpace {net.address_space}", got=cidr))
     if ipaddress.ip_address(s.aks.dns_service_ip) not in ipaddress.ip_network(s.aks.service_cidr):
-        p.append(Problem(key="aks.dnsServiceIp", message=f"must lie inside aks.serviceCidr {s.aks.service_cidr}", got=s.aks.dns_service_ip))
+        p.append(
+            Problem(
+                key="aks.dnsServiceIp",
+                message=f"must lie inside aks.serviceCidr {s.aks.service_cidr}",
+                got=s.aks.dns_service_ip,
+            )
+        )
     if s.aks.user_pool.min_count > s.aks.user_pool.max_count:
-        p.append(Problem(key="aks.userPool.minCount", message=f"must not exceed aks.userPool.maxCount ({s.aks.user_pool.max_count})", got=s.aks.user_pool.min_count))
+        p.append(
+            Problem(
+                key="aks.userPool.minCount",
+                message=f"must not exceed aks.userPool.maxCount ({s.aks.user_pool.max_count})",
+                got=s.aks.user_pool.min_count,
+            )
+        )
 
     api = s.aks.api_server
     if not api.private_cluster and not api.authorized_ip_ranges:
-        p.append(Problem(key="aks.apiServer", message="must either set privateCluster: true or list authorizedIpRanges (an API server open to the internet is not allowed)", got=api.model_dump(by_alias=True)))
+        p.append(
+            Problem(
+                key="aks.apiServer",
+                message="must either set privateCluster: true or list authorizedIpRanges (an API server open to the internet is not allowed)",
+                got=api.model_dump(by_alias=True),
+            )
+        )
     for i, r in enumerate(api.authorized_ip_ranges):
         if r.startswith("0.0.0.0"):
-            p.append(Problem(key=f"aks.apiServer.authorizedIpRanges[{i}]", message="must not open the API server to the whole internet", got=r))
+            p.append(
+                Problem(
+                    key=f"aks.apiServer.authorizedIpRanges[{i}]",
+                    message="must not open the API server to the whole internet",
+                    got=r,
+                )
+            )
     for i, r in enumerate(s.key_vault.allowed_ip_ranges):
         if r.startswith("0.0.0.0"):
-            p.append(Problem(key=f"keyVault.allowedIpRanges[{i}]", message="must not open Key Vault to the whole internet", got=r))
-    if s.postgres.high_availability == "ZoneRedundant" and s.postgres.availability_zone == s.postgres.standby_availability_zone:
-        p.append(Problem(key="postgres.standbyAvailabilityZone", message=f"must differ from postgres.availabilityZone ({s.postgres.availability_zone}) for zone-redundant HA", got=s.postgres.standby_availability_zone))
+            p.append(
+                Problem(
+                    key=f"keyVault.allowedIpRanges[{i}]", message="must not open Key Vault to the whole internet", got=r
+                )
+            )
+    if (
+        s.postgres.high_availability == "ZoneRedundant"
+        and s.postgres.availability_zone == s.postgres.standby_availability_zone
+    ):
+        p.append(
+            Problem(
+                key="postgres.standbyAvailabilityZone",
+                message=f"must differ from postgres.availabilityZone ({s.postgres.availability_zone}) for zone-redundant HA",
+                got=s.postgres.standby_availability_zone,
+            )
+        )
     if s.postgres.high_availability != "Disabled" and s.postgres.sku_tier == "Burstable":
-        p.append(Problem(key="postgres.skuTier", message="must be GeneralPurpose or MemoryOptimized when high availability is on", got=s.postgres.sku_tier))
+        p.append(
+            Problem(
+                key="postgres.skuTier",
+                message="must be GeneralPurpose or MemoryOptimized when high availability is on",
+                got=s.postgres.sku_tier,
+            )
+        )
     known = s.secret_names()
     for name in s.key_vault.rotation:
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else f"; known secrets: {', '.join(known)}"
-            p.append(Problem(key=f"keyVault.rotation.{name}", message=f"is not a generated secret{hint}", has_got=False))
+            p.append(
+                Problem(key=f"keyVault.rotation.{name}", message=f"is not a generated secret{hint}", has_got=False)
+            )
 
     p += broker_rules(s)
     p += observability_rules(s)
 
     if s.is_prod:
         if s.broker.replicas < 3:
-            p.append(Problem(key="broker.replicas", message="must be at least 3 in prod (one broker per zone)", got=s.broker.replicas))
+            p.append(
+                Problem(
+                    key="broker.replicas",
+                    message="must be at least 3 in prod (one broker per zone)",
+                    got=s.broker.replicas,
+                )
+            )
         if s.broker.plaintext_listener:
             p.append(Problem(key="broker.plaintextListener", message="must be false in prod (AMQPS only)", got=True))
         if sorted(s.aks.availability_zones) != ["1", "2", "3"]:
-            p.append(Problem(key="aks.availabilityZones", message="must be [\"1\", \"2\", \"3\"] in prod (three availability zones)", got=s.aks.availability_zones))
+            p.append(
+                Problem(
+                    key="aks.availabilityZones",
+                    message='must be ["1", "2", "3"] in prod (three availability zones)',
+                    got=s.aks.availability_zones,
+                )
+            )
         if s.aks.tier == "Free":
-            p.append(Problem(key="aks.tier", message="must be 'Standard' or 'Premium' in prod (uptime SLA)", got=s.aks.tier))
+            p.append(
+                Problem(key="aks.tier", message="must be 'Standard' or 'Premium' in prod (uptime SLA)", got=s.aks.tier)
+            )
         if s.aks.system_pool.count < 3:
-            p.append(Problem(key="aks.systemPool.count", message="must be at least 3 in prod (one node per zone)", got=s.aks.system_pool.count))
+            p.append(
+                Problem(
+                    key="aks.systemPool.count",
+                    message="must be at least 3 in prod (one node per zone)",
+                    got=s.aks.system_pool.count,
+                )
+            )
         if s.postgres.high_availability != "ZoneRedundant":
-            p.append(Problem(key="postgres.highAvailability", message="must be 'ZoneRedundant' in prod", got=s.postgres.high_availability))
+            p.append(
+                Problem(
+                    key="postgres.highAvailability",
+                    message="must be 'ZoneRedundant' in prod",
+                    got=s.postgres.high_availability,
+                )
+            )
         if not s.postgres.geo_redundant_backup:
             p.append(Problem(key="postgres.geoRedundantBackup", message="must be true in prod", got=False))
         if s.postgres.backup_retention_days < 30:
-            p.append(Problem(key="postgres.backupRetentionDays", message="must be at least 30 in prod", got=s.postgres.backup_retention_days))
+            p.append(
+                Problem(
+                    key="postgres.backupRetentionDays",
+                    message="must be at least 30 in prod",
+                    got=s.postgres.backup_retention_days,
+                )
+            )
     return p
 
 
@@ -613,17 +698,47 @@ def observability_rules(s: StackSettings) -> list[Problem]:
         if names.count(slo.name) > 1 and names.index(slo.name) != i:
             p.append(Problem(key=f"observability.slos[{i}].name", message="must be unique", got=slo.name))
         if slo.kind == "latency" and slo.latency_threshold_seconds is None:
-            p.append(Problem(key=f"observability.slos[{i}].latencyThresholdSeconds", message="is required for a latency SLO", has_got=False))
+            p.append(
+                Problem(
+                    key=f"observability.slos[{i}].latencyThresholdSeconds",
+                    message="is required for a latency SLO",
+                    has_got=False,
+                )
+            )
     if s.is_prod:
         if _days(o.prometheus.retention) < 30:
-            p.append(Problem(key="observability.prometheus.retention", message="must be at least 30d in prod", got=o.prometheus.retention))
+            p.append(
+                Problem(
+                    key="observability.prometheus.retention",
+                    message="must be at least 30d in prod",
+                    got=o.prometheus.retention,
+                )
+            )
         if o.alertmanager.replicas < 2:
-            p.append(Problem(key="observability.alertmanager.replicas", message="must be at least 2 in prod", got=o.alertmanager.replicas))
+            p.append(
+                Problem(
+                    key="observability.alertmanager.replicas",
+                    message="must be at least 2 in prod",
+                    got=o.alertmanager.replicas,
+                )
+            )
         if o.jaeger.storage != "badger":
-            p.append(Problem(key="observability.jaeger.storage", message="must be 'badger' (persistent) in prod", got=o.jaeger.storage))
+            p.append(
+                Problem(
+                    key="observability.jaeger.storage",
+                    message="must be 'badger' (persistent) in prod",
+                    got=o.jaeger.storage,
+                )
+            )
         for key in ("pagerduty_routing_key", "slack_webhook_url", "deadmans_switch_url"):
             if getattr(o.alerting, key) is None:
-                p.append(Problem(key=f"observability.alerting.{to_camel(key)}", message="is required in prod (a secure value: pulumi config set --secret --path ...)", has_got=False))
+                p.append(
+                    Problem(
+                        key=f"observability.alerting.{to_camel(key)}",
+                        message="is required in prod (a secure value: pulumi config set --secret --path ...)",
+                        has_got=False,
+                    )
+                )
     return p
 
 
@@ -633,9 +748,17 @@ def broker_rules(s: StackSettings) -> list[Problem]:
     if b.replicas % 2 == 0:
         p.append(Problem(key="broker.replicas", message="must be odd (quorum queues need a majority)", got=b.replicas))
     if b.backend == "cloudamqp" and b.cloudamqp is None:
-        p.append(Problem(key="broker.cloudamqp", message="is required when broker.backend is 'cloudamqp'", has_got=False))
+        p.append(
+            Problem(key="broker.cloudamqp", message="is required when broker.backend is 'cloudamqp'", has_got=False)
+        )
     if t.exchange == t.dead_letter_exchange:
-        p.append(Problem(key="broker.topology.deadLetterExchange", message="must differ from broker.topology.exchange", got=t.dead_letter_exchange))
+        p.append(
+            Problem(
+                key="broker.topology.deadLetterExchange",
+                message="must differ from broker.topology.exchange",
+                got=t.dead_letter_exchange,
+            )
+        )
     if not t.services:
         p.append(Problem(key="broker.topology.services", message="must list at least one service", got={}))
     owners: dict[str, str] = {}
@@ -643,19 +766,47 @@ def broker_rules(s: StackSettings) -> list[Problem]:
         base = f"broker.topology.services.{svc}"
         queue = cfg.queue or f"{svc}.events"
         if queue.startswith("dlq.") or queue in (t.exchange, t.dead_letter_exchange):
-            p.append(Problem(key=f"{base}.queue", message="must not use the reserved dlq.* names or an exchange's name", got=queue))
+            p.append(
+                Problem(
+                    key=f"{base}.queue",
+                    message="must not use the reserved dlq.* names or an exchange's name",
+                    got=queue,
+                )
+            )
         if cfg.bindings:
             if queue in owners:
-                p.append(Problem(key=f"{base}.queue", message=f"must not claim queue '{queue}', which service '{owners[queue]}' already uses", got=queue))
+                p.append(
+                    Problem(
+                        key=f"{base}.queue",
+                        message=f"must not claim queue '{queue}', which service '{owners[queue]}' already uses",
+                        got=queue,
+                    )
+                )
             owners.setdefault(queue, svc)
         elif cfg.dead_letter_queue or cfg.queue:
-            p.append(Problem(key=f"{base}.bindings", message="must list at least one binding pattern when the service has a queue", got=[]))
+            p.append(
+                Problem(
+                    key=f"{base}.bindings",
+                    message="must list at least one binding pattern when the service has a queue",
+                    got=[],
+                )
+            )
         dupes = sorted({x for x in cfg.bindings if cfg.bindings.count(x) > 1})
         if dupes:
-            p.append(Problem(key=f"{base}.bindings", message=f"must not repeat a pattern ({', '.join(dupes)})", got=cfg.bindings))
+            p.append(
+                Problem(
+                    key=f"{base}.bindings", message=f"must not repeat a pattern ({', '.join(dupes)})", got=cfg.bindings
+                )
+            )
         dlx = cfg.overrides.dead_letter_exchange
         if dlx is not None and dlx != t.dead_letter_exchange:
-            p.append(Problem(key=f"{base}.overrides.deadLetterExchange", message=f"must name the declared dead-letter exchange '{t.dead_letter_exchange}'", got=dlx))
+            p.append(
+                Problem(
+                    key=f"{base}.overrides.deadLetterExchange",
+                    message=f"must name the declared dead-letter exchange '{t.dead_letter_exchange}'",
+                    got=dlx,
+                )
+            )
     return p
 
 
@@ -691,7 +842,7 @@ def validate(raw: dict[str, Any], stack: str) -> StackSettings:
 def from_config_map(config: dict[str, Any], stack: str, project: str = PROJECT) -> StackSettings:
     """Validates the flat Pulumi config map (``{"event-backbone:postgres": "{...json...}"}``)."""
     prefix = project + ":"
-    raw = {k[len(prefix):]: parse_value(v) for k, v in config.items() if k.startswith(prefix)}
+    raw = {k[len(prefix) :]: parse_value(v) for k, v in config.items() if k.startswith(prefix)}
     return validate(raw, stack)
 
 
@@ -733,6 +884,7 @@ _PATTERN_LABELS = {
     r"^#[a-z0-9_-]+$": "a Slack channel (`#name`)",
     r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$": "a DNS host name",
 }
+
 
 def _label(c: dict[str, Any], fallback: str) -> str:
     pattern = c.get("pattern")

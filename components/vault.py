@@ -15,7 +15,6 @@ import pulumi_random as random
 from pulumi_azure_native import keyvault, managedidentity, network
 
 from . import rbac
-
 from .network import Network
 from .settings import StackSettings
 
@@ -26,7 +25,7 @@ PASSWORD_SPECIALS = "-_.~"
 
 def expiry_epoch(day: dt.date) -> int:
     """Key Vault ``attributes.expires`` is seconds since the epoch (midnight UTC of that day)."""
-    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp())
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp())
 
 
 @dataclass(frozen=True)
@@ -99,7 +98,9 @@ class Vault(pulumi.ComponentResource):
                 subnet=network.SubnetArgs(id=net.endpoints_subnet_id),
                 private_link_service_connections=[
                     network.PrivateLinkServiceConnectionArgs(
-                        name="vault", private_link_service_id=vault.id, group_ids=["vault"],
+                        name="vault",
+                        private_link_service_id=vault.id,
+                        group_ids=["vault"],
                     )
                 ],
                 tags=tags,
@@ -121,9 +122,16 @@ class Vault(pulumi.ComponentResource):
 
         # The deploying principal writes the generated secrets (RBAC vault: no access policies).
         # principal_type left unset: the deployer may be a user or a service principal.
-        writer = rbac.grant("deployer-secrets-officer", role=rbac.KEY_VAULT_SECRETS_OFFICER, principal_id=client.object_id,
-                            scope=vault.id, client=client, description="event-backbone deployment writes generated secrets",
-                            opts=child, principal_type=None)
+        writer = rbac.grant(
+            "deployer-secrets-officer",
+            role=rbac.KEY_VAULT_SECRETS_OFFICER,
+            principal_id=client.object_id,
+            scope=vault.id,
+            client=client,
+            description="event-backbone deployment writes generated secrets",
+            opts=child,
+            principal_type=None,
+        )
 
         self._vault = vault
         self._writer = writer
@@ -141,20 +149,30 @@ class Vault(pulumi.ComponentResource):
         password = random.RandomPassword(
             f"{secret_name}-password",
             random.RandomPasswordArgs(
-                length=32, special=True, override_special=PASSWORD_SPECIALS,
-                min_lower=2, min_upper=2, min_numeric=2, min_special=1,
+                length=32,
+                special=True,
+                override_special=PASSWORD_SPECIALS,
+                min_lower=2,
+                min_upper=2,
+                min_numeric=2,
+                min_special=1,
                 # Bumping keyVault.rotation.<name> in the stack file replaces the password.
                 keepers={"rotation": str(rotation)},
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
         value = pulumi.Output.secret(password.result)
-        uri = self.store(secret_name, value, "text/plain; generated=pulumi-random",
-                         tags={"rotation": str(rotation), "generatedBy": "pulumi-random"})
+        uri = self.store(
+            secret_name,
+            value,
+            "text/plain; generated=pulumi-random",
+            tags={"rotation": str(rotation), "generatedBy": "pulumi-random"},
+        )
         return GeneratedSecret(secret_name, value, uri)
 
-    def store(self, secret_name: str, value: pulumi.Input[str], content_type: str,
-              tags: dict | None = None) -> pulumi.Output[str]:
+    def store(
+        self, secret_name: str, value: pulumi.Input[str], content_type: str, tags: dict | None = None
+    ) -> pulumi.Output[str]:
         """Stores a value (always as a Pulumi secret) with a content type and the stack's
         expiry; returns the versionless secret URI."""
         stored = keyvault.Secret(
@@ -174,7 +192,9 @@ class Vault(pulumi.ComponentResource):
         )
         # The URI is not sensitive: derive it from the vault and the name (depending on the
         # stored secret) rather than from its properties, which carry the secret value.
-        return pulumi.Output.all(stored.id, self.vault_uri).apply(lambda args: f"{args[1].rstrip('/')}/secrets/{secret_name}")
+        return pulumi.Output.all(stored.id, self.vault_uri).apply(
+            lambda args: f"{args[1].rstrip('/')}/secrets/{secret_name}"
+        )
 
 
 class WorkloadSecretAccess(pulumi.ComponentResource):
@@ -215,8 +235,14 @@ class WorkloadSecretAccess(pulumi.ComponentResource):
             audiences=["api://AzureADTokenExchange"],
             opts=child,
         )
-        rbac.grant("secrets-user", role=rbac.KEY_VAULT_SECRETS_USER, principal_id=identity.principal_id, scope=vault.vault_id,
-                   client=client, description=f"{wi.namespace}/{wi.service_account} reads platform secrets via the CSI driver",
-                   opts=child)
+        rbac.grant(
+            "secrets-user",
+            role=rbac.KEY_VAULT_SECRETS_USER,
+            principal_id=identity.principal_id,
+            scope=vault.vault_id,
+            client=client,
+            description=f"{wi.namespace}/{wi.service_account} reads platform secrets via the CSI driver",
+            opts=child,
+        )
         self.client_id = identity.client_id
         self.register_outputs({"clientId": self.client_id})

@@ -13,8 +13,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dryrun", description=__doc__)
     parser.add_argument("stack", help="stack name: reads Pulumi.<stack>.yaml")
     parser.add_argument("--out", type=Path, help="output folder (default build/<stack>)")
-    parser.add_argument("--stack-file", type=Path, help="read this file instead of Pulumi.<stack>.yaml (e.g. a broken copy)")
-    parser.add_argument("--policy-pack", type=Path, default=PROJECT_DIR / "policies", help="policy pack folder (default policies/)")
+    parser.add_argument(
+        "--stack-file", type=Path, help="read this file instead of Pulumi.<stack>.yaml (e.g. a broken copy)"
+    )
+    parser.add_argument(
+        "--policy-pack", type=Path, default=PROJECT_DIR / "policies", help="policy pack folder (default policies/)"
+    )
     parser.add_argument("--policy-config", type=Path, help="policy config (default policies/config.<stack>.json)")
     parser.add_argument("--no-policy", action="store_true", help="plan only, do not run the policy pack")
     args = parser.parse_args(argv)
@@ -49,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     findings = run_pack(args.policy_pack, config, result.registrations)
     plan.write_policy_report(result, out, findings)
     mandatory = [f for f in findings if f.enforcement_level == "mandatory"]
-    print(f"policy pack {args.policy_pack.name} ({config.name}): {len(mandatory)} mandatory, "
-          f"{len(findings) - len(mandatory)} advisory violation(s); wrote {out}/policy-report.json")
+    print(
+        f"policy pack {args.policy_pack.name} ({config.name}): {len(mandatory)} mandatory, "
+        f"{len(findings) - len(mandatory)} advisory violation(s); wrote {out}/policy-report.json"
+    )
     for f in findings:
         print(f"  [{f.enforcement_level}] {f.policy}: {f.message.splitlines()[-1]}")
     return 3 if mandatory else 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from pulumi.runtime import mocks as pmocks
 from pulumi.runtime import rpc
@@ -23,11 +23,23 @@ DEPLOYER_OBJECT_ID = "22222222-2222-2222-2222-222222222222"
 
 # Output property that carries an azure-native resource's name, keyed by the input that sets it.
 _NAME_INPUTS = (
-    "virtualNetworkName", "networkSecurityGroupName", "privateZoneName",
-    "virtualNetworkLinkName", "vaultName", "secretName", "serverName", "databaseName",
-    "configurationName", "workspaceName", "privateEndpointName", "privateDnsZoneGroupName",
-    "agentPoolName", "configName", "federatedIdentityCredentialResourceName",
-    "resourceName", "roleAssignmentName",
+    "virtualNetworkName",
+    "networkSecurityGroupName",
+    "privateZoneName",
+    "virtualNetworkLinkName",
+    "vaultName",
+    "secretName",
+    "serverName",
+    "databaseName",
+    "configurationName",
+    "workspaceName",
+    "privateEndpointName",
+    "privateDnsZoneGroupName",
+    "agentPoolName",
+    "configName",
+    "federatedIdentityCredentialResourceName",
+    "resourceName",
+    "roleAssignmentName",
 )
 
 
@@ -55,7 +67,7 @@ class PlatformMocks(pmocks.Mocks):
         self.generated_secrets: list[str] = []
 
     # ------------------------------------------------------------------ resources
-    def new_resource(self, args: pmocks.MockResourceArgs) -> tuple[Optional[str], dict]:
+    def new_resource(self, args: pmocks.MockResourceArgs) -> tuple[str | None, dict]:
         if not args.custom:
             return "", {}
         inputs = dict(args.inputs)
@@ -85,15 +97,31 @@ class PlatformMocks(pmocks.Mocks):
             if kind.endswith("PrivateKey"):
                 pem = f"-----BEGIN PRIVATE KEY-----\nMOCK{seed[:48]}\n-----END PRIVATE KEY-----\n"
                 self.generated_secrets.append(pem.splitlines()[1])
-                return f"{args.name}-id", {**inputs, "privateKeyPem": pem, "publicKeyPem": f"-----BEGIN PUBLIC KEY-----\n{seed[:40]}\n-----END PUBLIC KEY-----\n"}
+                return f"{args.name}-id", {
+                    **inputs,
+                    "privateKeyPem": pem,
+                    "publicKeyPem": f"-----BEGIN PUBLIC KEY-----\n{seed[:40]}\n-----END PUBLIC KEY-----\n",
+                }
             if kind.endswith("CertRequest"):
-                return f"{args.name}-id", {**inputs, "certRequestPem": f"-----BEGIN CERTIFICATE REQUEST-----\n{seed[:40]}\n-----END CERTIFICATE REQUEST-----\n"}
-            return f"{args.name}-id", {**inputs, "certPem": f"-----BEGIN CERTIFICATE-----\n{seed[:40]}\n-----END CERTIFICATE-----\n"}
+                return f"{args.name}-id", {
+                    **inputs,
+                    "certRequestPem": f"-----BEGIN CERTIFICATE REQUEST-----\n{seed[:40]}\n-----END CERTIFICATE REQUEST-----\n",
+                }
+            return f"{args.name}-id", {
+                **inputs,
+                "certPem": f"-----BEGIN CERTIFICATE-----\n{seed[:40]}\n-----END CERTIFICATE-----\n",
+            }
         if pkg == "cloudamqp" and kind == "Instance":
             host = f"{inputs.get('name', args.name)}.rmq.cloudamqp.com"
             password = f"MockAmqp{hashlib.sha256(args.name.encode()).hexdigest()[:16]}"
             self.generated_secrets.append(password)
-            return "1234", {**inputs, "host": host, "vhost": "mockvhost", "url": f"amqps://admin:{password}@{host}/mockvhost", "apikey": "mock-api-key"}
+            return "1234", {
+                **inputs,
+                "host": host,
+                "vhost": "mockvhost",
+                "url": f"amqps://admin:{password}@{host}/mockvhost",
+                "apikey": "mock-api-key",
+            }
         if pkg == "kubernetes":
             meta = inputs.get("metadata") or {}
             return f"{meta.get('namespace', '')}/{meta.get('name', args.name)}".lstrip("/"), inputs
@@ -105,13 +133,19 @@ class PlatformMocks(pmocks.Mocks):
             identity = dict(inputs.get("identity") or {})
             # Input is a list of identity IDs; the ARM response is a map keyed by ID.
             identity["userAssignedIdentities"] = {
-                i: {"principalId": "44444444-4444-4444-4444-444444444444", "clientId": "55555555-5555-5555-5555-555555555555"}
+                i: {
+                    "principalId": "44444444-4444-4444-4444-444444444444",
+                    "clientId": "55555555-5555-5555-5555-555555555555",
+                }
                 for i in identity.get("userAssignedIdentities") or []
             }
             return {
                 "identity": identity,
                 "fqdn": f"{name}.hcp.westeurope.azmk8s.io",
-                "oidcIssuerProfile": {"enabled": True, "issuerURL": f"https://westeurope.oic.prod-aks.azure.com/{TENANT}/{name}/"},
+                "oidcIssuerProfile": {
+                    "enabled": True,
+                    "issuerURL": f"https://westeurope.oic.prod-aks.azure.com/{TENANT}/{name}/",
+                },
             }
         if kind == "Server":
             return {"fullyQualifiedDomainName": f"{name}.postgres.database.azure.com"}
@@ -132,7 +166,12 @@ class PlatformMocks(pmocks.Mocks):
     # ------------------------------------------------------------------ invokes
     def call(self, args: pmocks.MockCallArgs) -> dict:
         if args.token == "azure-native:authorization:getClientConfig":
-            return {"clientId": "mock-client", "objectId": DEPLOYER_OBJECT_ID, "subscriptionId": SUBSCRIPTION, "tenantId": TENANT}
+            return {
+                "clientId": "mock-client",
+                "objectId": DEPLOYER_OBJECT_ID,
+                "subscriptionId": SUBSCRIPTION,
+                "tenantId": TENANT,
+            }
         if args.token == "azure-native:containerservice:listManagedClusterUserCredentials":
             kubeconfig = (
                 "apiVersion: v1\nkind: Config\nclusters:\n- name: aks\n  cluster:\n"
@@ -151,7 +190,7 @@ class RecordingMonitor(pmocks.MockMonitor):
     def __init__(self, mocks: PlatformMocks):
         super().__init__(mocks)
         self.registrations: list[Registration] = []
-        self.stack_urn: Optional[str] = None
+        self.stack_urn: str | None = None
         self.stack_outputs: dict = {}
 
     def RegisterResource(self, request):
@@ -162,8 +201,12 @@ class RecordingMonitor(pmocks.MockMonitor):
         _ensure_event_loop()
         inputs = rpc.deserialize_properties(request.object)
         args = pmocks.MockResourceArgs(
-            typ=request.type, name=request.name, inputs=inputs, provider=request.provider,
-            resource_id=request.importId, custom=request.custom or False,
+            typ=request.type,
+            name=request.name,
+            inputs=inputs,
+            provider=request.provider,
+            resource_id=request.importId,
+            custom=request.custom or False,
         )
         id_, state = self.mocks.new_resource(args)
         for key in request.additionalSecretOutputs:
@@ -173,10 +216,14 @@ class RecordingMonitor(pmocks.MockMonitor):
         self.resources[urn] = pmocks.MockMonitor.ResourceRegistration(urn, id_, state)
         self.registrations.append(
             Registration(
-                urn=urn, type=request.type, name=request.name,
+                urn=urn,
+                type=request.type,
+                name=request.name,
                 parent=request.parent or None,
                 dependencies=sorted(set(request.dependencies)),
-                protect=bool(request.protect), custom=bool(request.custom), inputs=inputs,
+                protect=bool(request.protect),
+                custom=bool(request.custom),
+                inputs=inputs,
             )
         )
         return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj)

@@ -17,7 +17,6 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import grpc
 from google.protobuf import empty_pb2, json_format, struct_pb2
@@ -25,9 +24,17 @@ from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 
 from .mocks import Registration
 
-LEVELS = {analyzer_pb2.ADVISORY: "advisory", analyzer_pb2.MANDATORY: "mandatory", analyzer_pb2.DISABLED: "disabled",
-          getattr(analyzer_pb2, "REMEDIATE", 3): "remediate"}
-LEVEL_VALUES = {"advisory": analyzer_pb2.ADVISORY, "mandatory": analyzer_pb2.MANDATORY, "disabled": analyzer_pb2.DISABLED}
+LEVELS = {
+    analyzer_pb2.ADVISORY: "advisory",
+    analyzer_pb2.MANDATORY: "mandatory",
+    analyzer_pb2.DISABLED: "disabled",
+    getattr(analyzer_pb2, "REMEDIATE", 3): "remediate",
+}
+LEVEL_VALUES = {
+    "advisory": analyzer_pb2.ADVISORY,
+    "mandatory": analyzer_pb2.MANDATORY,
+    "disabled": analyzer_pb2.DISABLED,
+}
 
 
 @dataclass
@@ -39,8 +46,13 @@ class Finding:
     message: str
 
     def as_json(self) -> dict:
-        return {"policyPack": self.policy_pack, "policy": self.policy, "enforcementLevel": self.enforcement_level,
-                "urn": self.urn, "message": self.message}
+        return {
+            "policyPack": self.policy_pack,
+            "policy": self.policy,
+            "enforcementLevel": self.enforcement_level,
+            "urn": self.urn,
+            "message": self.message,
+        }
 
 
 def _struct(value: dict) -> struct_pb2.Struct:
@@ -67,7 +79,11 @@ class PolicyHost:
         # The engine address is where the pack would send log messages; our policies log nothing.
         self.proc = subprocess.Popen(
             [python, "-u", "-m", "pulumi.policy", "127.0.0.1:1", str(self.pack_dir)],
-            cwd=self.pack_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=self.pack_dir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         line = self.proc.stdout.readline().strip()
         if not line.isdigit():
@@ -85,7 +101,7 @@ class PolicyHost:
             self.proc.kill()
         self.proc.wait(timeout=30)
 
-    def __enter__(self) -> "PolicyHost":
+    def __enter__(self) -> PolicyHost:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -106,7 +122,9 @@ class PolicyHost:
             unknown = set(given) - set(schema)
             if unknown:
                 raise ValueError(f"policy config for {policy.name}: unknown properties {sorted(unknown)}")
-            request.policyConfig[policy.name].CopyFrom(analyzer_pb2.PolicyConfig(enforcementLevel=LEVEL_VALUES[level], properties=_struct(props)))
+            request.policyConfig[policy.name].CopyFrom(
+                analyzer_pb2.PolicyConfig(enforcementLevel=LEVEL_VALUES[level], properties=_struct(props))
+            )
             sent[policy.name] = (level, props)
         unknown = set(config) - {p.name for p in self.info.policies} - {"all"}
         if unknown:
@@ -121,24 +139,47 @@ class PolicyHost:
         findings: list[Finding] = []
         custom = [r for r in registrations if r.custom]
         for r in custom:
-            response = self.stub.Analyze(analyzer_pb2.AnalyzeRequest(
-                type=r.type, properties=_struct(r.inputs), urn=r.urn, name=r.name, options=self._options(r),
-            ))
+            response = self.stub.Analyze(
+                analyzer_pb2.AnalyzeRequest(
+                    type=r.type,
+                    properties=_struct(r.inputs),
+                    urn=r.urn,
+                    name=r.name,
+                    options=self._options(r),
+                )
+            )
             findings += self._findings(response, r.urn)
-        stack = analyzer_pb2.AnalyzeStackRequest(resources=[
-            analyzer_pb2.AnalyzerResource(type=r.type, properties=_struct(r.inputs), urn=r.urn, name=r.name,
-                                          options=self._options(r), parent=r.parent or "", dependencies=r.dependencies)
-            for r in custom
-        ])
+        stack = analyzer_pb2.AnalyzeStackRequest(
+            resources=[
+                analyzer_pb2.AnalyzerResource(
+                    type=r.type,
+                    properties=_struct(r.inputs),
+                    urn=r.urn,
+                    name=r.name,
+                    options=self._options(r),
+                    parent=r.parent or "",
+                    dependencies=r.dependencies,
+                )
+                for r in custom
+            ]
+        )
         findings += self._findings(self.stub.AnalyzeStack(stack), "")
         return findings
 
     def _findings(self, response, default_urn: str) -> list[Finding]:
-        return [Finding(d.policyPackName, d.policyName, LEVELS.get(d.enforcementLevel, str(d.enforcementLevel)),
-                        d.urn or default_urn, d.message) for d in response.diagnostics]
+        return [
+            Finding(
+                d.policyPackName,
+                d.policyName,
+                LEVELS.get(d.enforcementLevel, str(d.enforcementLevel)),
+                d.urn or default_urn,
+                d.message,
+            )
+            for d in response.diagnostics
+        ]
 
 
-def run_pack(pack_dir: Path, config_file: Optional[Path], registrations: list[Registration]) -> list[Finding]:
+def run_pack(pack_dir: Path, config_file: Path | None, registrations: list[Registration]) -> list[Finding]:
     config = json.loads(config_file.read_text()) if config_file and config_file.exists() else {}
     with PolicyHost(pack_dir) as host:
         host.configure(config)

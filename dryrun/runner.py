@@ -9,9 +9,10 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import yaml
 
@@ -84,8 +85,8 @@ class RunResult:
 def run_stack(
     stack: str,
     project_dir: Path = PROJECT_DIR,
-    stack_text: Optional[str] = None,
-    program: Optional[Callable[[], None]] = None,
+    stack_text: str | None = None,
+    program: Callable[[], None] | None = None,
 ) -> RunResult:
     """Plans one stack. ``stack_text`` replaces the stack file's content (tests use it for
     broken copies). Raises ``components.settings.ConfigError`` on bad config."""
@@ -133,8 +134,11 @@ def _run(project, stack, config, secret_keys, program) -> RunResult:
         exc.registered = list(monitor.registrations)  # proof that validation came first
         raise
     return RunResult(
-        project=project, stack=stack, registrations=monitor.registrations,
-        outputs=monitor.stack_outputs, warnings=handler.messages,
+        project=project,
+        stack=stack,
+        registrations=monitor.registrations,
+        outputs=monitor.stack_outputs,
+        warnings=handler.messages,
         # secure config values (placeholders here) must never appear in plaintext either
         generated_secrets=list(mocks.generated_secrets) + ([SECURE_PLACEHOLDER] if secret_keys else []),
         settings=settings_mod.from_config_map(config, stack, project),

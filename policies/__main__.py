@@ -1,11 +1,10 @@
 """The event-backbone policy pack. PolicyPack(...) serves gRPC and never returns, so only
 this file builds it; the policies live in tls.py, backups.py and hardening.py."""
 
-from pulumi_policy import EnforcementLevel, PolicyPack
-
 import backups
 import hardening
 import tls
+from pulumi_policy import EnforcementLevel, PolicyPack
 
 PolicyPack(
     name="event-backbone",

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pulumi_policy import ResourceValidationPolicy, StackValidationPolicy
-
 from kit import MANDATORY, MISSING, config, get, schema, violation
+from pulumi_policy import ResourceValidationPolicy, StackValidationPolicy
 
 PG_SERVER = "azure-native:dbforpostgresql:Server"
 RABBITMQ = "kubernetes:rabbitmq.com/v1beta1:RabbitmqCluster"
@@ -19,11 +18,23 @@ def _postgres_backups(args, report):
     minimum = int(cfg.get("minimumRetentionDays", 7))
     days = get(args.props, "backup.backupRetentionDays")
     if days is MISSING or float(days) < minimum:
-        violation(report, args.resource_type, args.name, "backup.backupRetentionDays", days,
-                  f"keep at least {minimum} days (event-backbone:postgres.backupRetentionDays)")
+        violation(
+            report,
+            args.resource_type,
+            args.name,
+            "backup.backupRetentionDays",
+            days,
+            f"keep at least {minimum} days (event-backbone:postgres.backupRetentionDays)",
+        )
     if cfg.get("requireGeoRedundant", False) and get(args.props, "backup.geoRedundantBackup") != "Enabled":
-        violation(report, args.resource_type, args.name, "backup.geoRedundantBackup", get(args.props, "backup.geoRedundantBackup"),
-                  "set it to 'Enabled' (event-backbone:postgres.geoRedundantBackup: true); it can only be chosen when the server is created")
+        violation(
+            report,
+            args.resource_type,
+            args.name,
+            "backup.geoRedundantBackup",
+            get(args.props, "backup.geoRedundantBackup"),
+            "set it to 'Enabled' (event-backbone:postgres.geoRedundantBackup: true); it can only be chosen when the server is created",
+        )
 
 
 postgres_backups = ResourceValidationPolicy(
@@ -31,10 +42,12 @@ postgres_backups = ResourceValidationPolicy(
     description="PostgreSQL keeps backups for at least the configured days, geo-redundantly where required.",
     validate=_postgres_backups,
     enforcement_level=MANDATORY,
-    config_schema=schema({
-        "minimumRetentionDays": {"type": "integer", "minimum": 7, "maximum": 35, "default": 7},
-        "requireGeoRedundant": {"type": "boolean", "default": False},
-    }),
+    config_schema=schema(
+        {
+            "minimumRetentionDays": {"type": "integer", "minimum": 7, "maximum": 35, "default": 7},
+            "requireGeoRedundant": {"type": "boolean", "default": False},
+        }
+    ),
 )
 
 
@@ -47,10 +60,23 @@ def _keyvault_recoverable(args, report):
         violation(report, args.resource_type, args.name, "properties.enableSoftDelete", False, "set it to true")
     days = get(props, "softDeleteRetentionInDays", 90)
     if float(days) < minimum:
-        violation(report, args.resource_type, args.name, "properties.softDeleteRetentionInDays", days, f"keep deleted secrets at least {minimum} days")
+        violation(
+            report,
+            args.resource_type,
+            args.name,
+            "properties.softDeleteRetentionInDays",
+            days,
+            f"keep deleted secrets at least {minimum} days",
+        )
     if get(props, "enablePurgeProtection") is not True:
-        violation(report, args.resource_type, args.name, "properties.enablePurgeProtection", get(props, "enablePurgeProtection"),
-                  "set it to true: nobody can purge a deleted vault or secret before its retention ends")
+        violation(
+            report,
+            args.resource_type,
+            args.name,
+            "properties.enablePurgeProtection",
+            get(props, "enablePurgeProtection"),
+            "set it to true: nobody can purge a deleted vault or secret before its retention ends",
+        )
 
 
 keyvault_recoverable = ResourceValidationPolicy(
@@ -63,23 +89,46 @@ keyvault_recoverable = ResourceValidationPolicy(
 
 
 def _broker_storage(args, report):
-    classes = {str(get(r.props, "metadata.name", r.name)): r for r in args.resources if r.resource_type == STORAGE_CLASS}
+    classes = {
+        str(get(r.props, "metadata.name", r.name)): r for r in args.resources if r.resource_type == STORAGE_CLASS
+    }
     for r in args.resources:
         if r.resource_type != RABBITMQ:
             continue
         persistence = get(r.props, "spec.persistence", {}) or {}
         if persistence.get("emptyDir") is not None or not persistence.get("storage"):
-            violation(report, r.resource_type, r.name, "spec.persistence.storage", persistence.get("storage", MISSING),
-                      "give the broker persistent volumes (event-backbone:broker.storageSize)", r.urn)
+            violation(
+                report,
+                r.resource_type,
+                r.name,
+                "spec.persistence.storage",
+                persistence.get("storage", MISSING),
+                "give the broker persistent volumes (event-backbone:broker.storageSize)",
+                r.urn,
+            )
             continue
         name = persistence.get("storageClassName")
         sc = classes.get(str(name)) if name else None
         if sc is None:
-            violation(report, r.resource_type, r.name, "spec.persistence.storageClassName", name if name else MISSING,
-                      "use a StorageClass this stack defines with reclaimPolicy: Retain (event-backbone:broker.storageClass)", r.urn)
+            violation(
+                report,
+                r.resource_type,
+                r.name,
+                "spec.persistence.storageClassName",
+                name if name else MISSING,
+                "use a StorageClass this stack defines with reclaimPolicy: Retain (event-backbone:broker.storageClass)",
+                r.urn,
+            )
         elif get(sc.props, "reclaimPolicy") != "Retain":
-            violation(report, STORAGE_CLASS, sc.name, "reclaimPolicy", get(sc.props, "reclaimPolicy"),
-                      "set it to 'Retain': deleting the claim must not delete the broker's data", sc.urn)
+            violation(
+                report,
+                STORAGE_CLASS,
+                sc.name,
+                "reclaimPolicy",
+                get(sc.props, "reclaimPolicy"),
+                "set it to 'Retain': deleting the claim must not delete the broker's data",
+                sc.urn,
+            )
 
 
 broker_storage = StackValidationPolicy(
@@ -104,15 +153,24 @@ def _observability_storage(args, report):
             ("grafana", "grafana.persistence.enabled", "persistence.enabled: true"),
         ]
     elif chart == "jaeger":
-        checks = [("jaeger", "jaeger.extraVolumes", "Badger on a persistent volume (event-backbone:observability.jaeger.storage: badger)")]
+        checks = [
+            (
+                "jaeger",
+                "jaeger.extraVolumes",
+                "Badger on a persistent volume (event-backbone:observability.jaeger.storage: badger)",
+            )
+        ]
     for component, path, fix in checks:
         if component not in required:
             continue
         value = get(values, path)
         ok = value not in (MISSING, False, [], {})
         if component == "jaeger":
-            ok = ok and any("persistentVolumeClaim" in v for v in value) and \
-                "badger" in (get(values, "userconfig.extensions.jaeger_storage.backends.primary_store", {}) or {})
+            ok = (
+                ok
+                and any("persistentVolumeClaim" in v for v in value)
+                and "badger" in (get(values, "userconfig.extensions.jaeger_storage.backends.primary_store", {}) or {})
+            )
         if not ok:
             violation(report, args.resource_type, args.name, f"values.{path}", value, f"give {component} {fix}")
 
@@ -122,14 +180,25 @@ observability_storage = ResourceValidationPolicy(
     description="Prometheus, Alertmanager, Grafana and Jaeger keep their data on persistent volumes where required.",
     validate=_observability_storage,
     enforcement_level=MANDATORY,
-    config_schema=schema({"components": {"type": "array", "items": {"type": "string", "enum": ["prometheus", "alertmanager", "grafana", "jaeger"]},
-                                         "default": ["prometheus", "alertmanager", "grafana", "jaeger"]}}),
+    config_schema=schema(
+        {
+            "components": {
+                "type": "array",
+                "items": {"type": "string", "enum": ["prometheus", "alertmanager", "grafana", "jaeger"]},
+                "default": ["prometheus", "alertmanager", "grafana", "jaeger"],
+            }
+        }
+    ),
 )
 
 STATEFUL = [
-    "azure-native:dbforpostgresql:Server", "azure-native:dbforpostgresql:Database", "azure-native:keyvault:Vault",
-    "azure-native:resources:ResourceGroup", "azure-native:operationalinsights:Workspace",
-    "kubernetes:core/v1:PersistentVolumeClaim", "cloudamqp:index/instance:Instance",
+    "azure-native:dbforpostgresql:Server",
+    "azure-native:dbforpostgresql:Database",
+    "azure-native:keyvault:Vault",
+    "azure-native:resources:ResourceGroup",
+    "azure-native:operationalinsights:Workspace",
+    "kubernetes:core/v1:PersistentVolumeClaim",
+    "cloudamqp:index/instance:Instance",
     "kubernetes:rabbitmq.com/v1beta1:RabbitmqCluster",
 ]
 
@@ -139,8 +208,14 @@ def _protected(args, report):
     if not cfg.get("requireProtect", False) or args.resource_type not in cfg.get("types", STATEFUL):
         return
     if not args.opts.protect:
-        violation(report, args.resource_type, args.name, "the protect option", False,
-                  "create it with ResourceOptions(protect=True) (components do so when settings.protect, i.e. in prod)")
+        violation(
+            report,
+            args.resource_type,
+            args.name,
+            "the protect option",
+            False,
+            "create it with ResourceOptions(protect=True) (components do so when settings.protect, i.e. in prod)",
+        )
 
 
 stateful_protected = ResourceValidationPolicy(
@@ -148,10 +223,12 @@ stateful_protected = ResourceValidationPolicy(
     description="Stateful production resources are protected from deletion and replacement.",
     validate=_protected,
     enforcement_level=MANDATORY,
-    config_schema=schema({
-        "requireProtect": {"type": "boolean", "default": False},
-        "types": {"type": "array", "items": {"type": "string"}, "default": STATEFUL},
-    }),
+    config_schema=schema(
+        {
+            "requireProtect": {"type": "boolean", "default": False},
+            "types": {"type": "array", "items": {"type": "string"}, "default": STATEFUL},
+        }
+    ),
 )
 
 POLICIES = [postgres_backups, keyvault_recoverable, broker_storage, observability_storage, stateful_protected]

@@ -3,7 +3,7 @@ the resource, the property, the value found and the fix."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from pulumi_policy import EnforcementLevel, PolicyConfigSchema, ReportViolation
 
@@ -33,8 +33,9 @@ def shown(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def violation(report: ReportViolation, resource_type: str, name: str, prop: str, value: Any, fix: str,
-              urn: Optional[str] = None) -> None:
+def violation(
+    report: ReportViolation, resource_type: str, name: str, prop: str, value: Any, fix: str, urn: str | None = None
+) -> None:
     message = f"{resource_type} '{name}': {prop} is {shown(value)}. Fix: {fix}"
     if urn:
         report(message, urn)
@@ -42,7 +43,7 @@ def violation(report: ReportViolation, resource_type: str, name: str, prop: str,
         report(message)
 
 
-def schema(properties: dict[str, dict], required: Optional[list[str]] = None) -> PolicyConfigSchema:
+def schema(properties: dict[str, dict], required: list[str] | None = None) -> PolicyConfigSchema:
     return PolicyConfigSchema(properties=properties, required=required or [])
 
 

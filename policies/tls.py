@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from pulumi_policy import ResourceValidationPolicy, StackValidationPolicy
-
 from kit import MANDATORY, MISSING, config, get, schema, violation
+from pulumi_policy import ResourceValidationPolicy, StackValidationPolicy
 
 TLS_ORDER = {"TLSv1": 0, "TLSv1.1": 1, "TLSv1.2": 2, "TLSv1.3": 3}
 PG_CONFIG = "azure-native:dbforpostgresql:Configuration"
@@ -28,18 +27,46 @@ def _postgres_tls(args, report):
         mine = params.get(server_name, {})
         secure = mine.get("require_secure_transport")
         if secure is None:
-            violation(report, PG_SERVER, server.name, "the server parameter require_secure_transport", MISSING,
-                      "add a dbforpostgresql.Configuration require_secure_transport = 'on' for this server", server.urn)
+            violation(
+                report,
+                PG_SERVER,
+                server.name,
+                "the server parameter require_secure_transport",
+                MISSING,
+                "add a dbforpostgresql.Configuration require_secure_transport = 'on' for this server",
+                server.urn,
+            )
         elif str(get(secure.props, "value", "")).lower() != "on":
-            violation(report, PG_CONFIG, secure.name, "value of require_secure_transport", get(secure.props, "value"),
-                      "set it to 'on' (clients must use TLS)", secure.urn)
+            violation(
+                report,
+                PG_CONFIG,
+                secure.name,
+                "value of require_secure_transport",
+                get(secure.props, "value"),
+                "set it to 'on' (clients must use TLS)",
+                secure.urn,
+            )
         version = mine.get("ssl_min_protocol_version")
         if version is None:
-            violation(report, PG_SERVER, server.name, "the server parameter ssl_min_protocol_version", MISSING,
-                      f"add a dbforpostgresql.Configuration ssl_min_protocol_version = '{minimum}' for this server", server.urn)
+            violation(
+                report,
+                PG_SERVER,
+                server.name,
+                "the server parameter ssl_min_protocol_version",
+                MISSING,
+                f"add a dbforpostgresql.Configuration ssl_min_protocol_version = '{minimum}' for this server",
+                server.urn,
+            )
         elif TLS_ORDER.get(str(get(version.props, "value", "")), -1) < TLS_ORDER[minimum]:
-            violation(report, PG_CONFIG, version.name, "value of ssl_min_protocol_version", get(version.props, "value"),
-                      f"set it to '{minimum}' or newer (event-backbone:postgres.sslMinProtocolVersion)", version.urn)
+            violation(
+                report,
+                PG_CONFIG,
+                version.name,
+                "value of ssl_min_protocol_version",
+                get(version.props, "value"),
+                f"set it to '{minimum}' or newer (event-backbone:postgres.sslMinProtocolVersion)",
+                version.urn,
+            )
 
 
 postgres_tls = StackValidationPolicy(
@@ -47,7 +74,9 @@ postgres_tls = StackValidationPolicy(
     description="PostgreSQL requires TLS (require_secure_transport=on) at or above the minimum protocol version.",
     validate=_postgres_tls,
     enforcement_level=MANDATORY,
-    config_schema=schema({"minimumTlsVersion": {"type": "string", "enum": ["TLSv1.2", "TLSv1.3"], "default": "TLSv1.2"}}),
+    config_schema=schema(
+        {"minimumTlsVersion": {"type": "string", "enum": ["TLSv1.2", "TLSv1.3"], "default": "TLSv1.2"}}
+    ),
 )
 
 
@@ -56,8 +85,14 @@ def _postgres_private(args, report):
         return
     value = get(args.props, "network.publicNetworkAccess")
     if value != "Disabled":
-        violation(report, args.resource_type, args.name, "network.publicNetworkAccess", value,
-                  "set it to 'Disabled' and use the delegated subnet and private DNS zone")
+        violation(
+            report,
+            args.resource_type,
+            args.name,
+            "network.publicNetworkAccess",
+            value,
+            "set it to 'Disabled' and use the delegated subnet and private DNS zone",
+        )
 
 
 postgres_private = ResourceValidationPolicy(
@@ -76,12 +111,26 @@ def _broker_tls(args, report):
     if not _is_rabbitmq_cluster(args):
         return
     if not get(args.props, "spec.tls.secretName", ""):
-        violation(report, args.resource_type, args.name, "spec.tls.secretName", get(args.props, "spec.tls.secretName"),
-                  "serve AMQPS: set spec.tls.secretName (and caSecretName) to the stack-issued certificate's secret")
-    if config(args).get("requirePlaintextDisabled", True) and get(args.props, "spec.tls.disableNonTLSListeners") is not True:
-        violation(report, args.resource_type, args.name, "spec.tls.disableNonTLSListeners",
-                  get(args.props, "spec.tls.disableNonTLSListeners"),
-                  "set it to true (event-backbone:broker.plaintextListener: false): AMQPS only")
+        violation(
+            report,
+            args.resource_type,
+            args.name,
+            "spec.tls.secretName",
+            get(args.props, "spec.tls.secretName"),
+            "serve AMQPS: set spec.tls.secretName (and caSecretName) to the stack-issued certificate's secret",
+        )
+    if (
+        config(args).get("requirePlaintextDisabled", True)
+        and get(args.props, "spec.tls.disableNonTLSListeners") is not True
+    ):
+        violation(
+            report,
+            args.resource_type,
+            args.name,
+            "spec.tls.disableNonTLSListeners",
+            get(args.props, "spec.tls.disableNonTLSListeners"),
+            "set it to true (event-backbone:broker.plaintextListener: false): AMQPS only",
+        )
 
 
 broker_tls = ResourceValidationPolicy(
@@ -105,8 +154,14 @@ def _ingress_tls(args, report):
     if args.resource_type in ("kubernetes:networking.k8s.io/v1:Ingress",):
         missing = _ingress_hosts_without_tls(dict(get(args.props, "spec", {}) or {}))
         if missing:
-            violation(report, args.resource_type, args.name, "spec.tls", get(args.props, "spec.tls"),
-                      f"add a spec.tls entry (with a certificate secret) covering {', '.join(missing)}")
+            violation(
+                report,
+                args.resource_type,
+                args.name,
+                "spec.tls",
+                get(args.props, "spec.tls"),
+                f"add a spec.tls entry (with a certificate secret) covering {', '.join(missing)}",
+            )
         return
     if args.resource_type != "kubernetes:helm.sh/v3:Release":
         return
@@ -117,8 +172,14 @@ def _ingress_tls(args, report):
         if isinstance(ingress, dict) and ingress.get("enabled"):
             missing = _ingress_hosts_without_tls(ingress)
             if missing:
-                violation(report, args.resource_type, args.name, f"values.{path}.tls", ingress.get("tls", MISSING),
-                          f"add a tls entry covering {', '.join(missing)} (event-backbone:observability.grafana.tlsSecretName)")
+                violation(
+                    report,
+                    args.resource_type,
+                    args.name,
+                    f"values.{path}.tls",
+                    ingress.get("tls", MISSING),
+                    f"add a tls entry covering {', '.join(missing)} (event-backbone:observability.grafana.tlsSecretName)",
+                )
 
 
 ingress_tls = ResourceValidationPolicy(
@@ -144,12 +205,24 @@ def _aks_api(args, report):
     if profile.get("enablePrivateCluster") is True:
         return
     if not ranges:
-        violation(report, args.resource_type, args.name, "apiServerAccessProfile.authorizedIPRanges", ranges or MISSING,
-                  "list the allowed CIDRs (event-backbone:aks.apiServer.authorizedIpRanges) or set privateCluster: true")
+        violation(
+            report,
+            args.resource_type,
+            args.name,
+            "apiServerAccessProfile.authorizedIPRanges",
+            ranges or MISSING,
+            "list the allowed CIDRs (event-backbone:aks.apiServer.authorizedIpRanges) or set privateCluster: true",
+        )
     for cidr in ranges:
         if _open_to_internet(cidr):
-            violation(report, args.resource_type, args.name, "apiServerAccessProfile.authorizedIPRanges", cidr,
-                      "remove the 0.0.0.0/0 range: the API server must not be open to the internet")
+            violation(
+                report,
+                args.resource_type,
+                args.name,
+                "apiServerAccessProfile.authorizedIPRanges",
+                cidr,
+                "remove the 0.0.0.0/0 range: the API server must not be open to the internet",
+            )
 
 
 aks_api = ResourceValidationPolicy(
@@ -168,12 +241,24 @@ def _keyvault_private(args, report):
         return
     action = get(props, "networkAcls.defaultAction")
     if action != "Deny":
-        violation(report, args.resource_type, args.name, "properties.networkAcls.defaultAction", action,
-                  "set it to 'Deny' and allow only the deployment ranges (event-backbone:keyVault.allowedIpRanges)")
+        violation(
+            report,
+            args.resource_type,
+            args.name,
+            "properties.networkAcls.defaultAction",
+            action,
+            "set it to 'Deny' and allow only the deployment ranges (event-backbone:keyVault.allowedIpRanges)",
+        )
     for rule in get(props, "networkAcls.ipRules", []) or []:
         if _open_to_internet(str(rule.get("value", ""))):
-            violation(report, args.resource_type, args.name, "properties.networkAcls.ipRules", rule.get("value"),
-                      "remove the 0.0.0.0/0 rule")
+            violation(
+                report,
+                args.resource_type,
+                args.name,
+                "properties.networkAcls.ipRules",
+                rule.get("value"),
+                "remove the 0.0.0.0/0 rule",
+            )
 
 
 keyvault_private = ResourceValidationPolicy(

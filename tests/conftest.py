@@ -13,9 +13,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pulumi.runtime import rpc  # noqa: E402
+
 from dryrun import plan as plan_mod  # noqa: E402
 from dryrun.runner import RunResult, run_stack  # noqa: E402
-from pulumi.runtime import rpc  # noqa: E402
 
 STACKS = ("dev", "prod")
 
@@ -48,7 +49,9 @@ class Planned:
 
     def one(self, type_suffix: str, name: str | None = None):
         found = [r for r in self.of_type(type_suffix) if name is None or r.name == name]
-        assert len(found) == 1, f"{self.stack}: expected one {type_suffix} {name or ''}, found {[r.name for r in found]}"
+        assert len(found) == 1, (
+            f"{self.stack}: expected one {type_suffix} {name or ''}, found {[r.name for r in found]}"
+        )
         return found[0]
 
     def inputs(self, type_suffix: str, name: str | None = None) -> dict:

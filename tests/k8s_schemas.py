@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import copy
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
-
 from conftest import unwrap
 
 REFERENCE = Path(__file__).resolve().parent / "reference"
@@ -23,8 +22,12 @@ def _strict(schema):
     except where the CRD preserves unknown fields or declares additionalProperties."""
     if isinstance(schema, dict):
         schema = {k: _strict(v) for k, v in schema.items()}
-        if (schema.get("type") == "object" and "properties" in schema
-                and "additionalProperties" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields")):
+        if (
+            schema.get("type") == "object"
+            and "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
             schema["additionalProperties"] = False
         return schema
     if isinstance(schema, list):
@@ -32,7 +35,7 @@ def _strict(schema):
     return schema
 
 
-@lru_cache(maxsize=None)
+@cache
 def _crds() -> dict:
     out = {}
     for path in (REFERENCE / "crds").glob("*.json"):
@@ -48,7 +51,9 @@ def has_crd(api_version: str, kind: str) -> bool:
 
 def custom_resource_errors(manifest: dict) -> list[str]:
     validator = _crds()[(manifest["apiVersion"], manifest["kind"])]
-    errors = [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(manifest)]
+    errors = [
+        f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(manifest)
+    ]
     if not manifest.get("metadata", {}).get("name"):
         errors.append("metadata.name: missing")
     return errors

@@ -103,10 +103,11 @@ def test_api_server_is_restricted(stack):
 
 
 def test_private_cluster_when_config_says_so():
+    from test_settings import mutate
+
     from components.aks import api_server_profile
     from components.settings import from_config_map
     from dryrun.runner import config_from_yaml
-    from test_settings import mutate
 
     text = mutate("dev", "aks.apiServer", {"privateCluster": True})
     s = from_config_map(config_from_yaml(text)[0], "dev")
@@ -117,10 +118,13 @@ def test_private_cluster_when_config_says_so():
 
 def test_settings_objects_cannot_be_built_against_the_rules():
     import pydantic
+
     from components.settings import StackSettings
 
     with pytest.raises(pydantic.ValidationError, match="environment rule"):
-        StackSettings.model_validate({"environment": "prod", "location": "westeurope", "keyVault": {"secretsExpireOn": "2027-01-01"}})
+        StackSettings.model_validate(
+            {"environment": "prod", "location": "westeurope", "keyVault": {"secretsExpireOn": "2027-01-01"}}
+        )
 
 
 def test_control_plane_identity_can_manage_the_node_subnet(stack):

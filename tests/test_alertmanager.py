@@ -8,11 +8,11 @@ import subprocess
 
 import pytest
 import yaml
+from conftest import require_tool
 
 from components.render import alertmanager as AM
 from components.render import rules as R
 from components.render import to_yaml
-from conftest import require_tool
 
 PLACEHOLDER_URL = "https://deadmans-switch.invalid/ping"
 
@@ -54,8 +54,9 @@ def test_amtool_check_config(config_file):
 
 
 def route(amtool: str, config_file, *labels: str) -> str:
-    proc = subprocess.run([amtool, "config", "routes", "test", f"--config.file={config_file}", *labels],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [amtool, "config", "routes", "test", f"--config.file={config_file}", *labels], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()
 
@@ -65,7 +66,9 @@ def test_each_severity_reaches_its_receiver(stack, config_file, severity):
     amtool = require_tool("amtool")
     expected = AM.receiver_for(stack.settings, severity)
     for alert in {a["alert"] for a in R.alerts(stack.settings) if a["labels"]["severity"] == severity}:
-        assert route(amtool, config_file, f"alertname={alert}", f"severity={severity}", "service=candystore") == expected
+        assert (
+            route(amtool, config_file, f"alertname={alert}", f"severity={severity}", "service=candystore") == expected
+        )
 
 
 def test_prod_pages_critical_and_slacks_warnings(planned, tmp_path):
@@ -89,7 +92,9 @@ def test_dev_without_pagerduty_sends_critical_to_slack(planned, tmp_path):
 def test_grouping_and_inhibition(stack):
     config = AM.config(stack.settings)
     assert config["route"]["group_by"] == ["alertname", "service", "queue"]
-    assert config["inhibit_rules"] == [{"source_matchers": ['severity="critical"'], "target_matchers": ['severity="warning"'], "equal": ["service"]}]
+    assert config["inhibit_rules"] == [
+        {"source_matchers": ['severity="critical"'], "target_matchers": ['severity="warning"'], "equal": ["service"]}
+    ]
 
 
 def test_credentials_come_from_files_only(planned):
@@ -104,11 +109,13 @@ def test_credentials_come_from_files_only(planned):
     assert values["alertmanager"]["alertmanagerSpec"]["secrets"] == [AM.RECEIVERS_SECRET]
     secret = planned["prod"].one("core/v1:Secret", "alertmanager-receivers")
     from pulumi.runtime import rpc
+
     assert rpc.is_rpc_secret(secret.inputs["stringData"])
     assert set(planned["prod"].inputs("core/v1:Secret", "alertmanager-receivers")["stringData"]) == set(AM.SECRET_KEYS)
 
 
 def test_build_file_is_the_rendered_config(stack, tmp_path):
     from dryrun import plan
+
     plan.write_artefacts(stack.result, tmp_path)
     assert yaml.safe_load((tmp_path / "alertmanager" / "alertmanager.yaml").read_text()) == AM.config(stack.settings)

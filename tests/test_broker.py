@@ -6,12 +6,12 @@ from __future__ import annotations
 import copy
 import json
 
+import k8s_schemas
 import pytest
 from pulumi.runtime import rpc
-
-import k8s_schemas
-from components.render import broker as render
 from test_settings import errors, mutate
+
+from components.render import broker as render
 
 
 def manifests(stack) -> dict[tuple[str, str], dict]:
@@ -21,19 +21,30 @@ def manifests(stack) -> dict[tuple[str, str], dict]:
 # ------------------------------------------------------------------ schemas
 def test_every_kubernetes_object_validates_against_its_schema(stack):
     found = manifests(stack)
-    assert {"RabbitmqCluster", "ServiceMonitor", "NetworkPolicy", "PodDisruptionBudget", "StorageClass", "Namespace", "Secret"} <= {k for k, _ in found}
+    assert {
+        "RabbitmqCluster",
+        "ServiceMonitor",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+        "StorageClass",
+        "Namespace",
+        "Secret",
+    } <= {k for k, _ in found}
     for (kind, name), manifest in found.items():
         assert k8s_schemas.errors(manifest, stack.settings.aks.kubernetes_version) == [], f"{kind}/{name}"
 
 
-@pytest.mark.parametrize("kind,name,path,value", [
-    ("RabbitmqCluster", "rabbitmq", ("spec", "persistence", "storageClass"), "typo"),
-    ("RabbitmqCluster", "rabbitmq", ("spec", "replicas"), "three"),
-    ("ServiceMonitor", "rabbitmq", ("spec", "endpoints", 0, "scheme"), "ftp"),
-    ("NetworkPolicy", "default-deny-ingress", ("spec", "podSelectr"), {}),
-    ("PodDisruptionBudget", "rabbitmq", ("spec", "maxUnavailabe"), 1),
-    ("StorageClass", "rabbitmq-premium-zrs", ("reclaimPolicy",), 7),
-])
+@pytest.mark.parametrize(
+    "kind,name,path,value",
+    [
+        ("RabbitmqCluster", "rabbitmq", ("spec", "persistence", "storageClass"), "typo"),
+        ("RabbitmqCluster", "rabbitmq", ("spec", "replicas"), "three"),
+        ("ServiceMonitor", "rabbitmq", ("spec", "endpoints", 0, "scheme"), "ftp"),
+        ("NetworkPolicy", "default-deny-ingress", ("spec", "podSelectr"), {}),
+        ("PodDisruptionBudget", "rabbitmq", ("spec", "maxUnavailabe"), 1),
+        ("StorageClass", "rabbitmq-premium-zrs", ("reclaimPolicy",), 7),
+    ],
+)
 def test_schema_validation_catches_mistakes(planned, kind, name, path, value):
     stack = planned["prod"]
     manifest = copy.deepcopy(manifests(stack)[(kind, name)])
@@ -148,7 +159,9 @@ def test_amqp_only_from_event_service_namespaces(planned):
     for name, ports in (("prod", [5671]), ("dev", [5671, 5672])):
         stack = planned[name]
         rule = manifests(stack)[("NetworkPolicy", "allow-amqp-from-event-services")]["spec"]["ingress"][0]
-        assert rule["from"] == [{"namespaceSelector": {"matchLabels": {stack.settings.broker.event_services_label: "true"}}}]
+        assert rule["from"] == [
+            {"namespaceSelector": {"matchLabels": {stack.settings.broker.event_services_label: "true"}}}
+        ]
         assert [p["port"] for p in rule["ports"]] == ports
 
 
@@ -183,7 +196,9 @@ def test_connection_strings_only_in_key_vault(stack):
     outputs = stack.doc["outputs"]
     assert outputs["brokerAmqpsEndpoint"] == render.amqps_endpoint(stack.settings)
     assert outputs["brokerManagementUrl"].startswith("https://")
-    assert all(uri == "[secret]" or uri.startswith("https://") for uri in outputs["brokerConnectionStringSecretUris"].values())
+    assert all(
+        uri == "[secret]" or uri.startswith("https://") for uri in outputs["brokerConnectionStringSecretUris"].values()
+    )
 
 
 def test_build_definitions_use_placeholders(stack, tmp_path):
@@ -217,46 +232,71 @@ def test_dead_letter_side(stack):
     t = stack.settings.broker.topology
     queues = {q["name"]: q for q in defs["queues"]}
     assert queues["dlq.all"]["arguments"]["x-message-ttl"] == t.dead_letter_retention_days * 86_400_000
-    assert {"source": t.dead_letter_exchange, "destination": "dlq.all", "routing_key": "#"} .items() <= \
-        [b for b in defs["bindings"] if b["destination"] == "dlq.all"][0].items()
+    assert {"source": t.dead_letter_exchange, "destination": "dlq.all", "routing_key": "#"}.items() <= [
+        b for b in defs["bindings"] if b["destination"] == "dlq.all"
+    ][0].items()
     for svc, cfg in t.services.items():
         assert (f"dlq.{svc}" in queues) is cfg.dead_letter_queue
 
 
 def test_permissions_are_least_privilege(stack):
     perms = {p["user"]: p for p in render.permissions(stack.settings.broker.topology, stack.settings.vhost)}
-    assert perms["svc-bloodbank"] == {"user": "svc-bloodbank", "vhost": stack.settings.vhost,
-                                      "configure": "^$", "write": r"^(bloodbank\.events\.v1)$", "read": r"^(bloodbank\.events\.v1)$"}
+    assert perms["svc-bloodbank"] == {
+        "user": "svc-bloodbank",
+        "vhost": stack.settings.vhost,
+        "configure": "^$",
+        "write": r"^(bloodbank\.events\.v1)$",
+        "read": r"^(bloodbank\.events\.v1)$",
+    }
     assert perms["svc-candystore"]["configure"] == r"^(candystore\.events|dlq\.candystore)$"
     assert ".*" not in json.dumps(list(perms.values()))
 
 
 # ------------------------------------------------------------------ topology config errors
-@pytest.mark.parametrize("change,expected", [
-    (dict(key="broker.topology.services.candystore.bindings", value=["order..created"]),
-     "Pulumi.dev.yaml: event-backbone:broker.topology.services.candystore.bindings[0] must be a binding pattern: dot-separated words of a-z, 0-9, _ or -, each word may be * or # (got 'order..created')"),
-    (dict(key="broker.topology.services.audit.queue", value="transcription.voice"),
-     "Pulumi.dev.yaml: event-backbone:broker.topology.services.audit.queue must not claim queue 'transcription.voice', which service 'transcription' already uses (got 'transcription.voice')"),
-    (dict(key="broker.topology.defaults.messageTtlMs", value=0),
-     "Pulumi.dev.yaml: event-backbone:broker.topology.defaults.messageTtlMs must be between 1000 and 2592000000 (got 0)"),
-    (dict(key="broker.topology.services.audit.overrides.deadLetterExchange", value="nowhere.dlx"),
-     "Pulumi.dev.yaml: event-backbone:broker.topology.services.audit.overrides.deadLetterExchange must name the declared dead-letter exchange 'bloodbank.events.dlq' (got 'nowhere.dlx')"),
-    (dict(key="broker.replicas", value=2),
-     "Pulumi.dev.yaml: event-backbone:broker.replicas must be odd (quorum queues need a majority) (got 2)"),
-    (dict(key="broker.topology.services.candystore.queue", value="dlq.mine"),
-     "Pulumi.dev.yaml: event-backbone:broker.topology.services.candystore.queue must not use the reserved dlq.* names or an exchange's name (got 'dlq.mine')"),
-], ids=lambda v: v["key"] if isinstance(v, dict) else None)
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        (
+            dict(key="broker.topology.services.candystore.bindings", value=["order..created"]),
+            "Pulumi.dev.yaml: event-backbone:broker.topology.services.candystore.bindings[0] must be a binding pattern: dot-separated words of a-z, 0-9, _ or -, each word may be * or # (got 'order..created')",
+        ),
+        (
+            dict(key="broker.topology.services.audit.queue", value="transcription.voice"),
+            "Pulumi.dev.yaml: event-backbone:broker.topology.services.audit.queue must not claim queue 'transcription.voice', which service 'transcription' already uses (got 'transcription.voice')",
+        ),
+        (
+            dict(key="broker.topology.defaults.messageTtlMs", value=0),
+            "Pulumi.dev.yaml: event-backbone:broker.topology.defaults.messageTtlMs must be between 1000 and 2592000000 (got 0)",
+        ),
+        (
+            dict(key="broker.topology.services.audit.overrides.deadLetterExchange", value="nowhere.dlx"),
+            "Pulumi.dev.yaml: event-backbone:broker.topology.services.audit.overrides.deadLetterExchange must name the declared dead-letter exchange 'bloodbank.events.dlq' (got 'nowhere.dlx')",
+        ),
+        (
+            dict(key="broker.replicas", value=2),
+            "Pulumi.dev.yaml: event-backbone:broker.replicas must be odd (quorum queues need a majority) (got 2)",
+        ),
+        (
+            dict(key="broker.topology.services.candystore.queue", value="dlq.mine"),
+            "Pulumi.dev.yaml: event-backbone:broker.topology.services.candystore.queue must not use the reserved dlq.* names or an exchange's name (got 'dlq.mine')",
+        ),
+    ],
+    ids=lambda v: v["key"] if isinstance(v, dict) else None,
+)
 def test_bad_topology_config(change, expected):
     assert errors("dev", mutate("dev", **change)) == [expected]
 
 
 def test_prod_broker_rules():
     assert errors("prod", mutate("prod", "broker.plaintextListener", True)) == [
-        "Pulumi.prod.yaml: event-backbone:broker.plaintextListener must be false in prod (AMQPS only) (got true)"]
+        "Pulumi.prod.yaml: event-backbone:broker.plaintextListener must be false in prod (AMQPS only) (got true)"
+    ]
     assert errors("prod", mutate("prod", "broker.replicas", 1)) == [
-        "Pulumi.prod.yaml: event-backbone:broker.replicas must be at least 3 in prod (one broker per zone) (got 1)"]
+        "Pulumi.prod.yaml: event-backbone:broker.replicas must be at least 3 in prod (one broker per zone) (got 1)"
+    ]
 
 
 def test_cloudamqp_backend_needs_its_settings():
     assert errors("dev", mutate("dev", "broker.backend", "cloudamqp")) == [
-        "Pulumi.dev.yaml: event-backbone:broker.cloudamqp is required when broker.backend is 'cloudamqp'"]
+        "Pulumi.dev.yaml: event-backbone:broker.cloudamqp is required when broker.backend is 'cloudamqp'"
+    ]

@@ -19,12 +19,12 @@ import pika
 import pika.exceptions
 import pytest
 import yaml
+from conftest import ROOT, require_tool
+from tools.rabbitmq_node import SERVER, RabbitNode
 
 from components import settings as S
 from components.render import broker as render
-from conftest import ROOT, require_tool
 from dryrun.runner import config_from_yaml
-from tools.rabbitmq_node import SERVER, RabbitNode
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -60,8 +60,12 @@ class Broker:
 
     def connect(self, user: str, vhost: str | None = None) -> pika.BlockingConnection:
         params = pika.ConnectionParameters(
-            host="127.0.0.1", port=self.node.amqp_port, virtual_host=vhost or self.s.vhost,
-            credentials=pika.PlainCredentials(user, self.passwords[user]), connection_attempts=3, retry_delay=1,
+            host="127.0.0.1",
+            port=self.node.amqp_port,
+            virtual_host=vhost or self.s.vhost,
+            credentials=pika.PlainCredentials(user, self.passwords[user]),
+            connection_attempts=3,
+            retry_delay=1,
         )
         return pika.BlockingConnection(params)
 
@@ -72,7 +76,9 @@ class Broker:
         return conn, ch
 
     def publish(self, ch, key: str, body: bytes, *, mandatory: bool = True) -> None:
-        ch.basic_publish(self.t.exchange, key, body, properties=pika.BasicProperties(delivery_mode=2), mandatory=mandatory)
+        ch.basic_publish(
+            self.t.exchange, key, body, properties=pika.BasicProperties(delivery_mode=2), mandatory=mandatory
+        )
 
     def publish_and_reject(self, key: str, body: bytes, consumer: str, queue: str) -> None:
         """svc-bloodbank publishes; the consumer takes the message and rejects it without requeue."""
@@ -132,8 +138,20 @@ def queue_names(b: Broker) -> set[str]:
 # ---------------------------------------------------------------------------- the node
 def test_node_listens_on_loopback_only(broker):
     out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
-    mine = [line for line in out.splitlines() if any(f":{p} " in line for p in (
-        broker.node.amqp_port, broker.node.mgmt_port, broker.node.prom_port, broker.node.dist_port, broker.node.epmd_port))]
+    mine = [
+        line
+        for line in out.splitlines()
+        if any(
+            f":{p} " in line
+            for p in (
+                broker.node.amqp_port,
+                broker.node.mgmt_port,
+                broker.node.prom_port,
+                broker.node.dist_port,
+                broker.node.epmd_port,
+            )
+        )
+    ]
     assert mine, out
     for line in mine:
         local = line.split()[3]
@@ -157,13 +175,16 @@ def test_imported_definitions_have_the_rendered_arguments(broker):
 
 
 # ---------------------------------------------------------------------------- 1. routing
-@pytest.mark.parametrize("key,expected", [
-    ("transcription.voice.completed", {"transcription.voice"}),
-    ("order.cart.created", {"candystore.events"}),
-    ("inventory.stock.reserved.eu", {"candystore.events"}),
-    ("probe.full.one", {"probe-full.events"}),
-    ("dlq.transcription", {"transcription.voice"}),  # the replay binding
-])
+@pytest.mark.parametrize(
+    "key,expected",
+    [
+        ("transcription.voice.completed", {"transcription.voice"}),
+        ("order.cart.created", {"candystore.events"}),
+        ("inventory.stock.reserved.eu", {"candystore.events"}),
+        ("probe.full.one", {"probe-full.events"}),
+        ("dlq.transcription", {"transcription.voice"}),  # the replay binding
+    ],
+)
 def test_event_reaches_exactly_the_bound_queues(broker, key, expected):
     conn, ch = broker.channel("svc-bloodbank")
     body = f"{key}:{secrets.token_hex(4)}".encode()
@@ -287,19 +308,32 @@ def test_runbook_replay_shovels_dead_letters_back_to_their_queue(broker):
     # inspect (requeue, so the message stays)
     deadline, peeked = time.time() + 20, []
     while time.time() < deadline and not peeked:
-        peeked = broker.node.api("POST", f"/api/queues/{vhost}/dlq.candystore/get",
-                                 {"count": 10, "ackmode": "ack_requeue_true", "encoding": "auto"})
+        peeked = broker.node.api(
+            "POST",
+            f"/api/queues/{vhost}/dlq.candystore/get",
+            {"count": 10, "ackmode": "ack_requeue_true", "encoding": "auto"},
+        )
         time.sleep(0.3)
     assert [m["payload"] for m in peeked] == ["replay-me"]
     assert peeked[0]["routing_key"] == "dlq.candystore"
     assert peeked[0]["properties"]["headers"]["x-death"][0]["queue"] == "candystore.events"
     # replay: a one-shot dynamic shovel back to the events exchange
-    broker.node.api("PUT", f"/api/parameters/shovel/{vhost}/replay-candystore", {"value": {
-        "src-protocol": "amqp091", "src-uri": f"amqp:///{vhost}", "src-queue": "dlq.candystore",
-        "src-delete-after": "queue-length",
-        "dest-protocol": "amqp091", "dest-uri": f"amqp:///{vhost}", "dest-exchange": broker.t.exchange,
-        "ack-mode": "on-confirm",
-    }})
+    broker.node.api(
+        "PUT",
+        f"/api/parameters/shovel/{vhost}/replay-candystore",
+        {
+            "value": {
+                "src-protocol": "amqp091",
+                "src-uri": f"amqp:///{vhost}",
+                "src-queue": "dlq.candystore",
+                "src-delete-after": "queue-length",
+                "dest-protocol": "amqp091",
+                "dest-uri": f"amqp:///{vhost}",
+                "dest-exchange": broker.t.exchange,
+                "ack-mode": "on-confirm",
+            }
+        },
+    )
     replayed = broker.wait_for("candystore.events")
     assert [m[2] for m in replayed] == [b"replay-me"]
     assert replayed[0][1].headers["x-death"][0]["reason"] == "rejected"  # history kept
@@ -324,9 +358,10 @@ def test_every_broker_metric_in_rules_and_dashboards_is_served(broker):
     one, on the endpoints and families the ServiceMonitor scrapes."""
     from urllib.parse import urlencode
 
+    from promql import metric_names
+
     from components.render import dashboards as D
     from components.render import rules as R
-    from promql import metric_names
 
     endpoints = render.service_monitor(broker.s, "ca")["spec"]["endpoints"]
     served = set()
@@ -347,16 +382,23 @@ def test_dev_stack_definitions_import_through_the_http_api(broker):
     # Users are node-wide: keep the passwords of users both topologies share.
     passwords = {u: broker.passwords.get(u) or secrets.token_urlsafe(24) for u in render.users_and_secrets(dev)}
     broker.node.import_definitions(real_definitions(dev, passwords))
-    params = pika.ConnectionParameters(host="127.0.0.1", port=broker.node.amqp_port, virtual_host=dev.vhost,
-                                       credentials=pika.PlainCredentials("svc-bloodbank", passwords["svc-bloodbank"]))
+    params = pika.ConnectionParameters(
+        host="127.0.0.1",
+        port=broker.node.amqp_port,
+        virtual_host=dev.vhost,
+        credentials=pika.PlainCredentials("svc-bloodbank", passwords["svc-bloodbank"]),
+    )
     conn = pika.BlockingConnection(params)
     ch = conn.channel()
     ch.confirm_delivery()
     ch.basic_publish(dev.broker.topology.exchange, "anything.at.all", b"audited", mandatory=True)
     conn.close()
     vhost = RabbitNode.vhost_path(dev.vhost)
-    got = broker.node.api("POST", f"/api/queues/{vhost}/audit.events/get",
-                          {"count": 1, "ackmode": "ack_requeue_false", "encoding": "auto"})
+    got = broker.node.api(
+        "POST",
+        f"/api/queues/{vhost}/audit.events/get",
+        {"count": 1, "ackmode": "ack_requeue_false", "encoding": "auto"},
+    )
     assert [m["payload"] for m in got] == ["audited"]
 
 

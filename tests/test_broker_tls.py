@@ -12,13 +12,13 @@ import subprocess
 import pika
 import pika.exceptions
 import pytest
+from conftest import ROOT, require_tool
+from test_broker_rabbitmq import real_definitions
+from tools.rabbitmq_node import SERVER, RabbitNode, TlsFiles
 
 from components import settings as S
 from components.render import broker as render
-from conftest import ROOT, require_tool
 from dryrun.runner import config_from_yaml
-from test_broker_rabbitmq import real_definitions
-from tools.rabbitmq_node import SERVER, RabbitNode, TlsFiles
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -32,17 +32,62 @@ def issue_certificates(directory, dns_names: list[str]) -> TlsFiles:
     def run(*args):
         subprocess.run([openssl, *args], cwd=d, check=True, capture_output=True)
 
-    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key",
-        "-out", "ca.crt", "-days", "2", "-subj", "/O=event-backbone/CN=event-backbone broker CA (test)",
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature")
-    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "server.key",
-        "-out", "server.csr", "-subj", f"/O=event-backbone/CN={dns_names[1]}")
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/O=event-backbone/CN=event-backbone broker CA (test)",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+    )
+    run(
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        f"/O=event-backbone/CN={dns_names[1]}",
+    )
     (d / "ext.cnf").write_text(
         "subjectAltName=" + ",".join(f"DNS:{n}" for n in dns_names) + "\n"
         "extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
     )
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    )
     (d / "server.key").chmod(0o644)
     return TlsFiles(cacert=d / "ca.crt", cert=d / "server.crt", key=d / "server.key")
 
@@ -57,8 +102,13 @@ def tls_broker(tmp_path_factory):
     passwords = {u: secrets.token_urlsafe(24) for u in render.users_and_secrets(prod)}
     (work / "definitions.json").write_text(json.dumps(real_definitions(prod, passwords)))
     config = render.additional_config(prod).replace(f"{render.DEFINITIONS_DIR}/", f"{work}/")
-    node = RabbitNode(work / "node", extra_config=config, tls=files, plaintext=False,
-                      admin=(render.ADMIN_USER, passwords[render.ADMIN_USER]))
+    node = RabbitNode(
+        work / "node",
+        extra_config=config,
+        tls=files,
+        plaintext=False,
+        admin=(render.ADMIN_USER, passwords[render.ADMIN_USER]),
+    )
     try:
         node.start()
         yield prod, node, files, passwords
@@ -68,7 +118,9 @@ def tls_broker(tmp_path_factory):
 
 def amqps(prod, node, passwords, context: ssl.SSLContext, server_hostname: str):
     params = pika.ConnectionParameters(
-        host="127.0.0.1", port=node.amqps_port, virtual_host=prod.vhost,
+        host="127.0.0.1",
+        port=node.amqps_port,
+        virtual_host=prod.vhost,
         credentials=pika.PlainCredentials("svc-bloodbank", passwords["svc-bloodbank"]),
         ssl_options=pika.SSLOptions(context, server_hostname=server_hostname),
     )
@@ -134,11 +186,23 @@ def test_plaintext_amqp_is_refused(tls_broker):
     listeners = {(l["protocol"], l["port"]) for l in node.api("GET", "/api/overview")["listeners"]}
     assert ("amqp/ssl", node.amqps_port) in listeners
     assert not any(proto == "amqp" for proto, _ in listeners)
-    params = pika.ConnectionParameters(host="127.0.0.1", port=node.node_port, virtual_host=prod.vhost,
-                                       credentials=pika.PlainCredentials("svc-bloodbank", passwords["svc-bloodbank"]))
+    params = pika.ConnectionParameters(
+        host="127.0.0.1",
+        port=node.node_port,
+        virtual_host=prod.vhost,
+        credentials=pika.PlainCredentials("svc-bloodbank", passwords["svc-bloodbank"]),
+    )
     with pytest.raises(pika.exceptions.AMQPConnectionError):
         pika.BlockingConnection(params)
     # Speaking plain AMQP to the TLS port gets no AMQP session either.
     with pytest.raises(pika.exceptions.AMQPConnectionError):
-        pika.BlockingConnection(pika.ConnectionParameters(host="127.0.0.1", port=node.amqps_port, virtual_host=prod.vhost,
-                                                          credentials=params.credentials, socket_timeout=5, blocked_connection_timeout=5))
+        pika.BlockingConnection(
+            pika.ConnectionParameters(
+                host="127.0.0.1",
+                port=node.amqps_port,
+                virtual_host=prod.vhost,
+                credentials=params.credentials,
+                socket_timeout=5,
+                blocked_connection_timeout=5,
+            )
+        )

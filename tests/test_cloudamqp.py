@@ -7,10 +7,10 @@ import json
 
 import pytest
 import yaml
+from conftest import ROOT, Planned, unwrap
 from pulumi.runtime import rpc
 
 from components.render import broker as render
-from conftest import ROOT, Planned, unwrap
 from dryrun.runner import run_stack
 
 
@@ -19,8 +19,12 @@ def cloud(tmp_path_factory) -> Planned:
     doc = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
     broker = doc["config"]["event-backbone:broker"]
     broker["backend"] = "cloudamqp"
-    broker["cloudamqp"] = {"plan": "penguin-3", "region": "azure-arm::westeurope",
-                           "pagerdutyRoutingKey": {"secure": "v1:AAAA"}, "slackWebhookUrl": {"secure": "v1:BBBB"}}
+    broker["cloudamqp"] = {
+        "plan": "penguin-3",
+        "region": "azure-arm::westeurope",
+        "pagerdutyRoutingKey": {"secure": "v1:AAAA"},
+        "slackWebhookUrl": {"secure": "v1:BBBB"},
+    }
     return Planned(run_stack("prod", stack_text=yaml.safe_dump(doc, sort_keys=False)), tmp_path_factory.mktemp("cloud"))
 
 
@@ -53,7 +57,9 @@ def test_same_topology_as_the_render(cloud):
     assert set(queues) == {q["name"] for q in defs["queues"]}
     for q in defs["queues"]:
         assert json.loads(queues[q["name"]]["settings"]["argumentsJson"]) == q["arguments"]
-    bindings = {(r.inputs["source"], r.inputs["destination"], r.inputs["routingKey"]) for r in cloud.of_type("binding:Binding")}
+    bindings = {
+        (r.inputs["source"], r.inputs["destination"], r.inputs["routingKey"]) for r in cloud.of_type("binding:Binding")
+    }
     assert bindings == {(b["source"], b["destination"], b["routing_key"]) for b in defs["bindings"]}
     perms = {r.inputs["user"]: unwrap(r.inputs)["permissions"] for r in cloud.of_type("permissions:Permissions")}
     for p in defs["permissions"]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from components import settings as S
 from conftest import ROOT
+
+from components import settings as S
 
 
 def test_readme_configuration_reference_matches_the_model():

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import copy
 import json
-from functools import lru_cache
+from functools import cache
 
 import jsonschema
 import pytest
+from conftest import ROOT
 from pulumi.runtime import rpc
 
 from components.render import helm_values as H
-from conftest import ROOT
 
 CHARTS = ROOT / "tests" / "reference" / "charts"
 # Subtrees that are documents of their own, not chart switches: each is checked by the real
@@ -24,7 +24,7 @@ FREE_FORM = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def chart_keys(name: str) -> tuple[set, set]:
     doc = json.loads((CHARTS / f"{name}.keys.json").read_text())
     return set(doc["keys"]), set(doc["openMaps"])
@@ -44,11 +44,13 @@ def unknown_keys(chart: H.Chart, values: dict) -> list[str]:
     sub_keys, sub_open = chart_keys("grafana-12.11.1") if chart.chart == "kube-prometheus-stack" else (set(), set())
     bad = []
     for path in paths(values):
+
         def covered(p, known, opened, extra_free=()):
             return p in known or any(p == o or p.startswith(o + ".") for o in (*opened, *extra_free))
+
         if covered(path, keys, open_maps, free):
             continue
-        if path.startswith("grafana.") and covered(path[len("grafana."):], sub_keys, sub_open):
+        if path.startswith("grafana.") and covered(path[len("grafana.") :], sub_keys, sub_open):
             continue  # the Grafana subchart's own values
         bad.append(path)
     return bad
@@ -59,12 +61,15 @@ def test_every_key_exists_in_the_pinned_chart(stack, chart):
     assert unknown_keys(chart, H.all_values(stack.settings)[chart]) == []
 
 
-@pytest.mark.parametrize("chart,path", [
-    (H.KUBE_PROMETHEUS_STACK, ("prometheus", "prometheusSpec", "retentionn")),
-    (H.KUBE_PROMETHEUS_STACK, ("grafana", "persistance")),
-    (H.JAEGER, ("jaeger", "replica")),
-    (H.OTEL_COLLECTOR, ("presets", "kubernetesAttribute")),
-])
+@pytest.mark.parametrize(
+    "chart,path",
+    [
+        (H.KUBE_PROMETHEUS_STACK, ("prometheus", "prometheusSpec", "retentionn")),
+        (H.KUBE_PROMETHEUS_STACK, ("grafana", "persistance")),
+        (H.JAEGER, ("jaeger", "replica")),
+        (H.OTEL_COLLECTOR, ("presets", "kubernetesAttribute")),
+    ],
+)
 def test_a_typo_is_caught(planned, chart, path):
     values = copy.deepcopy(H.all_values(planned["prod"].settings)[chart])
     node = values
@@ -81,14 +86,18 @@ def schema_for_user_values(schema: dict, defaults: set, prefix: str = "") -> dic
     if "required" in schema:
         schema["required"] = [r for r in schema["required"] if (f"{prefix}.{r}" if prefix else r) not in defaults]
     if "properties" in schema:
-        schema["properties"] = {k: schema_for_user_values(v, defaults, f"{prefix}.{k}" if prefix else k)
-                                for k, v in schema["properties"].items()}
+        schema["properties"] = {
+            k: schema_for_user_values(v, defaults, f"{prefix}.{k}" if prefix else k)
+            for k, v in schema["properties"].items()
+        }
     return schema
 
 
 def test_collector_values_match_the_chart_schema(stack):
     keys, _ = chart_keys("opentelemetry-collector-0.170.0")
-    schema = schema_for_user_values(json.loads((CHARTS / "opentelemetry-collector-0.170.0.schema.json").read_text()), keys)
+    schema = schema_for_user_values(
+        json.loads((CHARTS / "opentelemetry-collector-0.170.0.schema.json").read_text()), keys
+    )
     errors = [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(H.collector(stack.settings))]
     assert errors == []
     broken = H.collector(stack.settings)
@@ -115,11 +124,16 @@ def test_prometheus_storage_retention_and_selectors(planned):
         assert spec["retention"] == retention
         claim = spec["storageSpec"]["volumeClaimTemplate"]["spec"]
         assert claim["resources"]["requests"]["storage"] == planned[name].settings.observability.prometheus.storage_size
-        assert spec["ruleSelectorNilUsesHelmValues"] is False and spec["serviceMonitorSelectorNilUsesHelmValues"] is False
+        assert (
+            spec["ruleSelectorNilUsesHelmValues"] is False and spec["serviceMonitorSelectorNilUsesHelmValues"] is False
+        )
 
 
 def test_alertmanager_storage_and_replicas(planned):
-    assert releases(planned["prod"])["kube-prometheus-stack"]["values"]["alertmanager"]["alertmanagerSpec"]["replicas"] == 2
+    assert (
+        releases(planned["prod"])["kube-prometheus-stack"]["values"]["alertmanager"]["alertmanagerSpec"]["replicas"]
+        == 2
+    )
     for name in ("dev", "prod"):
         spec = releases(planned[name])["kube-prometheus-stack"]["values"]["alertmanager"]["alertmanagerSpec"]
         assert spec["storage"]["volumeClaimTemplate"]["spec"]["accessModes"] == ["ReadWriteOnce"]
@@ -128,7 +142,11 @@ def test_alertmanager_storage_and_replicas(planned):
 def test_grafana_persistence_admin_secret_sidecar_datasources(stack):
     grafana = releases(stack)["kube-prometheus-stack"]["values"]["grafana"]
     assert grafana["persistence"]["enabled"] is True
-    assert grafana["admin"] == {"existingSecret": "grafana-admin", "userKey": "admin-user", "passwordKey": "admin-password"}
+    assert grafana["admin"] == {
+        "existingSecret": "grafana-admin",
+        "userKey": "admin-user",
+        "passwordKey": "admin-password",
+    }
     assert grafana["sidecar"]["dashboards"]["enabled"] is True
     assert [d["type"] for d in grafana["additionalDataSources"]] == ["jaeger"]
     admin = stack.one("core/v1:Secret", "grafana-admin")
@@ -167,7 +185,10 @@ def test_jaeger_memory_in_dev_badger_on_a_volume_in_prod(planned):
     assert "memory" in dev["userconfig"]["extensions"]["jaeger_storage"]["backends"]["primary_store"]
     prod = releases(planned["prod"])["jaeger"]["values"]
     badger = prod["userconfig"]["extensions"]["jaeger_storage"]["backends"]["primary_store"]["badger"]
-    assert badger["ephemeral"] is False and badger["ttl"]["spans"] == planned["prod"].settings.observability.jaeger.retention
+    assert (
+        badger["ephemeral"] is False
+        and badger["ttl"]["spans"] == planned["prod"].settings.observability.jaeger.retention
+    )
     assert prod["jaeger"]["extraVolumes"][0]["persistentVolumeClaim"]["claimName"] == H.JAEGER_BADGER_PVC
     pvc = planned["prod"].one("core/v1:PersistentVolumeClaim")
     assert pvc.protect is True
@@ -176,8 +197,13 @@ def test_jaeger_memory_in_dev_badger_on_a_volume_in_prod(planned):
 
 def test_build_values_files(stack, tmp_path):
     import yaml
+
     from dryrun import plan
+
     written = plan.write_artefacts(stack.result, tmp_path)
     for chart in H.CHARTS:
         assert f"helm/{chart.release}/values.yaml" in written
-        assert yaml.safe_load((tmp_path / "helm" / chart.release / "values.yaml").read_text()) == H.all_values(stack.settings)[chart]
+        assert (
+            yaml.safe_load((tmp_path / "helm" / chart.release / "values.yaml").read_text())
+            == H.all_values(stack.settings)[chart]
+        )

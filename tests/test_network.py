@@ -19,14 +19,20 @@ def test_vnet_has_three_subnets_with_nsgs(stack):
 
 def test_postgres_subnet_is_delegated(stack):
     subnets = {s["name"]: s for s in stack.inputs("network:VirtualNetwork")["subnets"]}
-    assert [d["serviceName"] for d in subnets["snet-postgres"]["delegations"]] == ["Microsoft.DBforPostgreSQL/flexibleServers"]
+    assert [d["serviceName"] for d in subnets["snet-postgres"]["delegations"]] == [
+        "Microsoft.DBforPostgreSQL/flexibleServers"
+    ]
     assert "delegations" not in subnets["snet-aks-nodes"]
 
 
 def test_postgres_nsg_admits_only_aks_on_5432(stack):
     rules = {r["name"]: r for r in stack.inputs("network:NetworkSecurityGroup", "nsg-postgres")["securityRules"]}
     allow = rules["allow-postgres-from-aks"]
-    assert (allow["access"], allow["destinationPortRange"], allow["sourceAddressPrefix"]) == ("Allow", "5432", stack.settings.network.aks_subnet)
+    assert (allow["access"], allow["destinationPortRange"], allow["sourceAddressPrefix"]) == (
+        "Allow",
+        "5432",
+        stack.settings.network.aks_subnet,
+    )
     assert rules["deny-vnet-inbound"]["access"] == "Deny"
     assert rules["deny-vnet-inbound"]["priority"] > allow["priority"]
 
@@ -35,7 +41,9 @@ def test_private_dns_zones_linked_to_vnet(stack):
     zones = [r.inputs["privateZoneName"] for r in stack.of_type("privatedns:PrivateZone")]
     assert "privatelink.vaultcore.azure.net" in zones
     assert any(z.endswith(".postgres.database.azure.com") for z in zones)
-    links = [stack.inputs("privatedns:VirtualNetworkLink", r.name) for r in stack.of_type("privatedns:VirtualNetworkLink")]
+    links = [
+        stack.inputs("privatedns:VirtualNetworkLink", r.name) for r in stack.of_type("privatedns:VirtualNetworkLink")
+    ]
     assert len(links) == 2
     for link in links:
         assert link["registrationEnabled"] is False

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-
-import pytest
 import subprocess
 import sys
 
-from pulumi.runtime import rpc
-
+import pytest
 from conftest import ROOT
+from pulumi.runtime import rpc
 
 
 def test_plan_document_shape(stack):
@@ -61,7 +59,10 @@ def test_secret_outputs_are_redacted(stack):
 def test_make_plan_cli_writes_plan_and_summary(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "dryrun", "prod", "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("event-backbone/prod: ")

@@ -8,13 +8,12 @@ import json
 import subprocess
 import sys
 
-import pytest
-from pulumi_policy import PolicyResource, PolicyResourceOptions, ResourceValidationArgs, StackValidationArgs
-
 import backups
 import hardening
+import pytest
 import tls
 from conftest import ROOT, unwrap
+from pulumi_policy import PolicyResource, PolicyResourceOptions, ResourceValidationArgs, StackValidationArgs
 from test_settings import stack_doc
 
 CONFIG = {stack: json.loads((ROOT / "policies" / f"config.{stack}.json").read_text()) for stack in ("dev", "prod")}
@@ -29,10 +28,15 @@ def defaults(policy) -> dict:
     return {k: v["default"] for k, v in schema.items() if "default" in v}
 
 
-def check(policy, typ: str, props: dict, *, name: str = "res", protect: bool = False, config: dict | None = None) -> list[str]:
+def check(
+    policy, typ: str, props: dict, *, name: str = "res", protect: bool = False, config: dict | None = None
+) -> list[str]:
     messages: list[str] = []
     cfg = {**defaults(policy), **(config or {})}
-    policy.validate(ResourceValidationArgs(typ, props, f"urn:{name}", name, opts(protect), None, cfg), lambda m, u=None: messages.append(m))
+    policy.validate(
+        ResourceValidationArgs(typ, props, f"urn:{name}", name, opts(protect), None, cfg),
+        lambda m, u=None: messages.append(m),
+    )
     return messages
 
 
@@ -80,9 +84,15 @@ def pg_resources(planned) -> list[tuple[str, dict, str]]:
 def test_postgres_tls_enforced(planned):
     resources = pg_resources(planned)
     assert check_stack(tls.postgres_tls, resources, CONFIG["prod"]["postgres-tls-enforced"]) == []
-    off = [(t, mutated(p, "value", "off") if p.get("configurationName") == "require_secure_transport" else p, n) for t, p, n in resources]
+    off = [
+        (t, mutated(p, "value", "off") if p.get("configurationName") == "require_secure_transport" else p, n)
+        for t, p, n in resources
+    ]
     one(check_stack(tls.postgres_tls, off), "require-secure-transport", "'off'")
-    old = [(t, mutated(p, "value", "TLSv1.1") if p.get("configurationName") == "ssl_min_protocol_version" else p, n) for t, p, n in resources]
+    old = [
+        (t, mutated(p, "value", "TLSv1.1") if p.get("configurationName") == "ssl_min_protocol_version" else p, n)
+        for t, p, n in resources
+    ]
     one(check_stack(tls.postgres_tls, old), "ssl_min_protocol_version", "'TLSv1.1'")
     missing = [r for r in resources if r[1].get("configurationName") != "require_secure_transport"]
     one(check_stack(tls.postgres_tls, missing), "require_secure_transport", "not set")
@@ -92,23 +102,47 @@ def test_postgres_tls_enforced(planned):
 def test_postgres_not_public(planned):
     typ, props = recorded(planned, "dbforpostgresql:Server")
     assert check(tls.postgres_private, typ, props) == []
-    one(check(tls.postgres_private, typ, mutated(props, "network.publicNetworkAccess", "Enabled")), "publicNetworkAccess", "'Enabled'")
+    one(
+        check(tls.postgres_private, typ, mutated(props, "network.publicNetworkAccess", "Enabled")),
+        "publicNetworkAccess",
+        "'Enabled'",
+    )
     one(check(tls.postgres_private, typ, mutated(props, "network.publicNetworkAccess")), "not set")
 
 
 def test_broker_tls(planned):
     typ, props = recorded(planned, "RabbitmqCluster")
     assert check(tls.broker_tls, typ, props, config=CONFIG["prod"]["broker-tls"]) == []
-    one(check(tls.broker_tls, typ, mutated(props, "spec.tls.disableNonTLSListeners", False), config=CONFIG["prod"]["broker-tls"]),
-        "disableNonTLSListeners", "false")
-    assert check(tls.broker_tls, typ, mutated(props, "spec.tls.disableNonTLSListeners", False), config=CONFIG["dev"]["broker-tls"]) == []
+    one(
+        check(
+            tls.broker_tls,
+            typ,
+            mutated(props, "spec.tls.disableNonTLSListeners", False),
+            config=CONFIG["prod"]["broker-tls"],
+        ),
+        "disableNonTLSListeners",
+        "false",
+    )
+    assert (
+        check(
+            tls.broker_tls,
+            typ,
+            mutated(props, "spec.tls.disableNonTLSListeners", False),
+            config=CONFIG["dev"]["broker-tls"],
+        )
+        == []
+    )
     no_tls = mutated(mutated(props, "spec.tls.secretName"), "spec.tls.disableNonTLSListeners", True)
     one(check(tls.broker_tls, typ, no_tls), "spec.tls.secretName")
 
 
 def test_ingress_tls(planned):
-    ingress = {"spec": {"rules": [{"host": "a.example.com"}, {"host": "b.example.com"}],
-                        "tls": [{"hosts": ["a.example.com", "b.example.com"], "secretName": "t"}]}}
+    ingress = {
+        "spec": {
+            "rules": [{"host": "a.example.com"}, {"host": "b.example.com"}],
+            "tls": [{"hosts": ["a.example.com", "b.example.com"], "secretName": "t"}],
+        }
+    }
     typ = "kubernetes:networking.k8s.io/v1:Ingress"
     assert check(tls.ingress_tls, typ, ingress) == []
     one(check(tls.ingress_tls, typ, mutated(ingress, "spec.tls")), "spec.tls")
@@ -116,23 +150,41 @@ def test_ingress_tls(planned):
     one(check(tls.ingress_tls, typ, partial), "b.example.com")
     rtype, release = recorded(planned, "helm.sh/v3:Release", "kube-prometheus-stack")
     assert check(tls.ingress_tls, rtype, release) == []
-    one(check(tls.ingress_tls, rtype, mutated(release, "values.grafana.ingress.tls")), "values.grafana.ingress.tls", "grafana.events.example.com")
+    one(
+        check(tls.ingress_tls, rtype, mutated(release, "values.grafana.ingress.tls")),
+        "values.grafana.ingress.tls",
+        "grafana.events.example.com",
+    )
 
 
 def test_aks_api_server_restricted(planned):
     typ, props = recorded(planned, "containerservice:ManagedCluster")
     assert check(tls.aks_api, typ, props) == []
     one(check(tls.aks_api, typ, mutated(props, "apiServerAccessProfile.authorizedIPRanges", [])), "authorizedIPRanges")
-    one(check(tls.aks_api, typ, mutated(props, "apiServerAccessProfile.authorizedIPRanges", ["0.0.0.0/0"])), "'0.0.0.0/0'")
-    private = mutated(mutated(props, "apiServerAccessProfile.authorizedIPRanges", []), "apiServerAccessProfile.enablePrivateCluster", True)
+    one(
+        check(tls.aks_api, typ, mutated(props, "apiServerAccessProfile.authorizedIPRanges", ["0.0.0.0/0"])),
+        "'0.0.0.0/0'",
+    )
+    private = mutated(
+        mutated(props, "apiServerAccessProfile.authorizedIPRanges", []),
+        "apiServerAccessProfile.enablePrivateCluster",
+        True,
+    )
     assert check(tls.aks_api, typ, private) == []
 
 
 def test_keyvault_not_public(planned):
     typ, props = recorded(planned, "keyvault:Vault")
     assert check(tls.keyvault_private, typ, props) == []
-    one(check(tls.keyvault_private, typ, mutated(props, "properties.networkAcls.defaultAction", "Allow")), "defaultAction", "'Allow'")
-    one(check(tls.keyvault_private, typ, mutated(props, "properties.networkAcls.ipRules", [{"value": "0.0.0.0/0"}])), "ipRules")
+    one(
+        check(tls.keyvault_private, typ, mutated(props, "properties.networkAcls.defaultAction", "Allow")),
+        "defaultAction",
+        "'Allow'",
+    )
+    one(
+        check(tls.keyvault_private, typ, mutated(props, "properties.networkAcls.ipRules", [{"value": "0.0.0.0/0"}])),
+        "ipRules",
+    )
     assert check(tls.keyvault_private, typ, mutated(props, "properties.publicNetworkAccess", "Disabled")) == []
 
 
@@ -150,23 +202,54 @@ def test_postgres_backup_retention(planned):
     typ, props = recorded(planned, "dbforpostgresql:Server")
     cfg = CONFIG["prod"]["postgres-backup-retention"]
     assert check(backups.postgres_backups, typ, props, config=cfg) == []
-    one(check(backups.postgres_backups, typ, mutated(props, "backup.backupRetentionDays", 14), config=cfg), "backupRetentionDays", "14", "30")
-    one(check(backups.postgres_backups, typ, mutated(props, "backup.geoRedundantBackup", "Disabled"), config=cfg), "geoRedundantBackup")
-    assert check(backups.postgres_backups, typ, mutated(props, "backup.geoRedundantBackup", "Disabled"), config=CONFIG["dev"]["postgres-backup-retention"]) == []
+    one(
+        check(backups.postgres_backups, typ, mutated(props, "backup.backupRetentionDays", 14), config=cfg),
+        "backupRetentionDays",
+        "14",
+        "30",
+    )
+    one(
+        check(backups.postgres_backups, typ, mutated(props, "backup.geoRedundantBackup", "Disabled"), config=cfg),
+        "geoRedundantBackup",
+    )
+    assert (
+        check(
+            backups.postgres_backups,
+            typ,
+            mutated(props, "backup.geoRedundantBackup", "Disabled"),
+            config=CONFIG["dev"]["postgres-backup-retention"],
+        )
+        == []
+    )
 
 
 def test_keyvault_soft_delete_and_purge_protection(planned):
     typ, props = recorded(planned, "keyvault:Vault")
     assert check(backups.keyvault_recoverable, typ, props) == []
-    one(check(backups.keyvault_recoverable, typ, mutated(props, "properties.enablePurgeProtection")), "enablePurgeProtection")
-    one(check(backups.keyvault_recoverable, typ, mutated(props, "properties.enableSoftDelete", False)), "enableSoftDelete")
-    one(check(backups.keyvault_recoverable, typ, mutated(props, "properties.softDeleteRetentionInDays", 7)), "softDeleteRetentionInDays")
+    one(
+        check(backups.keyvault_recoverable, typ, mutated(props, "properties.enablePurgeProtection")),
+        "enablePurgeProtection",
+    )
+    one(
+        check(backups.keyvault_recoverable, typ, mutated(props, "properties.enableSoftDelete", False)),
+        "enableSoftDelete",
+    )
+    one(
+        check(backups.keyvault_recoverable, typ, mutated(props, "properties.softDeleteRetentionInDays", 7)),
+        "softDeleteRetentionInDays",
+    )
 
 
 def test_broker_persistent_storage(planned):
     (ctype, cluster), (stype, sc) = recorded(planned, "RabbitmqCluster"), recorded(planned, "StorageClass")
     assert check_stack(backups.broker_storage, [(ctype, cluster, "cluster"), (stype, sc, "sc")]) == []
-    one(check_stack(backups.broker_storage, [(ctype, cluster, "cluster"), (stype, mutated(sc, "reclaimPolicy", "Delete"), "sc")]), "reclaimPolicy", "'Delete'")
+    one(
+        check_stack(
+            backups.broker_storage, [(ctype, cluster, "cluster"), (stype, mutated(sc, "reclaimPolicy", "Delete"), "sc")]
+        ),
+        "reclaimPolicy",
+        "'Delete'",
+    )
     one(check_stack(backups.broker_storage, [(ctype, cluster, "cluster")]), "storageClassName")
     empty = mutated(mutated(cluster, "spec.persistence.storage"), "spec.persistence.emptyDir", {})
     one(check_stack(backups.broker_storage, [(ctype, empty, "cluster"), (stype, sc, "sc")]), "spec.persistence.storage")
@@ -178,12 +261,41 @@ def test_observability_persistent_storage(planned):
     _, jaeger = recorded(planned, "helm.sh/v3:Release", "jaeger")
     assert check(backups.observability_storage, rtype, kps, config=cfg) == []
     assert check(backups.observability_storage, rtype, jaeger, config=cfg) == []
-    one(check(backups.observability_storage, rtype, mutated(kps, "values.prometheus.prometheusSpec.storageSpec"), config=cfg), "prometheus")
-    one(check(backups.observability_storage, rtype, mutated(kps, "values.alertmanager.alertmanagerSpec.storage"), config=cfg), "alertmanager")
-    one(check(backups.observability_storage, rtype, mutated(kps, "values.grafana.persistence.enabled", False), config=cfg), "grafana")
-    _, dev_jaeger = planned["dev"].one("helm.sh/v3:Release", "jaeger").type, unwrap(planned["dev"].one("helm.sh/v3:Release", "jaeger").inputs)
+    one(
+        check(
+            backups.observability_storage,
+            rtype,
+            mutated(kps, "values.prometheus.prometheusSpec.storageSpec"),
+            config=cfg,
+        ),
+        "prometheus",
+    )
+    one(
+        check(
+            backups.observability_storage,
+            rtype,
+            mutated(kps, "values.alertmanager.alertmanagerSpec.storage"),
+            config=cfg,
+        ),
+        "alertmanager",
+    )
+    one(
+        check(
+            backups.observability_storage, rtype, mutated(kps, "values.grafana.persistence.enabled", False), config=cfg
+        ),
+        "grafana",
+    )
+    _, dev_jaeger = (
+        planned["dev"].one("helm.sh/v3:Release", "jaeger").type,
+        unwrap(planned["dev"].one("helm.sh/v3:Release", "jaeger").inputs),
+    )
     one(check(backups.observability_storage, rtype, dev_jaeger, config=cfg), "jaeger")
-    assert check(backups.observability_storage, rtype, dev_jaeger, config=CONFIG["dev"]["observability-persistent-storage"]) == []
+    assert (
+        check(
+            backups.observability_storage, rtype, dev_jaeger, config=CONFIG["dev"]["observability-persistent-storage"]
+        )
+        == []
+    )
 
 
 def test_stateful_resources_protected(planned):
@@ -191,18 +303,32 @@ def test_stateful_resources_protected(planned):
     typ, props = recorded(planned, "dbforpostgresql:Server")
     assert check(backups.stateful_protected, typ, props, protect=True, config=cfg) == []
     one(check(backups.stateful_protected, typ, props, protect=False, config=cfg), "protect option", "false")
-    assert check(backups.stateful_protected, typ, props, protect=False, config=CONFIG["dev"]["stateful-resources-protected"]) == []
+    assert (
+        check(
+            backups.stateful_protected, typ, props, protect=False, config=CONFIG["dev"]["stateful-resources-protected"]
+        )
+        == []
+    )
     assert check(backups.stateful_protected, "azure-native:network:VirtualNetwork", {}, protect=False, config=cfg) == []
 
 
 # ------------------------------------------------------------------------- hardening
-@pytest.mark.parametrize("policy,path,value,word", [
-    (hardening.aks_local_accounts, "disableLocalAccounts", False, "disableLocalAccounts"),
-    (hardening.aks_secret_rotation, "addonProfiles.azureKeyvaultSecretsProvider.config.enableSecretRotation", "false", "enableSecretRotation"),
-    (hardening.aks_upgrade_channel, "autoUpgradeProfile.upgradeChannel", "none", "upgradeChannel"),
-    (hardening.aks_upgrade_channel, "autoUpgradeProfile.upgradeChannel", ..., "not set"),
-    (hardening.aks_network_policy, "networkProfile.networkPolicy", ..., "networkPolicy"),
-], ids=lambda v: getattr(v, "name", None))
+@pytest.mark.parametrize(
+    "policy,path,value,word",
+    [
+        (hardening.aks_local_accounts, "disableLocalAccounts", False, "disableLocalAccounts"),
+        (
+            hardening.aks_secret_rotation,
+            "addonProfiles.azureKeyvaultSecretsProvider.config.enableSecretRotation",
+            "false",
+            "enableSecretRotation",
+        ),
+        (hardening.aks_upgrade_channel, "autoUpgradeProfile.upgradeChannel", "none", "upgradeChannel"),
+        (hardening.aks_upgrade_channel, "autoUpgradeProfile.upgradeChannel", ..., "not set"),
+        (hardening.aks_network_policy, "networkProfile.networkPolicy", ..., "networkPolicy"),
+    ],
+    ids=lambda v: getattr(v, "name", None),
+)
 def test_aks_hardening(planned, policy, path, value, word):
     typ, props = recorded(planned, "containerservice:ManagedCluster")
     assert check(policy, typ, props) == []
@@ -233,7 +359,9 @@ def test_every_policy_is_in_the_pack_and_mandatory():
 def test_real_stacks_pass_the_gate_through_the_protocol(planned, stack):
     from dryrun.policy_host import run_pack
 
-    findings = run_pack(ROOT / "policies", ROOT / "policies" / f"config.{stack}.json", planned[stack].result.registrations)
+    findings = run_pack(
+        ROOT / "policies", ROOT / "policies" / f"config.{stack}.json", planned[stack].result.registrations
+    )
     assert [f for f in findings if f.enforcement_level == "mandatory"] == []
 
 
@@ -253,12 +381,22 @@ def test_gate_trips_on_a_broken_copy_of_prod(tmp_path):
     doc = stack_doc("dev")
     broken = tmp_path / "Pulumi.prod.yaml"
     broken.write_text(yaml.safe_dump(doc, sort_keys=False))
-    proc = subprocess.run([sys.executable, "-m", "dryrun", "prod", "--stack-file", str(broken), "--out", str(tmp_path / "out")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dryrun", "prod", "--stack-file", str(broken), "--out", str(tmp_path / "out")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 3, proc.stdout + proc.stderr
     report = json.loads((tmp_path / "out" / "policy-report.json").read_text())
     violated = {f["policy"] for f in report if f["enforcementLevel"] == "mandatory"}
-    assert {"postgres-backup-retention", "broker-tls", "stateful-resources-protected", "observability-persistent-storage"} <= violated
+    assert {
+        "postgres-backup-retention",
+        "broker-tls",
+        "stateful-resources-protected",
+        "observability-persistent-storage",
+    } <= violated
     for finding in report:
         assert set(finding) == {"policyPack", "policy", "enforcementLevel", "urn", "message"}
         assert finding["urn"].startswith("urn:pulumi:prod::event-backbone::")

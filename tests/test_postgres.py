@@ -35,7 +35,10 @@ def test_storage_autogrow_and_custom_maintenance(stack):
     assert s["storage"]["autoGrow"] == "Enabled"
     mw = stack.settings.postgres.maintenance_window
     assert s["maintenanceWindow"] == {
-        "customWindow": "Enabled", "dayOfWeek": mw.day_of_week, "startHour": mw.start_hour, "startMinute": mw.start_minute,
+        "customWindow": "Enabled",
+        "dayOfWeek": mw.day_of_week,
+        "startHour": mw.start_hour,
+        "startMinute": mw.start_minute,
     }
 
 
@@ -48,7 +51,10 @@ def test_entra_auth_alongside_a_secret_password(stack):
 
 
 def test_tls_enforced_by_explicit_parameters(stack):
-    params = {r.name: stack.inputs("dbforpostgresql:Configuration", r.name) for r in stack.of_type("dbforpostgresql:Configuration")}
+    params = {
+        r.name: stack.inputs("dbforpostgresql:Configuration", r.name)
+        for r in stack.of_type("dbforpostgresql:Configuration")
+    }
     by_name = {p["configurationName"]: p for p in params.values()}
     assert by_name["require_secure_transport"]["value"] == "on"
     assert by_name["ssl_min_protocol_version"]["value"] in ("TLSv1.2", "TLSv1.3")
@@ -59,7 +65,10 @@ def test_tls_enforced_by_explicit_parameters(stack):
 
 
 def test_one_database_per_service(stack):
-    dbs = sorted(stack.inputs("dbforpostgresql:Database", r.name)["databaseName"] for r in stack.of_type("dbforpostgresql:Database"))
+    dbs = sorted(
+        stack.inputs("dbforpostgresql:Database", r.name)["databaseName"]
+        for r in stack.of_type("dbforpostgresql:Database")
+    )
     assert dbs == sorted(stack.settings.postgres.databases)
     for r in stack.of_type("dbforpostgresql:Database"):
         assert r.inputs["charset"] == "UTF8"
@@ -68,6 +77,12 @@ def test_one_database_per_service(stack):
 def test_stateful_resources_protected_in_prod_only(planned):
     for stack, expected in (("prod", True), ("dev", False)):
         p = planned[stack]
-        for suffix in ("dbforpostgresql:Server", "dbforpostgresql:Database", "keyvault:Vault", "operationalinsights:Workspace", "resources:ResourceGroup"):
+        for suffix in (
+            "dbforpostgresql:Server",
+            "dbforpostgresql:Database",
+            "keyvault:Vault",
+            "operationalinsights:Workspace",
+            "resources:ResourceGroup",
+        ):
             for r in p.of_type(suffix):
                 assert r.protect is expected, f"{stack}: {r.type} {r.name} protect={r.protect}"

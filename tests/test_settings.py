@@ -8,9 +8,9 @@ import sys
 
 import pytest
 import yaml
+from conftest import ROOT
 
 from components import settings as S
-from conftest import ROOT
 from dryrun.runner import config_from_yaml, run_stack
 
 
@@ -71,52 +71,74 @@ def test_prod_settings_follow_the_environment_rules():
     "stack,change,expected",
     [
         (
-            "prod", dict(key="postgres.backupRetentionDays", value=3),
+            "prod",
+            dict(key="postgres.backupRetentionDays", value=3),
             ["Pulumi.prod.yaml: event-backbone:postgres.backupRetentionDays must be between 7 and 35 (got 3)"],
         ),
         (
-            "dev", dict(key="aks.maxPods", value=30),
+            "dev",
+            dict(key="aks.maxPods", value=30),
             ["Pulumi.dev.yaml: event-backbone:aks.maxPods must be between 50 and 250 (got 30)"],
         ),
         (
-            "dev", dict(key="aks.userPool.maxCount", value="many"),
+            "dev",
+            dict(key="aks.userPool.maxCount", value="many"),
             ["Pulumi.dev.yaml: event-backbone:aks.userPool.maxCount must be a whole number (got 'many')"],
         ),
         (
-            "dev", dict(key="postgres.geoRedundantBackup", value="perhaps"),
+            "dev",
+            dict(key="postgres.geoRedundantBackup", value="perhaps"),
             ["Pulumi.dev.yaml: event-backbone:postgres.geoRedundantBackup must be true or false (got 'perhaps')"],
         ),
         (
-            "dev", dict(key="aks.upgradeChannel", value="none"),
-            ["Pulumi.dev.yaml: event-backbone:aks.upgradeChannel must be one of 'patch', 'stable', 'rapid' or 'node-image' (got 'none')"],
+            "dev",
+            dict(key="aks.upgradeChannel", value="none"),
+            [
+                "Pulumi.dev.yaml: event-backbone:aks.upgradeChannel must be one of 'patch', 'stable', 'rapid' or 'node-image' (got 'none')"
+            ],
         ),
         (
-            "prod", dict(key="postgres.backupRetentionDays", rename="backupRetentionDay"),
-            ["Pulumi.prod.yaml: event-backbone:postgres.backupRetentionDay is not a known key; did you mean 'backupRetentionDays'?"],
+            "prod",
+            dict(key="postgres.backupRetentionDays", rename="backupRetentionDay"),
+            [
+                "Pulumi.prod.yaml: event-backbone:postgres.backupRetentionDay is not a known key; did you mean 'backupRetentionDays'?"
+            ],
         ),
         (
-            "dev", dict(key="keyVault.secretsExpireOn", delete=True),
+            "dev",
+            dict(key="keyVault.secretsExpireOn", delete=True),
             ["Pulumi.dev.yaml: event-backbone:keyVault.secretsExpireOn is required"],
         ),
         (
-            "dev", dict(key="environment", value="staging"),
+            "dev",
+            dict(key="environment", value="staging"),
             ["Pulumi.dev.yaml: event-backbone:environment must be one of 'dev' or 'prod' (got 'staging')"],
         ),
         (
-            "dev", dict(key="netwrok", value={"addressSpace": "10.0.0.0/16"}),
+            "dev",
+            dict(key="netwrok", value={"addressSpace": "10.0.0.0/16"}),
             ["Pulumi.dev.yaml: event-backbone:netwrok is not a known key; did you mean 'network'?"],
         ),
         (
-            "dev", dict(key="network.aksSubnet", value="10.99.0.0/20"),
-            ["Pulumi.dev.yaml: event-backbone:network.aksSubnet must lie inside network.addressSpace 10.40.0.0/16 (got '10.99.0.0/20')"],
+            "dev",
+            dict(key="network.aksSubnet", value="10.99.0.0/20"),
+            [
+                "Pulumi.dev.yaml: event-backbone:network.aksSubnet must lie inside network.addressSpace 10.40.0.0/16 (got '10.99.0.0/20')"
+            ],
         ),
         (
-            "dev", dict(key="aks.apiServer.authorizedIpRanges", value=["0.0.0.0/0"]),
-            ["Pulumi.dev.yaml: event-backbone:aks.apiServer.authorizedIpRanges[0] must not open the API server to the whole internet (got '0.0.0.0/0')"],
+            "dev",
+            dict(key="aks.apiServer.authorizedIpRanges", value=["0.0.0.0/0"]),
+            [
+                "Pulumi.dev.yaml: event-backbone:aks.apiServer.authorizedIpRanges[0] must not open the API server to the whole internet (got '0.0.0.0/0')"
+            ],
         ),
         (
-            "dev", dict(key="keyVault.rotation.postgres-admn", value=1),
-            ["Pulumi.dev.yaml: event-backbone:keyVault.rotation.postgres-admn is not a generated secret; did you mean 'postgres-admin'?"],
+            "dev",
+            dict(key="keyVault.rotation.postgres-admn", value=1),
+            [
+                "Pulumi.dev.yaml: event-backbone:keyVault.rotation.postgres-admn is not a generated secret; did you mean 'postgres-admin'?"
+            ],
         ),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
@@ -128,16 +150,26 @@ def test_one_exact_line_per_problem(stack, change, expected):
 @pytest.mark.parametrize(
     "change,expected",
     [
-        (dict(key="aks.availabilityZones", value=["1"]),
-         'Pulumi.prod.yaml: event-backbone:aks.availabilityZones must be ["1", "2", "3"] in prod (three availability zones) (got ["1"])'),
-        (dict(key="aks.tier", value="Free"),
-         "Pulumi.prod.yaml: event-backbone:aks.tier must be 'Standard' or 'Premium' in prod (uptime SLA) (got 'Free')"),
-        (dict(key="postgres.highAvailability", value="Disabled"),
-         "Pulumi.prod.yaml: event-backbone:postgres.highAvailability must be 'ZoneRedundant' in prod (got 'Disabled')"),
-        (dict(key="postgres.geoRedundantBackup", value=False),
-         "Pulumi.prod.yaml: event-backbone:postgres.geoRedundantBackup must be true in prod (got false)"),
-        (dict(key="postgres.backupRetentionDays", value=14),
-         "Pulumi.prod.yaml: event-backbone:postgres.backupRetentionDays must be at least 30 in prod (got 14)"),
+        (
+            dict(key="aks.availabilityZones", value=["1"]),
+            'Pulumi.prod.yaml: event-backbone:aks.availabilityZones must be ["1", "2", "3"] in prod (three availability zones) (got ["1"])',
+        ),
+        (
+            dict(key="aks.tier", value="Free"),
+            "Pulumi.prod.yaml: event-backbone:aks.tier must be 'Standard' or 'Premium' in prod (uptime SLA) (got 'Free')",
+        ),
+        (
+            dict(key="postgres.highAvailability", value="Disabled"),
+            "Pulumi.prod.yaml: event-backbone:postgres.highAvailability must be 'ZoneRedundant' in prod (got 'Disabled')",
+        ),
+        (
+            dict(key="postgres.geoRedundantBackup", value=False),
+            "Pulumi.prod.yaml: event-backbone:postgres.geoRedundantBackup must be true in prod (got false)",
+        ),
+        (
+            dict(key="postgres.backupRetentionDays", value=14),
+            "Pulumi.prod.yaml: event-backbone:postgres.backupRetentionDays must be at least 30 in prod (got 14)",
+        ),
     ],
     ids=lambda v: v["key"] if isinstance(v, dict) else None,
 )
@@ -166,7 +198,10 @@ def test_dryrun_cli_prints_the_lines_and_exits_non_zero(tmp_path):
     bad.write_text(mutate("prod", "postgres.backupRetentionDays", 3))
     proc = subprocess.run(
         [sys.executable, "-m", "dryrun", "prod", "--stack-file", str(bad), "--out", str(tmp_path / "out")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
@@ -183,20 +218,36 @@ def test_secure_values_become_placeholders_and_secret_keys():
     assert "v1:abc" not in config["event-backbone:alerting"]
 
 
-@pytest.mark.parametrize("change,expected", [
-    (dict(key="observability.prometheus.retention", value="7d"),
-     "Pulumi.prod.yaml: event-backbone:observability.prometheus.retention must be at least 30d in prod (got '7d')"),
-    (dict(key="observability.alertmanager.replicas", value=1),
-     "Pulumi.prod.yaml: event-backbone:observability.alertmanager.replicas must be at least 2 in prod (got 1)"),
-    (dict(key="observability.jaeger.storage", value="memory"),
-     "Pulumi.prod.yaml: event-backbone:observability.jaeger.storage must be 'badger' (persistent) in prod (got 'memory')"),
-    (dict(key="observability.alerting.pagerdutyRoutingKey", delete=True),
-     "Pulumi.prod.yaml: event-backbone:observability.alerting.pagerdutyRoutingKey is required in prod (a secure value: pulumi config set --secret --path ...)"),
-    (dict(key="observability.tracing.samplingPercentage", value=0),
-     "Pulumi.prod.yaml: event-backbone:observability.tracing.samplingPercentage must be greater than 0 and at most 100 (got 0)"),
-    (dict(key="observability.prometheus.retention", value="30days"),
-     "Pulumi.prod.yaml: event-backbone:observability.prometheus.retention must be a duration (`30s`, `5m`, `72h`, `30d`) (got '30days')"),
-], ids=lambda v: v["key"] if isinstance(v, dict) else None)
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        (
+            dict(key="observability.prometheus.retention", value="7d"),
+            "Pulumi.prod.yaml: event-backbone:observability.prometheus.retention must be at least 30d in prod (got '7d')",
+        ),
+        (
+            dict(key="observability.alertmanager.replicas", value=1),
+            "Pulumi.prod.yaml: event-backbone:observability.alertmanager.replicas must be at least 2 in prod (got 1)",
+        ),
+        (
+            dict(key="observability.jaeger.storage", value="memory"),
+            "Pulumi.prod.yaml: event-backbone:observability.jaeger.storage must be 'badger' (persistent) in prod (got 'memory')",
+        ),
+        (
+            dict(key="observability.alerting.pagerdutyRoutingKey", delete=True),
+            "Pulumi.prod.yaml: event-backbone:observability.alerting.pagerdutyRoutingKey is required in prod (a secure value: pulumi config set --secret --path ...)",
+        ),
+        (
+            dict(key="observability.tracing.samplingPercentage", value=0),
+            "Pulumi.prod.yaml: event-backbone:observability.tracing.samplingPercentage must be greater than 0 and at most 100 (got 0)",
+        ),
+        (
+            dict(key="observability.prometheus.retention", value="30days"),
+            "Pulumi.prod.yaml: event-backbone:observability.prometheus.retention must be a duration (`30s`, `5m`, `72h`, `30d`) (got '30days')",
+        ),
+    ],
+    ids=lambda v: v["key"] if isinstance(v, dict) else None,
+)
 def test_observability_rules(change, expected):
     assert errors("prod", mutate("prod", **change)) == [expected]
 
@@ -205,4 +256,5 @@ def test_digit_keys_are_spelled_as_people_write_them():
     config, _ = config_from_yaml(mutate("prod", "observability.thresholds", {"e2eP99Seconds": 2}))
     assert S.from_config_map(config, "prod").observability.thresholds.e2e_p99_seconds == 2
     assert errors("prod", mutate("prod", "observability.thresholds", {"e2EP99Seconds": 2})) == [
-        "Pulumi.prod.yaml: event-backbone:observability.thresholds.e2EP99Seconds is not a known key; did you mean 'e2eP99Seconds'?"]
+        "Pulumi.prod.yaml: event-backbone:observability.thresholds.e2EP99Seconds is not a known key; did you mean 'e2eP99Seconds'?"
+    ]

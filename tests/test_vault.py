@@ -36,7 +36,7 @@ def test_every_generated_secret_is_random_and_stored_with_type_and_expiry(stack)
     names = stack.settings.secret_names()
     passwords = {r.name for r in stack.of_type("randomPassword:RandomPassword")}
     assert passwords == {f"{n}-password" for n in names}
-    expires = int(dt.datetime.combine(stack.settings.key_vault.secrets_expire_on, dt.time(), dt.timezone.utc).timestamp())
+    expires = int(dt.datetime.combine(stack.settings.key_vault.secrets_expire_on, dt.time(), dt.UTC).timestamp())
     for name in names:
         reg = stack.one("keyvault:Secret", f"{name}-secret")
         assert rpc.is_rpc_secret(reg.inputs["properties"])  # the value travels as a secret
@@ -47,8 +47,9 @@ def test_every_generated_secret_is_random_and_stored_with_type_and_expiry(stack)
 
 
 def test_rotation_counter_feeds_the_keepers(planned):
-    from dryrun.runner import run_stack
     from test_settings import mutate
+
+    from dryrun.runner import run_stack
 
     before = planned["dev"].inputs("randomPassword:RandomPassword", "postgres-admin-password")
     rotated = run_stack("dev", stack_text=mutate("dev", "keyVault.rotation.postgres-admin", 1))

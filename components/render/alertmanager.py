@@ -39,34 +39,63 @@ def config(s: StackSettings) -> dict:
     a = s.observability.alerting
     receivers = [{"name": NULL}]
     if "pagerduty-routing-key" in keys:
-        receivers.append({"name": PAGERDUTY, "pagerduty_configs": [{
-            "routing_key_file": f"{SECRET_DIR}/pagerduty-routing-key",
-            "send_resolved": True,
-            "severity": "critical",
-            "description": "{{ .CommonLabels.alertname }}: {{ .CommonAnnotations.summary }}",
-            "details": {"runbook": "{{ .CommonAnnotations.runbook_url }}",
-                        "service": f"{{{{ .CommonLabels.{s.observability.metrics.service_label} }}}}"},
-        }]})
+        receivers.append(
+            {
+                "name": PAGERDUTY,
+                "pagerduty_configs": [
+                    {
+                        "routing_key_file": f"{SECRET_DIR}/pagerduty-routing-key",
+                        "send_resolved": True,
+                        "severity": "critical",
+                        "description": "{{ .CommonLabels.alertname }}: {{ .CommonAnnotations.summary }}",
+                        "details": {
+                            "runbook": "{{ .CommonAnnotations.runbook_url }}",
+                            "service": f"{{{{ .CommonLabels.{s.observability.metrics.service_label} }}}}",
+                        },
+                    }
+                ],
+            }
+        )
     if "slack-webhook-url" in keys:
-        receivers.append({"name": SLACK, "slack_configs": [{
-            "api_url_file": f"{SECRET_DIR}/slack-webhook-url",
-            "channel": a.slack_channel,
-            "send_resolved": True,
-            "title": f"[{{{{ .Status | toUpper }}}}] {{{{ .CommonLabels.alertname }}}} {{{{ .CommonLabels.{s.observability.metrics.service_label} }}}}",
-            "text": "{{ range .Alerts }}*{{ .Annotations.summary }}*\n{{ .Annotations.description }}\n<{{ .Annotations.runbook_url }}|runbook>\n{{ end }}",
-        }]})
+        receivers.append(
+            {
+                "name": SLACK,
+                "slack_configs": [
+                    {
+                        "api_url_file": f"{SECRET_DIR}/slack-webhook-url",
+                        "channel": a.slack_channel,
+                        "send_resolved": True,
+                        "title": f"[{{{{ .Status | toUpper }}}}] {{{{ .CommonLabels.alertname }}}} {{{{ .CommonLabels.{s.observability.metrics.service_label} }}}}",
+                        "text": "{{ range .Alerts }}*{{ .Annotations.summary }}*\n{{ .Annotations.description }}\n<{{ .Annotations.runbook_url }}|runbook>\n{{ end }}",
+                    }
+                ],
+            }
+        )
     if "deadmans-switch-url" in keys:
-        receivers.append({"name": DEADMANS, "webhook_configs": [{
-            "url_file": f"{SECRET_DIR}/deadmans-switch-url",  # Alertmanager >= 0.26 (the chart runs 0.34)
-            "send_resolved": False,
-        }]})
-    routes = [{
-        "receiver": DEADMANS if "deadmans-switch-url" in keys else NULL,
-        "matchers": ['alertname="Watchdog"'],
-        "group_wait": "0s", "group_interval": "1m", "repeat_interval": "1m",
-    }, {
-        "receiver": NULL, "matchers": ['alertname="InfoInhibitor"'],
-    }]
+        receivers.append(
+            {
+                "name": DEADMANS,
+                "webhook_configs": [
+                    {
+                        "url_file": f"{SECRET_DIR}/deadmans-switch-url",  # Alertmanager >= 0.26 (the chart runs 0.34)
+                        "send_resolved": False,
+                    }
+                ],
+            }
+        )
+    routes = [
+        {
+            "receiver": DEADMANS if "deadmans-switch-url" in keys else NULL,
+            "matchers": ['alertname="Watchdog"'],
+            "group_wait": "0s",
+            "group_interval": "1m",
+            "repeat_interval": "1m",
+        },
+        {
+            "receiver": NULL,
+            "matchers": ['alertname="InfoInhibitor"'],
+        },
+    ]
     for severity in ("critical", "warning"):
         routes.append({"receiver": receiver_for(s, severity), "matchers": [f'severity="{severity}"']})
     return {
@@ -74,13 +103,17 @@ def config(s: StackSettings) -> dict:
         "route": {
             "receiver": receiver_for(s, "warning") if keys else NULL,  # unlabelled alerts are not lost
             "group_by": ["alertname", s.observability.metrics.service_label, "queue"],
-            "group_wait": "30s", "group_interval": "5m", "repeat_interval": "4h",
+            "group_wait": "30s",
+            "group_interval": "5m",
+            "repeat_interval": "4h",
             "routes": routes,
         },
-        "inhibit_rules": [{
-            "source_matchers": ['severity="critical"'],
-            "target_matchers": ['severity="warning"'],
-            "equal": [s.observability.metrics.service_label],
-        }],
+        "inhibit_rules": [
+            {
+                "source_matchers": ['severity="critical"'],
+                "target_matchers": ['severity="warning"'],
+                "equal": [s.observability.metrics.service_label],
+            }
+        ],
         "receivers": receivers,
     }

@@ -8,8 +8,8 @@ import base64
 import hashlib
 import re
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, Optional
 
 from ..settings import StackSettings, Topology
 
@@ -34,7 +34,7 @@ class QueuePlan:
     queue: str
     bindings: tuple[str, ...]
     arguments: dict
-    dead_letter_queue: Optional[str]
+    dead_letter_queue: str | None
 
 
 def user_name(service: str) -> str:
@@ -87,13 +87,15 @@ def permissions(t: Topology, vhost: str) -> list[dict]:
     for service in t.services:
         plan = by_service.get(service)
         own = [plan.queue] + ([plan.dead_letter_queue] if plan and plan.dead_letter_queue else []) if plan else []
-        out.append({
-            "user": user_name(service),
-            "vhost": vhost,
-            "configure": _alternation(own),
-            "write": _alternation([t.exchange] + own[:1]),
-            "read": _alternation([t.exchange] + own),
-        })
+        out.append(
+            {
+                "user": user_name(service),
+                "vhost": vhost,
+                "configure": _alternation(own),
+                "write": _alternation([t.exchange] + own[:1]),
+                "read": _alternation([t.exchange] + own),
+            }
+        )
     return out
 
 
@@ -104,13 +106,28 @@ def definitions(s: StackSettings, password_hashes: Mapping[str, str]) -> dict:
     plans = queue_plans(t)
 
     def exchange(name: str) -> dict:
-        return {"name": name, "vhost": vhost, "type": "topic", "durable": True, "auto_delete": False, "internal": False, "arguments": {}}
+        return {
+            "name": name,
+            "vhost": vhost,
+            "type": "topic",
+            "durable": True,
+            "auto_delete": False,
+            "internal": False,
+            "arguments": {},
+        }
 
     def queue(name: str, arguments: dict) -> dict:
         return {"name": name, "vhost": vhost, "durable": True, "auto_delete": False, "arguments": arguments}
 
     def binding(source: str, destination: str, key: str) -> dict:
-        return {"source": source, "vhost": vhost, "destination": destination, "destination_type": "queue", "routing_key": key, "arguments": {}}
+        return {
+            "source": source,
+            "vhost": vhost,
+            "destination": destination,
+            "destination_type": "queue",
+            "routing_key": key,
+            "arguments": {},
+        }
 
     dlq_args = {"x-queue-type": "quorum", "x-message-ttl": retention_ms}
     queues = [queue(p.queue, p.arguments) for p in plans]
@@ -126,9 +143,21 @@ def definitions(s: StackSettings, password_hashes: Mapping[str, str]) -> dict:
             bindings.append(binding(t.dead_letter_exchange, p.dead_letter_queue, f"dlq.{p.service}"))
     admin = {"user": ADMIN_USER, "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"}
     return {
-        "users": [{"name": ADMIN_USER, "password_hash": password_hashes[ADMIN_USER], "hashing_algorithm": HASHING, "tags": ["administrator"]}]
+        "users": [
+            {
+                "name": ADMIN_USER,
+                "password_hash": password_hashes[ADMIN_USER],
+                "hashing_algorithm": HASHING,
+                "tags": ["administrator"],
+            }
+        ]
         + [
-            {"name": user_name(svc), "password_hash": password_hashes[user_name(svc)], "hashing_algorithm": HASHING, "tags": []}
+            {
+                "name": user_name(svc),
+                "password_hash": password_hashes[user_name(svc)],
+                "hashing_algorithm": HASHING,
+                "tags": [],
+            }
             for svc in t.services
         ],
         "vhosts": [{"name": vhost}],
@@ -180,7 +209,7 @@ def server_dns_names(s: StackSettings) -> list[str]:
     ]
 
 
-def amqps_endpoint(s: StackSettings, host: Optional[str] = None) -> str:
+def amqps_endpoint(s: StackSettings, host: str | None = None) -> str:
     return f"amqps://{host or service_host(s)}:{AMQPS}/{urllib.parse.quote(s.vhost, safe='')}"
 
 
@@ -188,7 +217,7 @@ def management_url(s: StackSettings) -> str:
     return f"https://{service_host(s)}:{MANAGEMENT_TLS}/"
 
 
-def connection_string(s: StackSettings, service: str, password: str, host: Optional[str] = None) -> str:
+def connection_string(s: StackSettings, service: str, password: str, host: str | None = None) -> str:
     user = urllib.parse.quote(user_name(service), safe="")
     return f"amqps://{user}:{urllib.parse.quote(password, safe='')}@{host or service_host(s)}:{AMQPS}/{urllib.parse.quote(s.vhost, safe='')}"
 
@@ -229,18 +258,23 @@ def selector(s: StackSettings) -> dict:
 
 def namespace(s: StackSettings) -> dict:
     return {
-        "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": s.broker.namespace, "labels": {
-            "app.kubernetes.io/part-of": "event-backbone",
-            "pod-security.kubernetes.io/enforce": "baseline",
-            "pod-security.kubernetes.io/warn": "restricted",
-        }},
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": s.broker.namespace,
+            "labels": {
+                "app.kubernetes.io/part-of": "event-backbone",
+                "pod-security.kubernetes.io/enforce": "baseline",
+                "pod-security.kubernetes.io/warn": "restricted",
+            },
+        },
     }
 
 
 def storage_class(s: StackSettings) -> dict:
     return {
-        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
         "metadata": {"name": s.broker.storage_class, "labels": {"app.kubernetes.io/part-of": "event-backbone"}},
         "provisioner": "disk.csi.azure.com",
         "parameters": {"skuName": "Premium_ZRS", "cachingMode": "None"},
@@ -250,47 +284,78 @@ def storage_class(s: StackSettings) -> dict:
     }
 
 
-def rabbitmq_cluster(s: StackSettings, tls_secret: str, ca_secret: str, definitions_secret: str, admin_secret: str) -> dict:
+def rabbitmq_cluster(
+    s: StackSettings, tls_secret: str, ca_secret: str, definitions_secret: str, admin_secret: str
+) -> dict:
     b = s.broker
-    resources = {"requests": {"cpu": b.resources.cpu_request, "memory": b.resources.memory}, "limits": {"memory": b.resources.memory}}
+    resources = {
+        "requests": {"cpu": b.resources.cpu_request, "memory": b.resources.memory},
+        "limits": {"memory": b.resources.memory},
+    }
     if b.resources.cpu_limit:
         resources["limits"]["cpu"] = b.resources.cpu_limit
     return {
-        "apiVersion": "rabbitmq.com/v1beta1", "kind": "RabbitmqCluster",
+        "apiVersion": "rabbitmq.com/v1beta1",
+        "kind": "RabbitmqCluster",
         "metadata": {"name": b.cluster_name, "namespace": b.namespace, "labels": labels(s)},
         "spec": {
             "replicas": b.replicas,
             "image": b.image,
             "persistence": {"storageClassName": b.storage_class, "storage": b.storage_size},
             "resources": resources,
-            "tls": {"secretName": tls_secret, "caSecretName": ca_secret, "disableNonTLSListeners": not b.plaintext_listener},
+            "tls": {
+                "secretName": tls_secret,
+                "caSecretName": ca_secret,
+                "disableNonTLSListeners": not b.plaintext_listener,
+            },
             "secretBackend": {"externalSecret": {"name": admin_secret}},
             "rabbitmq": {
                 "additionalPlugins": ["rabbitmq_prometheus", "rabbitmq_shovel", "rabbitmq_shovel_management"],
                 "additionalConfig": additional_config(s),
             },
-            "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
-                {"labelSelector": {"matchLabels": selector(s)}, "topologyKey": "kubernetes.io/hostname"}
-            ]}},
+            "affinity": {
+                "podAntiAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [
+                        {"labelSelector": {"matchLabels": selector(s)}, "topologyKey": "kubernetes.io/hostname"}
+                    ]
+                }
+            },
             "terminationGracePeriodSeconds": 604800,  # let quorum queues hand over leadership
-            "override": {"statefulSet": {"spec": {"template": {"spec": {
-                "topologySpreadConstraints": [{
-                    "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
-                    "whenUnsatisfiable": "DoNotSchedule" if b.replicas > 1 else "ScheduleAnyway",
-                    "labelSelector": {"matchLabels": selector(s)},
-                }],
-                "containers": [{"name": "rabbitmq", "volumeMounts": [
-                    {"name": "definitions", "mountPath": DEFINITIONS_DIR, "readOnly": True}
-                ]}],
-                "volumes": [{"name": "definitions", "secret": {"secretName": definitions_secret}}],
-            }}}}},
+            "override": {
+                "statefulSet": {
+                    "spec": {
+                        "template": {
+                            "spec": {
+                                "topologySpreadConstraints": [
+                                    {
+                                        "maxSkew": 1,
+                                        "topologyKey": "topology.kubernetes.io/zone",
+                                        "whenUnsatisfiable": "DoNotSchedule" if b.replicas > 1 else "ScheduleAnyway",
+                                        "labelSelector": {"matchLabels": selector(s)},
+                                    }
+                                ],
+                                "containers": [
+                                    {
+                                        "name": "rabbitmq",
+                                        "volumeMounts": [
+                                            {"name": "definitions", "mountPath": DEFINITIONS_DIR, "readOnly": True}
+                                        ],
+                                    }
+                                ],
+                                "volumes": [{"name": "definitions", "secret": {"secretName": definitions_secret}}],
+                            }
+                        }
+                    }
+                }
+            },
         },
     }
 
 
 def pod_disruption_budget(s: StackSettings) -> dict:
     return {
-        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
         "metadata": {"name": s.broker.cluster_name, "namespace": s.broker.namespace, "labels": labels(s)},
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(s)}},
     }
@@ -301,8 +366,12 @@ def network_policies(s: StackSettings) -> list[dict]:
     ns = b.namespace
 
     def policy(name: str, spec: dict) -> dict:
-        return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-                "metadata": {"name": name, "namespace": ns, "labels": {"app.kubernetes.io/part-of": "event-backbone"}}, "spec": spec}
+        return {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": ns, "labels": {"app.kubernetes.io/part-of": "event-backbone"}},
+            "spec": spec,
+        }
 
     def ports(*numbers) -> list[dict]:
         out = []
@@ -319,22 +388,66 @@ def network_policies(s: StackSettings) -> list[dict]:
     management = [MANAGEMENT_TLS] + ([MANAGEMENT] if b.plaintext_listener else [])
     return [
         policy("default-deny-ingress", {"podSelector": {}, "policyTypes": ["Ingress"]}),
-        policy("allow-amqp-from-event-services", {
-            "podSelector": {"matchLabels": selector(s)}, "policyTypes": ["Ingress"],
-            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {b.event_services_label: "true"}}}], "ports": ports(*amqp)}],
-        }),
-        policy("allow-metrics-from-monitoring", {
-            "podSelector": {"matchLabels": selector(s)}, "policyTypes": ["Ingress"],
-            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": b.monitoring_namespace}}}], "ports": ports(*metrics)}],
-        }),
-        policy("allow-cluster-peers", {
-            "podSelector": {"matchLabels": selector(s)}, "policyTypes": ["Ingress"],
-            "ingress": [{"from": [{"podSelector": {"matchLabels": selector(s)}}], "ports": ports(EPMD, DIST, CLI_DIST, *amqp, *management)}],
-        }),
-        policy("allow-management-from-operator", {
-            "podSelector": {"matchLabels": selector(s)}, "policyTypes": ["Ingress"],
-            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "rabbitmq-system"}}}], "ports": ports(*management)}],
-        }),
+        policy(
+            "allow-amqp-from-event-services",
+            {
+                "podSelector": {"matchLabels": selector(s)},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [{"namespaceSelector": {"matchLabels": {b.event_services_label: "true"}}}],
+                        "ports": ports(*amqp),
+                    }
+                ],
+            },
+        ),
+        policy(
+            "allow-metrics-from-monitoring",
+            {
+                "podSelector": {"matchLabels": selector(s)},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [
+                            {
+                                "namespaceSelector": {
+                                    "matchLabels": {"kubernetes.io/metadata.name": b.monitoring_namespace}
+                                }
+                            }
+                        ],
+                        "ports": ports(*metrics),
+                    }
+                ],
+            },
+        ),
+        policy(
+            "allow-cluster-peers",
+            {
+                "podSelector": {"matchLabels": selector(s)},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [{"podSelector": {"matchLabels": selector(s)}}],
+                        "ports": ports(EPMD, DIST, CLI_DIST, *amqp, *management),
+                    }
+                ],
+            },
+        ),
+        policy(
+            "allow-management-from-operator",
+            {
+                "podSelector": {"matchLabels": selector(s)},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [
+                            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "rabbitmq-system"}}}
+                        ],
+                        "ports": ports(*management),
+                    }
+                ],
+            },
+        ),
     ]
 
 
@@ -350,14 +463,23 @@ def service_monitor(s: StackSettings, ca_secret: str) -> dict:
     if tls:
         common["tlsConfig"] = {"ca": {"secret": {"name": ca_secret, "key": "ca.crt"}}, "serverName": service_host(s)}
     return {
-        "apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
-        "metadata": {"name": b.cluster_name, "namespace": b.namespace, "labels": {**labels(s), "release": "kube-prometheus-stack"}},
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {
+            "name": b.cluster_name,
+            "namespace": b.namespace,
+            "labels": {**labels(s), "release": "kube-prometheus-stack"},
+        },
         "spec": {
             "selector": {"matchLabels": selector(s)},
             "namespaceSelector": {"matchNames": [b.namespace]},
             "endpoints": [
                 {**common, "path": "/metrics"},
-                {**common, "path": "/metrics/detailed", "params": {"family": ["queue_coarse_metrics", "queue_consumer_count"]}},
+                {
+                    **common,
+                    "path": "/metrics/detailed",
+                    "params": {"family": ["queue_coarse_metrics", "queue_consumer_count"]},
+                },
             ],
         },
     }

@@ -18,38 +18,63 @@ class _Board:
         self.panels: list[dict] = []
         self._x = self._y = 0
 
-    def panel(self, title: str, exprs: list[tuple[str, str]], unit: str = "short", kind: str = "timeseries",
-              width: int = 12, description: str = "") -> None:
+    def panel(
+        self,
+        title: str,
+        exprs: list[tuple[str, str]],
+        unit: str = "short",
+        kind: str = "timeseries",
+        width: int = 12,
+        description: str = "",
+    ) -> None:
         if self._x + width > 24:
             self._x, self._y = 0, self._y + 8
-        self.panels.append({
-            "id": len(self.panels) + 1,
-            "type": kind,
-            "title": title,
-            "description": description,
-            "datasource": DATASOURCE,
-            "gridPos": {"x": self._x, "y": self._y, "w": width, "h": 8},
-            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-            "options": {},
-            "targets": [{"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": expr, "legendFormat": legend}
-                        for i, (expr, legend) in enumerate(exprs)],
-        })
+        self.panels.append(
+            {
+                "id": len(self.panels) + 1,
+                "type": kind,
+                "title": title,
+                "description": description,
+                "datasource": DATASOURCE,
+                "gridPos": {"x": self._x, "y": self._y, "w": width, "h": 8},
+                "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+                "options": {},
+                "targets": [
+                    {"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": expr, "legendFormat": legend}
+                    for i, (expr, legend) in enumerate(exprs)
+                ],
+            }
+        )
         self._x += width
 
     def text(self, title: str, content: str, width: int = 12) -> None:
         if self._x + width > 24:
             self._x, self._y = 0, self._y + 8
-        self.panels.append({"id": len(self.panels) + 1, "type": "text", "title": title,
-                            "gridPos": {"x": self._x, "y": self._y, "w": width, "h": 8},
-                            "options": {"mode": "markdown", "content": content}})
+        self.panels.append(
+            {
+                "id": len(self.panels) + 1,
+                "type": "text",
+                "title": title,
+                "gridPos": {"x": self._x, "y": self._y, "w": width, "h": 8},
+                "options": {"mode": "markdown", "content": content},
+            }
+        )
         self._x += width
 
     def json(self) -> dict:
         return {
-            "uid": self.uid, "title": self.title, "tags": ["event-backbone", *self.tags],
-            "schemaVersion": 39, "version": 1, "editable": False, "timezone": "browser",
-            "time": {"from": "now-6h", "to": "now"}, "refresh": "30s",
-            "templating": {"list": [{"name": "datasource", "label": "Prometheus", "type": "datasource", "query": "prometheus"}]},
+            "uid": self.uid,
+            "title": self.title,
+            "tags": ["event-backbone", *self.tags],
+            "schemaVersion": 39,
+            "version": 1,
+            "editable": False,
+            "timezone": "browser",
+            "time": {"from": "now-6h", "to": "now"},
+            "refresh": "30s",
+            "templating": {
+                "list": [{"name": "datasource", "label": "Prometheus", "type": "datasource", "query": "prometheus"}]
+            },
             "panels": self.panels,
         }
 
@@ -58,38 +83,88 @@ def event_pipeline(s: StackSettings) -> dict:
     m = s.observability.metrics
     svc, outcome = m.service_label, m.outcome_label
     d = _Board("eb-pipeline", "Event pipeline health", ["pipeline"])
-    d.panel("Publish rate by service and outcome",
-            [(f"sum by ({svc}, {outcome}) (rate({m.events_published}[5m]))", f"{{{{{svc}}}}} {{{{{outcome}}}}}")], "ops")
-    d.panel("Publish success ratio by service",
-            [(f'sum by ({svc}) (rate({m.events_published}{{{outcome}="{m.success_value}"}}[5m])) / '
-              f"sum by ({svc}) (rate({m.events_published}[5m]))", f"{{{{{svc}}}}}")], "percentunit")
-    d.panel("Store success ratio by service",
-            [(f'sum by ({svc}) (rate({m.events_stored}{{{outcome}="{m.success_value}"}}[5m])) / '
-              f"sum by ({svc}) (rate({m.events_stored}[5m]))", f"{{{{{svc}}}}}")], "percentunit")
-    d.panel("End-to-end latency p50 / p99",
-            [(f"histogram_quantile(0.5, sum by ({svc}, le) (rate({m.end_to_end_latency}_bucket[5m])))", f"p50 {{{{{svc}}}}}"),
-             (f"histogram_quantile(0.99, sum by ({svc}, le) (rate({m.end_to_end_latency}_bucket[5m])))", f"p99 {{{{{svc}}}}}")], "s")
-    d.panel("Queue depth by queue",
-            [(f'sum by (vhost, queue) ({m.queue_messages}{{queue!~"dlq\\\\..+"}})', "{{queue}}")], "short")
-    d.panel("Consumers by queue",
-            [('sum by (vhost, queue) (rabbitmq_detailed_queue_consumers{queue!~"dlq\\\\..+"})', "{{queue}}")], "short")
+    d.panel(
+        "Publish rate by service and outcome",
+        [(f"sum by ({svc}, {outcome}) (rate({m.events_published}[5m]))", f"{{{{{svc}}}}} {{{{{outcome}}}}}")],
+        "ops",
+    )
+    d.panel(
+        "Publish success ratio by service",
+        [
+            (
+                f'sum by ({svc}) (rate({m.events_published}{{{outcome}="{m.success_value}"}}[5m])) / '
+                f"sum by ({svc}) (rate({m.events_published}[5m]))",
+                f"{{{{{svc}}}}}",
+            )
+        ],
+        "percentunit",
+    )
+    d.panel(
+        "Store success ratio by service",
+        [
+            (
+                f'sum by ({svc}) (rate({m.events_stored}{{{outcome}="{m.success_value}"}}[5m])) / '
+                f"sum by ({svc}) (rate({m.events_stored}[5m]))",
+                f"{{{{{svc}}}}}",
+            )
+        ],
+        "percentunit",
+    )
+    d.panel(
+        "End-to-end latency p50 / p99",
+        [
+            (
+                f"histogram_quantile(0.5, sum by ({svc}, le) (rate({m.end_to_end_latency}_bucket[5m])))",
+                f"p50 {{{{{svc}}}}}",
+            ),
+            (
+                f"histogram_quantile(0.99, sum by ({svc}, le) (rate({m.end_to_end_latency}_bucket[5m])))",
+                f"p99 {{{{{svc}}}}}",
+            ),
+        ],
+        "s",
+    )
+    d.panel(
+        "Queue depth by queue",
+        [(f'sum by (vhost, queue) ({m.queue_messages}{{queue!~"dlq\\\\..+"}})', "{{queue}}")],
+        "short",
+    )
+    d.panel(
+        "Consumers by queue",
+        [('sum by (vhost, queue) (rabbitmq_detailed_queue_consumers{queue!~"dlq\\\\..+"})', "{{queue}}")],
+        "short",
+    )
     return d.json()
 
 
 def dead_letters(s: StackSettings) -> dict:
     m = s.observability.metrics
     d = _Board("eb-dlq", "Dead-letter queues", ["dlq"])
-    d.panel("Depth by dead-letter queue", [(f'sum by (vhost, queue) ({m.queue_messages}{{queue=~"dlq\\\\..+"}})', "{{queue}}")], "short")
-    d.panel("Dead-letter rate by reason", [
-        (f"sum(rate(rabbitmq_global_messages_dead_lettered_{reason}_total[5m]))", reason)
-        for reason in ("rejected", "delivery_limit", "expired", "maxlen")
-    ], "ops", description="Messages dead-lettered per second across the broker, by why they were dead-lettered.")
-    d.panel("Dead letters confirmed into the DLQs (at-least-once)",
-            [("sum(rate(rabbitmq_global_messages_dead_lettered_confirmed_total[5m]))", "confirmed")], "ops")
-    d.text("Oldest message age",
-           "Not available: RabbitMQ's Prometheus plugin exports no per-queue head-message age. "
-           "Peek at `dlq.*` with the [DLQ runbook](https://github.com/event-backbone/event-backbone/blob/main/docs/runbooks/dead-letter-queue.md): "
-           "the `x-death[0].time` header of the first message is its age.")
+    d.panel(
+        "Depth by dead-letter queue",
+        [(f'sum by (vhost, queue) ({m.queue_messages}{{queue=~"dlq\\\\..+"}})', "{{queue}}")],
+        "short",
+    )
+    d.panel(
+        "Dead-letter rate by reason",
+        [
+            (f"sum(rate(rabbitmq_global_messages_dead_lettered_{reason}_total[5m]))", reason)
+            for reason in ("rejected", "delivery_limit", "expired", "maxlen")
+        ],
+        "ops",
+        description="Messages dead-lettered per second across the broker, by why they were dead-lettered.",
+    )
+    d.panel(
+        "Dead letters confirmed into the DLQs (at-least-once)",
+        [("sum(rate(rabbitmq_global_messages_dead_lettered_confirmed_total[5m]))", "confirmed")],
+        "ops",
+    )
+    d.text(
+        "Oldest message age",
+        "Not available: RabbitMQ's Prometheus plugin exports no per-queue head-message age. "
+        "Peek at `dlq.*` with the [DLQ runbook](https://github.com/event-backbone/event-backbone/blob/main/docs/runbooks/dead-letter-queue.md): "
+        "the `x-death[0].time` header of the first message is its age.",
+    )
     return d.json()
 
 
@@ -99,30 +174,54 @@ def slos(s: StackSettings) -> dict:
     for slo in R.slos(s):
         b = R.budget(slo)
         ratio = R.RECORD.format(window="5m") + f'{{slo="{slo.name}"}}'
-        d.panel(f"{slo.name}: error budget remaining ({days} d, objective {slo.objective_percent:g}%)",
-                [(f"1 - avg_over_time({ratio}[{days}d]) / {b:g}", "{{service}}")], "percentunit", width=8)
-        d.panel(f"{slo.name}: burn rate by window", [
-            (R.RECORD.format(window=w) + f'{{slo="{slo.name}"}} / {b:g}', f"{w} {{{{service}}}}") for w in R.WINDOWS
-        ], "short", width=16, description="1 = spending the budget exactly over the SLO window; 14.4 and 6 page, 3 and 1 warn.")
+        d.panel(
+            f"{slo.name}: error budget remaining ({days} d, objective {slo.objective_percent:g}%)",
+            [(f"1 - avg_over_time({ratio}[{days}d]) / {b:g}", "{{service}}")],
+            "percentunit",
+            width=8,
+        )
+        d.panel(
+            f"{slo.name}: burn rate by window",
+            [(R.RECORD.format(window=w) + f'{{slo="{slo.name}"}} / {b:g}', f"{w} {{{{service}}}}") for w in R.WINDOWS],
+            "short",
+            width=16,
+            description="1 = spending the budget exactly over the SLO window; 14.4 and 6 page, 3 and 1 warn.",
+        )
     return d.json()
 
 
 def broker(s: StackSettings) -> dict:
     d = _Board("eb-broker", "RabbitMQ broker", ["broker"])
-    d.panel("Nodes", [("count(count by (rabbitmq_node) (rabbitmq_identity_info))", "nodes")], "short", kind="stat", width=6)
-    d.panel("Alarms (1 = publishers blocked)", [
-        ("max(rabbitmq_alarms_memory_used_watermark)", "memory"),
-        ("max(rabbitmq_alarms_free_disk_space_watermark)", "disk"),
-    ], "short", kind="stat", width=6)
+    d.panel(
+        "Nodes", [("count(count by (rabbitmq_node) (rabbitmq_identity_info))", "nodes")], "short", kind="stat", width=6
+    )
+    d.panel(
+        "Alarms (1 = publishers blocked)",
+        [
+            ("max(rabbitmq_alarms_memory_used_watermark)", "memory"),
+            ("max(rabbitmq_alarms_free_disk_space_watermark)", "disk"),
+        ],
+        "short",
+        kind="stat",
+        width=6,
+    )
     d.panel("Connections", [("sum(rabbitmq_connections)", "connections")], "short", width=12)
-    d.panel("Memory used / high watermark", [
-        ("sum by (instance) (rabbitmq_process_resident_memory_bytes)", "used {{instance}}"),
-        ("sum by (instance) (rabbitmq_resident_memory_limit_bytes)", "watermark {{instance}}"),
-    ], "bytes")
-    d.panel("Free disk / limit", [
-        ("sum by (instance) (rabbitmq_disk_space_available_bytes)", "free {{instance}}"),
-        ("sum by (instance) (rabbitmq_disk_space_available_limit_bytes)", "limit {{instance}}"),
-    ], "bytes")
+    d.panel(
+        "Memory used / high watermark",
+        [
+            ("sum by (instance) (rabbitmq_process_resident_memory_bytes)", "used {{instance}}"),
+            ("sum by (instance) (rabbitmq_resident_memory_limit_bytes)", "watermark {{instance}}"),
+        ],
+        "bytes",
+    )
+    d.panel(
+        "Free disk / limit",
+        [
+            ("sum by (instance) (rabbitmq_disk_space_available_bytes)", "free {{instance}}"),
+            ("sum by (instance) (rabbitmq_disk_space_available_limit_bytes)", "limit {{instance}}"),
+        ],
+        "bytes",
+    )
     return d.json()
 
 

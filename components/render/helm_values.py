@@ -18,8 +18,12 @@ class Chart:
     repo: str
 
 
-KUBE_PROMETHEUS_STACK = Chart("kube-prometheus-stack", "kube-prometheus-stack", "88.5.3", "https://prometheus-community.github.io/helm-charts")
-OTEL_COLLECTOR = Chart("otel-collector", "opentelemetry-collector", "0.170.0", "https://open-telemetry.github.io/opentelemetry-helm-charts")
+KUBE_PROMETHEUS_STACK = Chart(
+    "kube-prometheus-stack", "kube-prometheus-stack", "88.5.3", "https://prometheus-community.github.io/helm-charts"
+)
+OTEL_COLLECTOR = Chart(
+    "otel-collector", "opentelemetry-collector", "0.170.0", "https://open-telemetry.github.io/opentelemetry-helm-charts"
+)
 JAEGER = Chart("jaeger", "jaeger", "4.11.1", "https://jaegertracing.github.io/helm-charts")
 CHARTS = (KUBE_PROMETHEUS_STACK, OTEL_COLLECTOR, JAEGER)
 
@@ -49,9 +53,15 @@ def collector_otlp_endpoint(s: StackSettings) -> str:
 
 
 def _pvc(storage_class: str, size: str) -> dict:
-    return {"volumeClaimTemplate": {"spec": {
-        "storageClassName": storage_class, "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}},
-    }}}
+    return {
+        "volumeClaimTemplate": {
+            "spec": {
+                "storageClassName": storage_class,
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": size}},
+            }
+        }
+    }
 
 
 def kube_prometheus_stack(s: StackSettings) -> dict:
@@ -60,9 +70,15 @@ def kube_prometheus_stack(s: StackSettings) -> dict:
         "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
         "persistence": {"enabled": True, "size": o.grafana.storage_size},
         "sidecar": {"dashboards": {"enabled": True, "label": DASHBOARD_LABEL, "labelValue": "1"}},
-        "additionalDataSources": [{
-            "name": "Jaeger", "type": "jaeger", "uid": "jaeger", "access": "proxy", "url": jaeger_query_url(s),
-        }],
+        "additionalDataSources": [
+            {
+                "name": "Jaeger",
+                "type": "jaeger",
+                "uid": "jaeger",
+                "access": "proxy",
+                "url": jaeger_query_url(s),
+            }
+        ],
         "ingress": {"enabled": False},
     }
     if o.grafana.hostname:
@@ -75,17 +91,19 @@ def kube_prometheus_stack(s: StackSettings) -> dict:
         "crds": {"enabled": True},
         # our rules file carries its own Watchdog (routed to the dead-man's switch)
         "defaultRules": {"rules": {"general": False}},
-        "prometheus": {"prometheusSpec": {
-            "replicas": o.prometheus.replicas,
-            "retention": o.prometheus.retention,
-            "storageSpec": _pvc(o.storage_class, o.prometheus.storage_size),
-            # select every PrometheusRule/ServiceMonitor/PodMonitor, not only the chart's own
-            "ruleSelectorNilUsesHelmValues": False,
-            "serviceMonitorSelectorNilUsesHelmValues": False,
-            "podMonitorSelectorNilUsesHelmValues": False,
-            "probeSelectorNilUsesHelmValues": False,
-            "enableOTLPReceiver": True,  # span metrics from the collector
-        }},
+        "prometheus": {
+            "prometheusSpec": {
+                "replicas": o.prometheus.replicas,
+                "retention": o.prometheus.retention,
+                "storageSpec": _pvc(o.storage_class, o.prometheus.storage_size),
+                # select every PrometheusRule/ServiceMonitor/PodMonitor, not only the chart's own
+                "ruleSelectorNilUsesHelmValues": False,
+                "serviceMonitorSelectorNilUsesHelmValues": False,
+                "podMonitorSelectorNilUsesHelmValues": False,
+                "probeSelectorNilUsesHelmValues": False,
+                "enableOTLPReceiver": True,  # span metrics from the collector
+            }
+        },
         "alertmanager": {
             "config": alertmanager.config(s),
             "alertmanagerSpec": {
@@ -108,15 +126,23 @@ def collector(s: StackSettings) -> dict:
         "presets": {"kubernetesAttributes": {"enabled": True}},
         "resources": {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
         "ports": {
-            "jaeger-compact": {"enabled": False}, "jaeger-thrift": {"enabled": False},
-            "jaeger-grpc": {"enabled": False}, "zipkin": {"enabled": False},
+            "jaeger-compact": {"enabled": False},
+            "jaeger-thrift": {"enabled": False},
+            "jaeger-grpc": {"enabled": False},
+            "zipkin": {"enabled": False},
             "metrics": {"enabled": True},
         },
         "serviceMonitor": {"enabled": True},
         "config": {
             "receivers": {
-                "jaeger": None, "zipkin": None,
-                "otlp": {"protocols": {"grpc": {"endpoint": "${env:MY_POD_IP}:4317"}, "http": {"endpoint": "${env:MY_POD_IP}:4318"}}},
+                "jaeger": None,
+                "zipkin": None,
+                "otlp": {
+                    "protocols": {
+                        "grpc": {"endpoint": "${env:MY_POD_IP}:4317"},
+                        "http": {"endpoint": "${env:MY_POD_IP}:4318"},
+                    }
+                },
             },
             "processors": {
                 "tail_sampling": {
@@ -126,25 +152,46 @@ def collector(s: StackSettings) -> dict:
                     "policies": [
                         {"name": "errors", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}},
                         {"name": "slow", "type": "latency", "latency": {"threshold_ms": t.slow_trace_threshold_ms}},
-                        {"name": "sample", "type": "probabilistic", "probabilistic": {"sampling_percentage": t.sampling_percentage}},
+                        {
+                            "name": "sample",
+                            "type": "probabilistic",
+                            "probabilistic": {"sampling_percentage": t.sampling_percentage},
+                        },
                     ],
                 },
             },
-            "connectors": {"spanmetrics": {"histogram": {"explicit": {"buckets": ["5ms", "25ms", "100ms", "250ms", "500ms", "1s", "2.5s", "5s"]}}}},
+            "connectors": {
+                "spanmetrics": {
+                    "histogram": {
+                        "explicit": {"buckets": ["5ms", "25ms", "100ms", "250ms", "500ms", "1s", "2.5s", "5s"]}
+                    }
+                }
+            },
             "exporters": {
                 "otlp_grpc/jaeger": {"endpoint": jaeger_otlp_endpoint(s), "tls": {"insecure": True}},
                 "otlphttp/prometheus": {"endpoint": f"{prometheus_url(s)}/api/v1/otlp", "tls": {"insecure": True}},
             },
-            "service": {"pipelines": {
-                # sampled traces to Jaeger
-                "traces": {"receivers": ["otlp"], "processors": ["memory_limiter", "k8sattributes", "tail_sampling", "batch"],
-                           "exporters": ["otlp_grpc/jaeger"]},
-                # span metrics from every span, before sampling
-                "traces/spanmetrics": {"receivers": ["otlp"], "processors": ["memory_limiter", "k8sattributes", "batch"],
-                                       "exporters": ["spanmetrics"]},
-                "metrics": {"receivers": ["otlp", "spanmetrics"], "processors": ["memory_limiter", "batch"],
-                            "exporters": ["otlphttp/prometheus"]},
-            }},
+            "service": {
+                "pipelines": {
+                    # sampled traces to Jaeger
+                    "traces": {
+                        "receivers": ["otlp"],
+                        "processors": ["memory_limiter", "k8sattributes", "tail_sampling", "batch"],
+                        "exporters": ["otlp_grpc/jaeger"],
+                    },
+                    # span metrics from every span, before sampling
+                    "traces/spanmetrics": {
+                        "receivers": ["otlp"],
+                        "processors": ["memory_limiter", "k8sattributes", "batch"],
+                        "exporters": ["spanmetrics"],
+                    },
+                    "metrics": {
+                        "receivers": ["otlp", "spanmetrics"],
+                        "processors": ["memory_limiter", "batch"],
+                        "exporters": ["otlphttp/prometheus"],
+                    },
+                }
+            },
         },
     }
 
@@ -152,11 +199,13 @@ def collector(s: StackSettings) -> dict:
 def jaeger(s: StackSettings) -> dict:
     j = s.observability.jaeger
     if j.storage == "badger":
-        backend = {"badger": {
-            "directories": {"keys": "/badger/keys", "values": "/badger/values"},
-            "ephemeral": False,
-            "ttl": {"spans": j.retention},
-        }}
+        backend = {
+            "badger": {
+                "directories": {"keys": "/badger/keys", "values": "/badger/values"},
+                "ephemeral": False,
+                "ttl": {"spans": j.retention},
+            }
+        }
     else:
         backend = {"memory": {"max_traces": 100000}}
     values = {
@@ -164,20 +213,26 @@ def jaeger(s: StackSettings) -> dict:
         "userconfig": {
             "service": {
                 "extensions": ["jaeger_storage", "jaeger_query", "healthcheckv2"],
-                "pipelines": {"traces": {"receivers": ["otlp"], "processors": ["batch"], "exporters": ["jaeger_storage_exporter"]}},
+                "pipelines": {
+                    "traces": {"receivers": ["otlp"], "processors": ["batch"], "exporters": ["jaeger_storage_exporter"]}
+                },
             },
             "extensions": {
                 "healthcheckv2": {"use_v2": True, "http": {"endpoint": "0.0.0.0:13133"}},
                 "jaeger_query": {"storage": {"traces": "primary_store"}},
                 "jaeger_storage": {"backends": {"primary_store": backend}},
             },
-            "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "0.0.0.0:4317"}, "http": {"endpoint": "0.0.0.0:4318"}}}},
+            "receivers": {
+                "otlp": {"protocols": {"grpc": {"endpoint": "0.0.0.0:4317"}, "http": {"endpoint": "0.0.0.0:4318"}}}
+            },
             "processors": {"batch": {}},
             "exporters": {"jaeger_storage_exporter": {"trace_storage": "primary_store"}},
         },
     }
     if j.storage == "badger":
-        values["jaeger"]["extraVolumes"] = [{"name": "badger-data", "persistentVolumeClaim": {"claimName": JAEGER_BADGER_PVC}}]
+        values["jaeger"]["extraVolumes"] = [
+            {"name": "badger-data", "persistentVolumeClaim": {"claimName": JAEGER_BADGER_PVC}}
+        ]
         values["jaeger"]["extraVolumeMounts"] = [{"name": "badger-data", "mountPath": "/badger"}]
     return values
 
@@ -185,10 +240,18 @@ def jaeger(s: StackSettings) -> dict:
 def jaeger_pvc(s: StackSettings) -> dict:
     o = s.observability
     return {
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-        "metadata": {"name": JAEGER_BADGER_PVC, "namespace": o.namespace, "labels": {"app.kubernetes.io/part-of": "event-backbone"}},
-        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": o.storage_class,
-                 "resources": {"requests": {"storage": o.jaeger.storage_size}}},
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": JAEGER_BADGER_PVC,
+            "namespace": o.namespace,
+            "labels": {"app.kubernetes.io/part-of": "event-backbone"},
+        },
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": o.storage_class,
+            "resources": {"requests": {"storage": o.jaeger.storage_size}},
+        },
     }
 
 

@@ -41,8 +41,10 @@ def error_ratio(s: StackSettings, slo: Slo, window: str) -> str:
         return f"{by} (rate({metric}{{{failed}}}[{window}]))\n/\n{by} (rate({metric}{{{outcomes}}}[{window}]))"
     if slo.kind == "latency":
         le = f'le="{slo.latency_threshold_seconds:g}"'
-        return (f"1 - (\n  {by} (rate({m.end_to_end_latency}_bucket{{{le}}}[{window}]))\n  /\n"
-                f"  {by} (rate({m.end_to_end_latency}_count[{window}]))\n)")
+        return (
+            f"1 - (\n  {by} (rate({m.end_to_end_latency}_bucket{{{le}}}[{window}]))\n  /\n"
+            f"  {by} (rate({m.end_to_end_latency}_count[{window}]))\n)"
+        )
     # broker availability: the share of scrapes in the window where the broker answered; the
     # Prometheus operator labels targets with their Kubernetes `service`
     expr = f"1 - avg by (service) (avg_over_time(up{{{broker_selector(s)}}}[{window}]))"
@@ -54,7 +56,8 @@ def error_ratio(s: StackSettings, slo: Slo, window: str) -> str:
 def recording_rules(s: StackSettings) -> list[dict]:
     return [
         {"record": RECORD.format(window=w), "expr": error_ratio(s, slo, w), "labels": {"slo": slo.name}}
-        for slo in slos(s) for w in WINDOWS
+        for slo in slos(s)
+        for w in WINDOWS
     ]
 
 
@@ -84,32 +87,38 @@ def slo_alerts(s: StackSettings) -> list[dict]:
     out = []
     for slo in slos(s):
         who = globals()["who"](s)
-        out.append({
-            "alert": "ErrorBudgetBurnFast",
-            "expr": _burn(slo, FAST),
-            # no `for`: the 5m/30m short windows already ignore blips. After six healthy hours a
-            # 5 % error rate (50x budget) pages at minute 18 (promtool); a `for: 2m` would move
-            # that to minute 20, the edge of the 20-minute requirement.
-            "labels": {"severity": "critical", "slo": slo.name},
-            "annotations": _annotations(
-                s, "ErrorBudgetBurnFast",
-                f"{slo.name}: {who} burns its error budget fast",
-                f"{who} is spending the {slo.objective_percent:g}% {slo.name} budget at 6x-14.4x the sustainable rate "
-                f"(1h/5m or 6h/30m windows); at this pace the {s.observability.slo_window_days}-day budget is gone in days.",
-            ),
-        })
-        out.append({
-            "alert": "ErrorBudgetBurnSlow",
-            "expr": _burn(slo, SLOW),
-            "for": "15m",
-            "labels": {"severity": "warning", "slo": slo.name},
-            "annotations": _annotations(
-                s, "ErrorBudgetBurnSlow",
-                f"{slo.name}: {who} burns its error budget steadily",
-                f"{who} is spending the {slo.objective_percent:g}% {slo.name} budget at 1x-3x the sustainable rate "
-                f"(1d/2h or 3d/6h windows).",
-            ),
-        })
+        out.append(
+            {
+                "alert": "ErrorBudgetBurnFast",
+                "expr": _burn(slo, FAST),
+                # no `for`: the 5m/30m short windows already ignore blips. After six healthy hours a
+                # 5 % error rate (50x budget) pages at minute 18 (promtool); a `for: 2m` would move
+                # that to minute 20, the edge of the 20-minute requirement.
+                "labels": {"severity": "critical", "slo": slo.name},
+                "annotations": _annotations(
+                    s,
+                    "ErrorBudgetBurnFast",
+                    f"{slo.name}: {who} burns its error budget fast",
+                    f"{who} is spending the {slo.objective_percent:g}% {slo.name} budget at 6x-14.4x the sustainable rate "
+                    f"(1h/5m or 6h/30m windows); at this pace the {s.observability.slo_window_days}-day budget is gone in days.",
+                ),
+            }
+        )
+        out.append(
+            {
+                "alert": "ErrorBudgetBurnSlow",
+                "expr": _burn(slo, SLOW),
+                "for": "15m",
+                "labels": {"severity": "warning", "slo": slo.name},
+                "annotations": _annotations(
+                    s,
+                    "ErrorBudgetBurnSlow",
+                    f"{slo.name}: {who} burns its error budget steadily",
+                    f"{who} is spending the {slo.objective_percent:g}% {slo.name} budget at 1x-3x the sustainable rate "
+                    f"(1d/2h or 3d/6h windows).",
+                ),
+            }
+        )
     return out
 
 
@@ -122,7 +131,7 @@ def pipeline_alerts(s: StackSettings) -> list[dict]:
     minimum = t.success_rate_min_percent / 100
 
     def success_rate(metric: str) -> str:
-        return (f"sum by ({svc}) (rate({metric}{{{ok}}}[5m]))\n/\nsum by ({svc}) (rate({metric}{{{outcomes}}}[5m]))\n< {minimum:g}")
+        return f"sum by ({svc}) (rate({metric}{{{ok}}}[5m]))\n/\nsum by ({svc}) (rate({metric}{{{outcomes}}}[5m]))\n< {minimum:g}"
 
     return [
         {
@@ -130,24 +139,36 @@ def pipeline_alerts(s: StackSettings) -> list[dict]:
             "expr": success_rate(m.events_published),
             "for": "1m",
             "labels": {"severity": "critical"},
-            "annotations": _annotations(s, "EventPublishSuccessRateLow", f"{who(s)} fails to publish events",
-                                        f"Only {{{{ $value | humanizePercentage }}}} of publishes by {who(s)} succeeded over 5 minutes (minimum {t.success_rate_min_percent:g}%)."),
+            "annotations": _annotations(
+                s,
+                "EventPublishSuccessRateLow",
+                f"{who(s)} fails to publish events",
+                f"Only {{{{ $value | humanizePercentage }}}} of publishes by {who(s)} succeeded over 5 minutes (minimum {t.success_rate_min_percent:g}%).",
+            ),
         },
         {
             "alert": "EventStorageSuccessRateLow",
             "expr": success_rate(m.events_stored),
             "for": "1m",
             "labels": {"severity": "critical"},
-            "annotations": _annotations(s, "EventStorageSuccessRateLow", f"{who(s)} fails to store events",
-                                        f"Only {{{{ $value | humanizePercentage }}}} of stores by {who(s)} succeeded over 5 minutes (minimum {t.success_rate_min_percent:g}%)."),
+            "annotations": _annotations(
+                s,
+                "EventStorageSuccessRateLow",
+                f"{who(s)} fails to store events",
+                f"Only {{{{ $value | humanizePercentage }}}} of stores by {who(s)} succeeded over 5 minutes (minimum {t.success_rate_min_percent:g}%).",
+            ),
         },
         {
             "alert": "EventEndToEndLatencyHigh",
             "expr": f"histogram_quantile(0.99, sum by ({svc}, le) (rate({m.end_to_end_latency}_bucket[5m])))\n> {t.e2e_p99_seconds:g}",
             "for": "5m",
             "labels": {"severity": "warning"},
-            "annotations": _annotations(s, "EventEndToEndLatencyHigh", f"{who(s)}: p99 end-to-end latency is high",
-                                        f"p99 end-to-end latency of {who(s)} is {{{{ $value | humanizeDuration }}}} (threshold {t.e2e_p99_seconds:g}s) for 5 minutes."),
+            "annotations": _annotations(
+                s,
+                "EventEndToEndLatencyHigh",
+                f"{who(s)}: p99 end-to-end latency is high",
+                f"p99 end-to-end latency of {who(s)} is {{{{ $value | humanizeDuration }}}} (threshold {t.e2e_p99_seconds:g}s) for 5 minutes.",
+            ),
         },
     ]
 
@@ -163,63 +184,99 @@ def broker_alerts(s: StackSettings) -> list[dict]:
     return [
         {
             "alert": "DeadLetterQueueBacklog",
-            "expr": (f'label_replace(\n  max by (vhost, queue) ({m.queue_messages}{{queue=~"dlq\\\\..+"}}),\n'
-                     f'  "{m.service_label}", "$1", "queue", "dlq\\\\.(.+)"\n) > {t.dlq_backlog_messages}'),
+            "expr": (
+                f'label_replace(\n  max by (vhost, queue) ({m.queue_messages}{{queue=~"dlq\\\\..+"}}),\n'
+                f'  "{m.service_label}", "$1", "queue", "dlq\\\\.(.+)"\n) > {t.dlq_backlog_messages}'
+            ),
             "for": "5m",
             "labels": {"severity": "warning"},
-            "annotations": _annotations(s, "DeadLetterQueueBacklog", "Dead letters pile up in {{ $labels.queue }}",
-                                        f"{{{{ $labels.queue }}}} in vhost {{{{ $labels.vhost }}}} holds {{{{ $value }}}} messages (threshold {t.dlq_backlog_messages}) for 5 minutes."),
+            "annotations": _annotations(
+                s,
+                "DeadLetterQueueBacklog",
+                "Dead letters pile up in {{ $labels.queue }}",
+                f"{{{{ $labels.queue }}}} in vhost {{{{ $labels.vhost }}}} holds {{{{ $value }}}} messages (threshold {t.dlq_backlog_messages}) for 5 minutes.",
+            ),
         },
         {
             "alert": "BrokerDown",
             "expr": f"up{{{sel}}} == 0\nor\nabsent(up{{{sel}}})",
             "for": "2m",
             "labels": {"severity": "critical", **svc},
-            "annotations": _annotations(s, "BrokerDown", "RabbitMQ is not answering scrapes",
-                                        "The broker's metrics endpoint {{ $labels.instance }} has been down (or absent) for 2 minutes."),
+            "annotations": _annotations(
+                s,
+                "BrokerDown",
+                "RabbitMQ is not answering scrapes",
+                "The broker's metrics endpoint {{ $labels.instance }} has been down (or absent) for 2 minutes.",
+            ),
         },
         {
             "alert": "BrokerNodeCountLow",
-            "expr": (f'kube_statefulset_status_replicas_ready{{{ns},statefulset="{b.cluster_name}-server"}}\n< {b.replicas}'),
+            "expr": (
+                f'kube_statefulset_status_replicas_ready{{{ns},statefulset="{b.cluster_name}-server"}}\n< {b.replicas}'
+            ),
             "for": "5m",
             "labels": {"severity": "warning", **svc},
-            "annotations": _annotations(s, "BrokerNodeCountLow", "Fewer RabbitMQ nodes are ready than configured",
-                                        f"{{{{ $value }}}} of {b.replicas} broker nodes are ready for 5 minutes."),
+            "annotations": _annotations(
+                s,
+                "BrokerNodeCountLow",
+                "Fewer RabbitMQ nodes are ready than configured",
+                f"{{{{ $value }}}} of {b.replicas} broker nodes are ready for 5 minutes.",
+            ),
         },
         {
             "alert": "BrokerDiskAlarm",
             "expr": f"max by (instance) (rabbitmq_alarms_free_disk_space_watermark{{{ns}}}) == 1",
             "for": "1m",
             "labels": {"severity": "critical", **svc},
-            "annotations": _annotations(s, "BrokerDiskAlarm", "RabbitMQ disk alarm: publishers are blocked",
-                                        "{{ $labels.instance }} is below its free disk limit; RabbitMQ blocks every publishing connection."),
+            "annotations": _annotations(
+                s,
+                "BrokerDiskAlarm",
+                "RabbitMQ disk alarm: publishers are blocked",
+                "{{ $labels.instance }} is below its free disk limit; RabbitMQ blocks every publishing connection.",
+            ),
         },
         {
             "alert": "BrokerMemoryAlarm",
             "expr": f"max by (instance) (rabbitmq_alarms_memory_used_watermark{{{ns}}}) == 1",
             "for": "1m",
             "labels": {"severity": "critical", **svc},
-            "annotations": _annotations(s, "BrokerMemoryAlarm", "RabbitMQ memory alarm: publishers are blocked",
-                                        "{{ $labels.instance }} is above its memory high watermark; RabbitMQ blocks every publishing connection."),
+            "annotations": _annotations(
+                s,
+                "BrokerMemoryAlarm",
+                "RabbitMQ memory alarm: publishers are blocked",
+                "{{ $labels.instance }} is above its memory high watermark; RabbitMQ blocks every publishing connection.",
+            ),
         },
         {
             "alert": "BrokerVolumeSpaceLow",
-            "expr": (f'kubelet_volume_stats_available_bytes{{{ns},persistentvolumeclaim=~"persistence-{b.cluster_name}-server-.*"}}\n/\n'
-                     f'kubelet_volume_stats_capacity_bytes{{{ns},persistentvolumeclaim=~"persistence-{b.cluster_name}-server-.*"}}\n'
-                     f'< {t.volume_free_min_percent / 100:g}'),
+            "expr": (
+                f'kubelet_volume_stats_available_bytes{{{ns},persistentvolumeclaim=~"persistence-{b.cluster_name}-server-.*"}}\n/\n'
+                f'kubelet_volume_stats_capacity_bytes{{{ns},persistentvolumeclaim=~"persistence-{b.cluster_name}-server-.*"}}\n'
+                f"< {t.volume_free_min_percent / 100:g}"
+            ),
             "for": "10m",
             "labels": {"severity": "warning", **svc},
-            "annotations": _annotations(s, "BrokerVolumeSpaceLow", "A RabbitMQ volume is filling up",
-                                        f"{{{{ $labels.persistentvolumeclaim }}}} has {{{{ $value | humanizePercentage }}}} free (minimum {t.volume_free_min_percent}%)."),
+            "annotations": _annotations(
+                s,
+                "BrokerVolumeSpaceLow",
+                "A RabbitMQ volume is filling up",
+                f"{{{{ $labels.persistentvolumeclaim }}}} has {{{{ $value | humanizePercentage }}}} free (minimum {t.volume_free_min_percent}%).",
+            ),
         },
         {
             "alert": "BrokerMemoryHigh",
-            "expr": (f"max by (instance) (rabbitmq_process_resident_memory_bytes{{{ns}}})\n/\n"
-                     f"max by (instance) (rabbitmq_resident_memory_limit_bytes{{{ns}}})\n> {t.memory_high_percent / 100:g}"),
+            "expr": (
+                f"max by (instance) (rabbitmq_process_resident_memory_bytes{{{ns}}})\n/\n"
+                f"max by (instance) (rabbitmq_resident_memory_limit_bytes{{{ns}}})\n> {t.memory_high_percent / 100:g}"
+            ),
             "for": "10m",
             "labels": {"severity": "warning", **svc},
-            "annotations": _annotations(s, "BrokerMemoryHigh", "RabbitMQ memory is close to its high watermark",
-                                        f"{{{{ $labels.instance }}}} uses {{{{ $value | humanizePercentage }}}} of its memory high watermark (warning at {t.memory_high_percent}%)."),
+            "annotations": _annotations(
+                s,
+                "BrokerMemoryHigh",
+                "RabbitMQ memory is close to its high watermark",
+                f"{{{{ $labels.instance }}}} uses {{{{ $value | humanizePercentage }}}} of its memory high watermark (warning at {t.memory_high_percent}%).",
+            ),
         },
     ]
 
@@ -229,8 +286,12 @@ def watchdog(s: StackSettings) -> dict:
         "alert": "Watchdog",
         "expr": "vector(1)",
         "labels": {"severity": "none"},
-        "annotations": _annotations(s, "Watchdog", "Alerting pipeline heartbeat",
-                                    "Always firing. If the dead-man's switch stops receiving it, Prometheus or Alertmanager is broken."),
+        "annotations": _annotations(
+            s,
+            "Watchdog",
+            "Alerting pipeline heartbeat",
+            "Always firing. If the dead-man's switch stops receiving it, Prometheus or Alertmanager is broken.",
+        ),
     }
 
 
@@ -256,8 +317,12 @@ def alerts(s: StackSettings) -> list[dict]:
 def prometheus_rule(s: StackSettings) -> dict:
     o = s.observability
     return {
-        "apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
-        "metadata": {"name": "event-backbone", "namespace": o.namespace,
-                     "labels": {"app.kubernetes.io/part-of": "event-backbone", "release": "kube-prometheus-stack"}},
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {
+            "name": "event-backbone",
+            "namespace": o.namespace,
+            "labels": {"app.kubernetes.io/part-of": "event-backbone", "release": "kube-prometheus-stack"},
+        },
         "spec": rules_file(s),
     }

@@ -20,7 +20,6 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
@@ -46,7 +45,7 @@ class RabbitNode:
         workdir: Path,
         *,
         extra_config: str = "",
-        tls: Optional[TlsFiles] = None,
+        tls: TlsFiles | None = None,
         plaintext: bool = True,
         admin: tuple[str, str] = ("guest", "guest"),
     ):
@@ -58,7 +57,7 @@ class RabbitNode:
         self.amqps_port = free_port() if tls else None
         self.mgmt_port, self.prom_port, self.dist_port, self.epmd_port = (free_port() for _ in range(4))
         self.admin = admin
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
         lines = []
         lines.append(f"listeners.tcp.1 = 127.0.0.1:{self.amqp_port}" if plaintext else "listeners.tcp = none")
         if tls:
@@ -99,9 +98,11 @@ class RabbitNode:
         }
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self, timeout: float = 90) -> "RabbitNode":
+    def start(self, timeout: float = 90) -> RabbitNode:
         log = open(self.dir / "server.out", "ab")
-        self.proc = subprocess.Popen([SERVER], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [SERVER], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -151,13 +152,16 @@ class RabbitNode:
         return "\n".join(out[-lines:])
 
     # ------------------------------------------------------------------ HTTP API
-    def api(self, method: str, path: str, body=None, auth: Optional[tuple[str, str]] = None, timeout: float = 10):
+    def api(self, method: str, path: str, body=None, auth: tuple[str, str] | None = None, timeout: float = 10):
         user, password = auth or self.admin
         req = urllib.request.Request(
-            f"http://127.0.0.1:{self.mgmt_port}{path}", method=method,
+            f"http://127.0.0.1:{self.mgmt_port}{path}",
+            method=method,
             data=None if body is None else json.dumps(body).encode(),
-            headers={"content-type": "application/json",
-                     "authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()},
+            headers={
+                "content-type": "application/json",
+                "authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode(),
+            },
         )
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
