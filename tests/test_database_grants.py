@@ -6,8 +6,8 @@ role shaped like an Azure Entra administrator: LOGIN CREATEDB CREATEROLE, member
 ``azure_pg_admin`` role, not a superuser. Azure's ``pgaadauth_create_principal_with_oid``
 does not exist outside Azure: the local render substitutes a plain ``CREATE ROLE ... LOGIN``
 for it, everything else is the same script. One database is pre-created owned by
-``azure_pg_admin`` (as the ARM ``Database`` resource leaves it), the others are created by the
-script. A second cluster runs the Entra render itself against a stand-in for the Azure
+``azure_pg_admin`` (standing in for one the ARM ``Database`` resource created), the others are
+created by the script. A second cluster runs the Entra render itself against a stand-in for the Azure
 function (it creates a plain login role), so that script is executed too.
 """
 
@@ -37,7 +37,7 @@ STACK_DATABASES = sorted(
     }
 )
 SERVICES = sorted({*STACK_DATABASES, "transcription", "audit", "billing", "catalog", "notifications", "search"})
-PRECREATED = STACK_DATABASES[0]  # as the ARM Database resource leaves it: owned by azure_pg_admin
+PRECREATED = STACK_DATABASES[0]  # stands in for one ARM created: owned by azure_pg_admin
 BOOTSTRAP = "bootstrap"
 
 AZURE_LIKE = f"""

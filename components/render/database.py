@@ -23,10 +23,11 @@ unchanged, on a real PostgreSQL from Debian's package.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 MAINTENANCE_DB = "postgres"
 ROLE_PREFIX = "svc-"
@@ -38,6 +39,9 @@ _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 Principal = Literal["entra", "local"]
+# A value the render only places into a manifest: a str, or a Pulumi Output[str] the
+# component passes through unchanged (the render never looks inside it).
+Value = Any
 
 
 @dataclass(frozen=True)
@@ -205,3 +209,212 @@ def bootstrap_sql(grants: Sequence[DatabaseGrant], principal: Principal = "entra
     ]
     body = [service_sql(g, principal) for g in sorted(grants, key=lambda g: g.service)]
     return "\n".join(header + body) + "\n"
+
+
+# ----------------------------------------------------------------- the bootstrap Job
+NAMESPACE = "platform-bootstrap"
+SERVICE_ACCOUNT = "postgres-bootstrap"
+SQL_CONFIGMAP = "postgres-bootstrap-sql"
+# Pinned images: the Azure CLI gets the token, psql (PostgreSQL 16 client, libpq 16 for
+# sslrootcert=system) runs the script. The psql image must carry the system CA bundle.
+AZURE_CLI_IMAGE = "mcr.microsoft.com/azure-cli:2.67.0"
+PSQL_IMAGE = "postgres:16.6-bookworm"
+ENTRA_RESOURCE = "https://ossrdbms-aad.database.windows.net"
+POSTGRES_PORT = 5432
+RUN_AS = 65532
+_PART_OF = {"app.kubernetes.io/part-of": "event-backbone"}
+_JOB_LABELS = {"app.kubernetes.io/name": "postgres-bootstrap", **_PART_OF}
+
+
+def bootstrap_namespace() -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": NAMESPACE,
+            "labels": {
+                **_PART_OF,
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "latest",
+                "pod-security.kubernetes.io/audit": "restricted",
+                "pod-security.kubernetes.io/warn": "restricted",
+            },
+        },
+    }
+
+
+def bootstrap_service_account(client_id: Value) -> dict:
+    """Federated (workload identity) to the bootstrap user-assigned identity."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": SERVICE_ACCOUNT,
+            "namespace": NAMESPACE,
+            "labels": _PART_OF,
+            "annotations": {"azure.workload.identity/client-id": client_id},
+        },
+        "automountServiceAccountToken": False,
+    }
+
+
+def bootstrap_sql_configmap(sql: Value) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": SQL_CONFIGMAP, "namespace": NAMESPACE, "labels": _PART_OF},
+        "data": {"bootstrap.sql": sql},
+    }
+
+
+def job_name(sql: str) -> str:
+    """The Job's pod template is immutable: a new script is a new Job (name from its hash)."""
+    return f"postgres-bootstrap-{hashlib.sha256(sql.encode()).hexdigest()[:10]}"
+
+
+# The token is fetched with the pod's federated service-account token (workload identity
+# injects AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE) and handed to psql
+# through a memory-backed volume, never an environment variable or a log line.
+TOKEN_SCRIPT = f"""set -eu
+az login --service-principal --username "$AZURE_CLIENT_ID" --tenant "$AZURE_TENANT_ID" \\
+  --federated-token "$(cat "$AZURE_FEDERATED_TOKEN_FILE")" --allow-no-subscriptions --output none
+az account get-access-token --resource {ENTRA_RESOURCE} --query accessToken --output tsv > /run/token/pgpass.tmp
+mv /run/token/pgpass.tmp /run/token/token
+"""
+PSQL_SCRIPT = """set -eu
+PGPASSWORD="$(cat /run/token/token)" exec psql --no-psqlrc --set ON_ERROR_STOP=1 --file /etc/bootstrap/bootstrap.sql
+"""
+
+
+def _container_security() -> dict:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def bootstrap_job(*, name: Value, server_fqdn: Value, login: str) -> dict:
+    """Runs the rendered SQL as the bootstrap identity (an Entra administrator of the server,
+    PostgreSQL login ``login``) with a token for ``ossrdbms-aad``, TLS verified."""
+    resources = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": _JOB_LABELS},
+        "spec": {
+            "backoffLimit": 4,
+            "activeDeadlineSeconds": 900,
+            "template": {
+                "metadata": {"labels": {**_JOB_LABELS, "azure.workload.identity/use": "true"}},
+                "spec": {
+                    "serviceAccountName": SERVICE_ACCOUNT,
+                    "automountServiceAccountToken": False,
+                    "restartPolicy": "Never",
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": RUN_AS,
+                        "runAsGroup": RUN_AS,
+                        "fsGroup": RUN_AS,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "initContainers": [
+                        {
+                            "name": "entra-token",
+                            "image": AZURE_CLI_IMAGE,
+                            "command": ["/bin/sh", "-c", TOKEN_SCRIPT],
+                            "env": [
+                                {"name": "HOME", "value": "/tmp"},
+                                {"name": "AZURE_CONFIG_DIR", "value": "/tmp/.azure"},
+                            ],
+                            "securityContext": _container_security(),
+                            "resources": resources,
+                            "volumeMounts": [
+                                {"name": "token", "mountPath": "/run/token"},
+                                {"name": "tmp", "mountPath": "/tmp"},
+                            ],
+                        }
+                    ],
+                    "containers": [
+                        {
+                            "name": "psql",
+                            "image": PSQL_IMAGE,
+                            "command": ["/bin/sh", "-c", PSQL_SCRIPT],
+                            "env": [
+                                {"name": "PGHOST", "value": server_fqdn},
+                                {"name": "PGPORT", "value": str(POSTGRES_PORT)},
+                                {"name": "PGDATABASE", "value": MAINTENANCE_DB},
+                                {"name": "PGUSER", "value": login},
+                                {"name": "PGSSLMODE", "value": "verify-full"},
+                                {"name": "PGSSLROOTCERT", "value": "system"},
+                                {"name": "PGAPPNAME", "value": "postgres-bootstrap"},
+                                {"name": "HOME", "value": "/tmp"},
+                            ],
+                            "securityContext": _container_security(),
+                            "resources": resources,
+                            "volumeMounts": [
+                                {"name": "token", "mountPath": "/run/token", "readOnly": True},
+                                {"name": "sql", "mountPath": "/etc/bootstrap", "readOnly": True},
+                                {"name": "tmp", "mountPath": "/tmp"},
+                            ],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "token", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                        {"name": "sql", "configMap": {"name": SQL_CONFIGMAP}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def bootstrap_network_policies(postgres_subnet: str) -> list[dict]:
+    """Default deny in and out; out: cluster DNS, PostgreSQL (5432 to the delegated subnet),
+    and HTTPS for the Entra token endpoint. A plain NetworkPolicy cannot name an FQDN
+    (login.microsoftonline.com): 443 is allowed to any address outside the private ranges,
+    so the Job can reach Entra ID but nothing inside the VNet or the cluster over 443."""
+
+    def policy(name: str, spec: dict) -> dict:
+        return {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": NAMESPACE, "labels": _PART_OF},
+            "spec": spec,
+        }
+
+    private = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"]
+    return [
+        policy("default-deny", {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
+        policy(
+            "allow-bootstrap-egress",
+            {
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "postgres-bootstrap"}},
+                "policyTypes": ["Egress"],
+                "egress": [
+                    {
+                        "to": [
+                            {
+                                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                            }
+                        ],
+                        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                    },
+                    {
+                        "to": [{"ipBlock": {"cidr": postgres_subnet}}],
+                        "ports": [{"protocol": "TCP", "port": POSTGRES_PORT}],
+                    },
+                    {
+                        "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": private}}],
+                        "ports": [{"protocol": "TCP", "port": 443}],
+                    },
+                ],
+            },
+        ),
+    ]
