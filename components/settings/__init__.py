@@ -66,15 +66,25 @@ from .observability import (
     default_slos,
 )
 from .postgres import PostgresMaintenance, PostgresSettings
-from .reference import README_END, README_START, readme_with_reference, reference_markdown, reference_rows
+from .reference import (
+    DOCS_COMMAND,
+    DOCS_END,
+    DOCS_FILE,
+    DOCS_START,
+    document_with_reference,
+    reference_markdown,
+    reference_rows,
+)
 from .rules import broker_rules, environment_rules, observability_rules
 from .stack import StackSettings
 
 __all__ = [
     "DAY_MS",
     "PROJECT",
-    "README_END",
-    "README_START",
+    "DOCS_COMMAND",
+    "DOCS_END",
+    "DOCS_FILE",
+    "DOCS_START",
     "AksSettings",
     "Alerting",
     "AlertmanagerSettings",
@@ -124,12 +134,12 @@ __all__ = [
     "Zone",
     "broker_rules",
     "default_slos",
+    "document_with_reference",
     "environment_rules",
     "from_config_map",
     "load",
     "observability_rules",
     "parse_value",
-    "readme_with_reference",
     "reference_markdown",
     "reference_rows",
     "validate",
