@@ -287,3 +287,34 @@ def test_stateful_resources_protected_in_prod_only(planned):
         ):
             for r in p.of_type(suffix):
                 assert r.protect is expected, f"{stack}: {r.type} {r.name} protect={r.protect}"
+
+
+# ------------------------------------------------------------------ the SQL render itself
+def test_render_refuses_unsafe_names_missing_ids_and_duplicates():
+    with pytest.raises(ValueError, match="not a safe PostgreSQL name"):
+        render.bootstrap_sql(
+            [render.DatabaseGrant('x"; DROP DATABASE postgres; --', "0" * 8 + "-0000-0000-0000-" + "0" * 12)]
+        )
+    with pytest.raises(ValueError, match="needs the identity's object id"):
+        render.bootstrap_sql([render.DatabaseGrant("bloodbank")])
+    with pytest.raises(ValueError, match="is not a UUID"):
+        render.bootstrap_sql([render.DatabaseGrant("bloodbank", "bloodbank'); DROP ROLE x; --")])
+    with pytest.raises(ValueError, match="listed twice"):
+        render.bootstrap_sql([render.DatabaseGrant("a-b"), render.DatabaseGrant("a-b")], principal="local")
+
+
+def test_only_the_principal_statement_differs_between_azure_and_the_test():
+    oid = "0b6f5b7e-1111-2222-3333-444455556666"
+    azure = render.bootstrap_sql([render.DatabaseGrant("bloodbank", oid)]).splitlines()
+    local = render.bootstrap_sql([render.DatabaseGrant("bloodbank", oid)], principal="local").splitlines()
+    entra = render.entra_principal("svc-bloodbank", oid).splitlines()
+    plain = render.local_principal("svc-bloodbank").splitlines()
+    start = azure.index(entra[0])
+    assert azure[start : start + len(entra)] == entra
+    assert local[start : start + len(plain)] == plain
+    rest_azure = azure[:start] + azure[start + len(entra) :]
+    rest_local = local[:start] + local[start + len(plain) :]
+    assert [line for line in rest_azure if not line.startswith("-- Principals:")] == [
+        line for line in rest_local if not line.startswith("-- Principals:")
+    ]
+    assert sum("pgaadauth" in line for line in local) == 0
