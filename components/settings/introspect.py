@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 
 # Walk a model along an error location to learn the field's constraints and siblings.
@@ -25,14 +26,15 @@ def unwrap(annotation: Any) -> Any:
             return annotation
 
 
-def field_at(model: type[BaseModel], loc: tuple) -> Any:
+def field_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> FieldInfo | None:
     """The FieldInfo of the last key of an error location (None if it is not a field)."""
     current: Any = model
     info = None
     for part in loc:
         if isinstance(current, type) and issubclass(current, BaseModel):
             by_alias = {f.alias or n: f for n, f in current.model_fields.items()}
-            info = by_alias.get(part) or current.model_fields.get(part)
+            # a list index (int) is never a field name
+            info = (by_alias.get(part) or current.model_fields.get(part)) if isinstance(part, str) else None
             if info is None:
                 return None
             current = unwrap(info.annotation)
@@ -43,7 +45,7 @@ def field_at(model: type[BaseModel], loc: tuple) -> Any:
     return info
 
 
-def keys_at(model: type[BaseModel], loc: tuple) -> list[str]:
+def keys_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
     """The camelCase keys allowed at a location (the model that loc points into)."""
     target: Any = model
     if loc:
@@ -56,7 +58,7 @@ def keys_at(model: type[BaseModel], loc: tuple) -> list[str]:
     return []
 
 
-def constraints(metadata: Iterable[Any], annotation: Any = None) -> dict[str, Any]:
+def constraints(metadata: Iterable[Any] | None, annotation: Any = None) -> dict[str, Any]:
     """ge/gt/le/lt/pattern from a field's metadata, also through Optional[Annotated[...]]."""
     metas = list(metadata or [])
     for arg in get_args(annotation):
@@ -70,8 +72,10 @@ def constraints(metadata: Iterable[Any], annotation: Any = None) -> dict[str, An
     return found
 
 
-def field_constraints(info: Any) -> dict[str, Any]:
-    return constraints(getattr(info, "metadata", None), getattr(info, "annotation", None))
+def field_constraints(info: FieldInfo | None) -> dict[str, Any]:
+    if info is None:
+        return {}
+    return constraints(info.metadata, info.annotation)
 
 
 def range_text(c: dict[str, Any]) -> str:

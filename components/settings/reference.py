@@ -8,6 +8,7 @@ import json
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from .introspect import PATTERN_LABELS, constraints, field_constraints, range_text, unwrap
 from .stack import StackSettings
@@ -20,7 +21,7 @@ def _label(c: dict[str, Any], fallback: str) -> str:
     return fallback
 
 
-def _allowed(info: Any) -> str:
+def _allowed(info: FieldInfo) -> str:
     ann = unwrap(info.annotation)
     origin = get_origin(ann)
     c = field_constraints(info)
@@ -47,7 +48,7 @@ def _allowed(info: Any) -> str:
     return _label(c, "string")
 
 
-def _default(info: Any) -> str:
+def _default(info: FieldInfo) -> str:
     if info.is_required():
         return "**required**"
     value = info.get_default(call_default_factory=True)
