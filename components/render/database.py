@@ -124,14 +124,17 @@ def _least_privilege(role: str) -> str:
     return f"""DO $bootstrap$
 DECLARE
   r pg_catalog.pg_roles%ROWTYPE;
+  member_of text;
 BEGIN
   SELECT * INTO r FROM pg_catalog.pg_roles WHERE rolname = {literal(role)};
 {checks}
   IF r.rolcreaterole OR r.rolcreatedb OR NOT r.rolcanlogin OR r.rolconnlimit <> -1 THEN
     EXECUTE format('ALTER ROLE %I LOGIN NOCREATEROLE NOCREATEDB CONNECTION LIMIT -1', r.rolname);
   END IF;
-  IF EXISTS (SELECT FROM pg_catalog.pg_auth_members m WHERE m.member = r.oid) THEN
-    RAISE EXCEPTION 'role % is a member of other roles: refusing', r.rolname;
+  SELECT string_agg(m.roleid::regrole::text, ', ' ORDER BY m.roleid::regrole::text) INTO member_of
+    FROM pg_catalog.pg_auth_members m WHERE m.member = r.oid;
+  IF member_of IS NOT NULL THEN
+    RAISE EXCEPTION 'role % is a member of other roles (%): refusing', r.rolname, member_of;
   END IF;
 END
 $bootstrap$;"""
