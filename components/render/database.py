@@ -24,6 +24,7 @@ unchanged, on a real PostgreSQL from Debian's package.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -261,11 +262,32 @@ def bootstrap_service_account(client_id: Value) -> dict:
     }
 
 
-def bootstrap_sql_configmap(sql: Value) -> dict:
+GRANTS_ANNOTATION = "event-backbone.io/database-grants"
+
+
+def grants_json(grants: Sequence[DatabaseGrant]) -> str:
+    """The grants as data, for readers of the recorded plan (the access matrix): which role,
+    mapped to which Entra object, owns which database."""
+    return json.dumps(
+        [
+            {"service": g.service, "database": g.database, "role": g.role, "objectId": g.object_id}
+            for g in sorted(grants, key=lambda g: g.service)
+        ],
+        separators=(",", ":"),
+    )
+
+
+def bootstrap_sql_configmap(sql: Value, grants: Value) -> dict:
+    """``sql``: :func:`bootstrap_sql`; ``grants``: :func:`grants_json` of the same grants."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": SQL_CONFIGMAP, "namespace": NAMESPACE, "labels": _PART_OF},
+        "metadata": {
+            "name": SQL_CONFIGMAP,
+            "namespace": NAMESPACE,
+            "labels": _PART_OF,
+            "annotations": {GRANTS_ANNOTATION: grants},
+        },
         "data": {"bootstrap.sql": sql},
     }
 
