@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Installs the real tools the tests prove artefacts against, from Debian's packages:
-# promtool (prometheus), amtool (prometheus-alertmanager), rabbitmq-server.
+# promtool and the prometheus server (prometheus), amtool and the alertmanager server
+# (prometheus-alertmanager), rabbitmq-server. The alert drill runs the two servers.
 # Idempotent and quick when they are already there.
 set -euo pipefail
-have() { command -v promtool >/dev/null && command -v amtool >/dev/null && [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; }
+have() {
+  command -v promtool >/dev/null && command -v amtool >/dev/null && [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] &&
+    [ -x /usr/bin/prometheus ] && [ -x /usr/bin/prometheus-alertmanager ]
+}
 if have; then exit 0; fi
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
