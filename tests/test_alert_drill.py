@@ -155,10 +155,48 @@ def test_drill_prometheus_uses_the_cluster_intervals_shortened(planned):
 
 
 # ----------------------------------------------------------------------------- the drill
+class SingleNode:
+    """The broker as one node (tests/tools/rabbitmq_node.py) behind the interface of the
+    cluster harness that the drill uses: nodes, kill(i), restart(i), passwords, close()."""
+
+    def __init__(self, workdir: Path, settings):
+        self.passwords = {u: secrets.token_urlsafe(24) for u in B.users_and_secrets(settings)}
+        hashes = {u: B.password_hash(pw, B.stable_salt(u, 0)) for u, pw in self.passwords.items()}
+        config = "\n".join(
+            line for line in B.additional_config(settings).splitlines() if not line.startswith("load_definitions")
+        )
+        self.nodes = [RabbitNode(workdir / "node1", extra_config=config)]
+        self.definitions = B.definitions(settings, hashes)
+
+    def start(self) -> SingleNode:
+        node = self.nodes[0]
+        node.start()
+        node.import_definitions(self.definitions)
+        node.admin = (B.ADMIN_USER, self.passwords[B.ADMIN_USER])
+        return self
+
+    def kill(self, i: int) -> float:
+        t = time.monotonic()
+        self.nodes[i].kill()
+        return t
+
+    def restart(self, i: int) -> None:
+        self.nodes[i].start()
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+
+
+def running(node: RabbitNode) -> bool:
+    return node.proc is not None and node.proc.poll() is None
+
+
 class Drill:
-    def __init__(self, settings, nodes, prometheus, alertmanager, receivers, service, routing_key, passwords):
-        self.s, self.nodes, self.prometheus, self.alertmanager = settings, nodes, prometheus, alertmanager
-        self.receivers, self.service, self.routing_key, self.passwords = receivers, service, routing_key, passwords
+    def __init__(self, settings, broker, prometheus, alertmanager, receivers, service, routing_key):
+        self.s, self.broker, self.prometheus, self.alertmanager = settings, broker, prometheus, alertmanager
+        self.receivers, self.service, self.routing_key = receivers, service, routing_key
+        self.nodes: list[RabbitNode] = broker.nodes
         self.timings: dict[str, float] = {}
 
     def report(self, capsys, line: str) -> None:
@@ -176,23 +214,23 @@ def drill(planned, tmp_path_factory):
     rules, routing = build_artefacts(prod, work / "build")
     started: list = []
     try:
-        # the broker: the prod broker settings and definitions (passwords generated here)
-        passwords = {u: secrets.token_urlsafe(24) for u in B.users_and_secrets(s)}
-        hashes = {u: B.password_hash(pw, B.stable_salt(u, 0)) for u, pw in passwords.items()}
-        extra = "\n".join(
-            line for line in B.additional_config(s).splitlines() if not line.startswith("load_definitions")
-        )
-        node = RabbitNode(work / "rabbit-0", extra_config=extra)
-        started.append(node)
-        node.start()
-        node.import_definitions(B.definitions(s, hashes))
-        node.admin = (B.ADMIN_USER, passwords[B.ADMIN_USER])
-        nodes = [node]
-
+        t0 = time.monotonic()
+        broker = SingleNode(work / "broker", s)  # the prod broker settings and definitions
+        started.append(broker)
+        broker.start()
+        boot = time.monotonic() - t0
+        nodes = broker.nodes
         receivers = D.Receivers().start()
         started.append(receivers)
         service = D.SyntheticService(s.observability.metrics, SERVICE).start()
         started.append(service)
+        ksm = D.KubeStateStandIn(
+            s.broker.namespace,
+            f"{s.broker.cluster_name}-server",
+            # with fewer local nodes than prod's replicas, the ones not run here count as ready
+            lambda: s.broker.replicas - sum(1 for n in nodes if not running(n)),
+        ).start()
+        started.append(ksm)
 
         secret_dir = work / "secrets"
         secret_dir.mkdir()
@@ -206,10 +244,18 @@ def drill(planned, tmp_path_factory):
         started.append(alertmanager)
         monitor = B.service_monitor(s, "rabbitmq-ca")
         targets = [f"127.0.0.1:{n.prom_port}" for n in nodes]
-        config = D.prometheus_config(monitor, targets, {SERVICE: service.target}, f"127.0.0.1:{alertmanager.port}")
+        config = D.prometheus_config(
+            monitor,
+            targets,
+            {SERVICE: service.target, "kube-state-metrics": ksm.target},
+            f"127.0.0.1:{alertmanager.port}",
+        )
         prometheus = D.start_prometheus(work / "prometheus", config, D.drill_rules(rules))
         started.append(prometheus)
-        yield Drill(s, nodes, prometheus, alertmanager, receivers, service, routing_key, passwords)
+        drill = Drill(s, broker, prometheus, alertmanager, receivers, service, routing_key)
+        drill.timings["broker boot"] = boot
+        drill.timings["setup"] = time.monotonic() - t0
+        yield drill
     finally:
         for thing in reversed(started):
             close = getattr(thing, "close", None) or thing.stop
@@ -243,10 +289,9 @@ def test_drill_broker_node_killed_pages_and_resolves(drill, capsys):
     d = drill
     expected = 2 * len(d.nodes)  # two ServiceMonitor endpoints per node
     assert D.wait_until(lambda: len(broker_up(d)) == expected, timeout=60), D.query(d.prometheus, "up")
-    victim = d.nodes[-1]
-    instance = f"127.0.0.1:{victim.prom_port}"
-    t_kill = time.monotonic()
-    victim.kill()
+    victim = len(d.nodes) - 1
+    instance = f"127.0.0.1:{d.nodes[victim].prom_port}"
+    t_kill = d.broker.kill(victim)
     page = d.receivers.wait(D.pagerduty("BrokerDown"), timeout=90, since=t_kill)
     assert page, [n.body for n in d.receivers.received[-5:]]
     body = page.body
@@ -261,8 +306,25 @@ def test_drill_broker_node_killed_pages_and_resolves(drill, capsys):
     d.timings["BrokerDown page after node kill"] = page.at - t_kill
     d.report(capsys, f"node {instance} SIGKILLed -> BrokerDown paged PagerDuty after {page.at - t_kill:.1f}s")
 
+    # The node-count alert (a warning, from kube-state-metrics in the cluster) fires as well, and
+    # the Alertmanager inhibits it: BrokerDown is critical for the same service.
+    def node_count_inhibited():
+        alerts = D.http_json(f"{d.alertmanager.url}/api/v2/alerts?filter=alertname%3D%22BrokerNodeCountLow%22")
+        return [a for a in alerts if a["status"]["inhibitedBy"]]
+
+    inhibited = D.wait_until(node_count_inhibited, timeout=60)
+    assert inhibited, D.query(d.prometheus, 'ALERTS{alertname="BrokerNodeCountLow"}')
+    assert inhibited[0]["labels"]["service"] == d.s.broker.cluster_name
+    assert inhibited[0]["annotations"]["description"].startswith(f"{d.s.broker.replicas - 1} of {d.s.broker.replicas}")
+    assert not d.receivers.wait(D.slack("BrokerNodeCountLow"), timeout=0, since=t_kill)
+    d.report(
+        capsys,
+        f"BrokerNodeCountLow ({inhibited[0]['annotations']['description'][:24]}...) fired after "
+        f"{time.monotonic() - t_kill:.1f}s and is inhibited by BrokerDown (no Slack message)",
+    )
+
     t_start = time.monotonic()
-    victim.start()
+    d.broker.restart(victim)
     t_back = time.monotonic()
     resolved = d.receivers.wait(
         lambda n: D.pagerduty("BrokerDown", "resolve")(n) and n.body["dedup_key"] == body["dedup_key"],
@@ -289,7 +351,7 @@ def test_drill_dead_letters_past_the_threshold_name_the_queue(drill, capsys):
         host="127.0.0.1",
         port=node.amqp_port,
         virtual_host=d.s.vhost,
-        credentials=pika.PlainCredentials(B.ADMIN_USER, d.passwords[B.ADMIN_USER]),
+        credentials=pika.PlainCredentials(B.ADMIN_USER, d.broker.passwords[B.ADMIN_USER]),
     )
     t = d.s.broker.topology
     conn = pika.BlockingConnection(params)

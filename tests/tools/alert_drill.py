@@ -171,7 +171,9 @@ def scrape_configs(service_monitor: dict, broker_targets: list[str], service_tar
             job["params"] = endpoint["params"]
         jobs.append(job)
     for name, target in service_targets.items():
-        jobs.append({"job_name": name, "static_configs": [{"targets": [target]}]})
+        # honor_labels: the series keep their own namespace/service labels, as kube-state-metrics'
+        # ServiceMonitor in kube-prometheus-stack does
+        jobs.append({"job_name": name, "honor_labels": True, "static_configs": [{"targets": [target]}]})
     return jobs
 
 
@@ -478,6 +480,49 @@ class SyntheticService:
 
     def stop(self) -> None:
         self.stopped.set()
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+class KubeStateStandIn:
+    """Stands in for kube-state-metrics, which only exists in a cluster: serves the series
+    BrokerNodeCountLow reads, ``kube_statefulset_status_replicas_ready``, with the number of
+    broker nodes whose process is alive (``ready()``)."""
+
+    def __init__(self, namespace: str, statefulset: str, ready: Callable[[], int]):
+        self.namespace, self.statefulset, self.ready = namespace, statefulset, ready
+        self.server: ThreadingHTTPServer | None = None
+
+    @property
+    def target(self) -> str:
+        assert self.server
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> KubeStateStandIn:
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                data = (
+                    "# TYPE kube_statefulset_status_replicas_ready gauge\n"
+                    f'kube_statefulset_status_replicas_ready{{namespace="{stand_in.namespace}",'
+                    f'statefulset="{stand_in.statefulset}"}} {stand_in.ready()}\n'
+                ).encode()
+                self.send_response(200)
+                self.send_header("content-type", "text/plain; version=0.0.4")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class names it)
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
         if self.server:
             self.server.shutdown()
             self.server.server_close()
