@@ -26,6 +26,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
@@ -275,7 +276,7 @@ class RabbitNode:
         return "\n".join(out[-lines:])
 
     # ------------------------------------------------------------------ HTTP API
-    def api(self, method: str, path: str, body=None, auth: tuple[str, str] | None = None, timeout: float = 10):
+    def api(self, method: str, path: str, body=None, auth: tuple[str, str] | None = None, timeout: float = 10) -> Any:
         user, password = auth or self.admin
         req = urllib.request.Request(
             f"http://127.0.0.1:{self.mgmt_port}{path}",
