@@ -23,6 +23,7 @@ import pytest
 import yaml
 from conftest import require_tool
 from tools import alert_drill as D
+from tools.rabbitmq_cluster import RabbitCluster
 from tools.rabbitmq_node import SERVER, RabbitNode
 
 from components.render import alertmanager as AM
@@ -155,45 +156,8 @@ def test_drill_prometheus_uses_the_cluster_intervals_shortened(planned):
 
 
 # ----------------------------------------------------------------------------- the drill
-class SingleNode:
-    """The broker as one node (tests/tools/rabbitmq_node.py) behind the interface of the
-    cluster harness that the drill uses: nodes, kill(i), restart(i), passwords, close()."""
-
-    def __init__(self, workdir: Path, settings):
-        self.passwords = {u: secrets.token_urlsafe(24) for u in B.users_and_secrets(settings)}
-        hashes = {u: B.password_hash(pw, B.stable_salt(u, 0)) for u, pw in self.passwords.items()}
-        config = "\n".join(
-            line for line in B.additional_config(settings).splitlines() if not line.startswith("load_definitions")
-        )
-        self.nodes = [RabbitNode(workdir / "node1", extra_config=config)]
-        self.definitions = B.definitions(settings, hashes)
-
-    def start(self) -> SingleNode:
-        node = self.nodes[0]
-        node.start()
-        node.import_definitions(self.definitions)
-        node.admin = (B.ADMIN_USER, self.passwords[B.ADMIN_USER])
-        return self
-
-    def kill(self, i: int) -> float:
-        t = time.monotonic()
-        self.nodes[i].kill()
-        return t
-
-    def restart(self, i: int) -> None:
-        self.nodes[i].start()
-
-    def close(self) -> None:
-        for node in self.nodes:
-            node.close()
-
-
-def running(node: RabbitNode) -> bool:
-    return node.proc is not None and node.proc.poll() is None
-
-
 class Drill:
-    def __init__(self, settings, broker, prometheus, alertmanager, receivers, service, routing_key):
+    def __init__(self, settings, broker: RabbitCluster, prometheus, alertmanager, receivers, service, routing_key):
         self.s, self.broker, self.prometheus, self.alertmanager = settings, broker, prometheus, alertmanager
         self.receivers, self.service, self.routing_key = receivers, service, routing_key
         self.nodes: list[RabbitNode] = broker.nodes
@@ -215,7 +179,8 @@ def drill(planned, tmp_path_factory):
     started: list = []
     try:
         t0 = time.monotonic()
-        broker = SingleNode(work / "broker", s)  # the prod broker settings and definitions
+        # prod's three nodes, booted with the rendered definitions and additionalConfig
+        broker = RabbitCluster.for_stack(work / "broker", s)
         started.append(broker)
         broker.start()
         boot = time.monotonic() - t0
@@ -227,8 +192,7 @@ def drill(planned, tmp_path_factory):
         ksm = D.KubeStateStandIn(
             s.broker.namespace,
             f"{s.broker.cluster_name}-server",
-            # with fewer local nodes than prod's replicas, the ones not run here count as ready
-            lambda: s.broker.replicas - sum(1 for n in nodes if not running(n)),
+            lambda: sum(1 for n in nodes if n.is_running()),
         ).start()
         started.append(ksm)
 
@@ -289,7 +253,7 @@ def test_drill_broker_node_killed_pages_and_resolves(drill, capsys):
     d = drill
     expected = 2 * len(d.nodes)  # two ServiceMonitor endpoints per node
     assert D.wait_until(lambda: len(broker_up(d)) == expected, timeout=60), D.query(d.prometheus, "up")
-    victim = len(d.nodes) - 1
+    victim = d.broker.leader(f"{SERVICE}.events")  # the node holding a queue leader
     instance = f"127.0.0.1:{d.nodes[victim].prom_port}"
     t_kill = d.broker.kill(victim)
     page = d.receivers.wait(D.pagerduty("BrokerDown"), timeout=90, since=t_kill)
@@ -356,8 +320,7 @@ def test_drill_dead_letters_past_the_threshold_name_the_queue(drill, capsys):
     t = d.s.broker.topology
     conn = pika.BlockingConnection(params)
     try:
-        ch = conn.channel()
-        ch.confirm_delivery()
+        ch = conn.channel()  # no publisher confirms (one round trip each): the consumer counts them below
         for i in range(count):
             ch.basic_publish(
                 t.exchange, "order.drill.created", f"drill-{i}".encode(), pika.BasicProperties(delivery_mode=2)
@@ -376,7 +339,7 @@ def test_drill_dead_letters_past_the_threshold_name_the_queue(drill, capsys):
         conn.close()
     t_fault = time.monotonic()
     depth = D.wait_until(
-        lambda: node.api("GET", f"/api/queues/{RabbitNode.vhost_path(d.s.vhost)}/dlq.all").get("messages", 0) >= count,
+        lambda: d.broker.queue("dlq.all").get("messages", 0) >= count,
         timeout=30,
     )
     assert depth, "the rejected messages did not reach dlq.all"
