@@ -248,7 +248,8 @@ def test_drill_servers_listen_on_loopback_only(drill):
 @pytest.mark.drill
 def test_drill_broker_node_killed_pages_and_resolves(drill, capsys):
     d = drill
-    expected = 2 * len(d.nodes)  # two ServiceMonitor endpoints per node
+    # two ServiceMonitor endpoints per node: two `up` series only if their targets are labelled apart
+    expected = 2 * len(d.nodes)
     assert D.wait_until(lambda: len(broker_up(d)) == expected, timeout=60), D.query(d.prometheus, "up")
     victim = d.broker.leader(f"{SERVICE}.events")  # the node holding a queue leader
     instance = f"127.0.0.1:{d.nodes[victim].prom_port}"

@@ -148,24 +148,27 @@ def secret_files(secret_dir: Path, receiver_base: str, routing_key: str) -> dict
     }
 
 
+def relabel_config(relabeling: dict) -> dict:
+    """A ServiceMonitor relabeling (camelCase CRD fields) as Prometheus configuration."""
+    names = {"sourceLabels": "source_labels", "targetLabel": "target_label"}
+    return {names.get(k, k): v for k, v in relabeling.items()}
+
+
 def scrape_configs(service_monitor: dict, broker_targets: list[str], service_targets: dict[str, str]) -> list[dict]:
-    """One scrape job per ServiceMonitor endpoint (path and params as rendered), with the
-    labels the Prometheus operator gives such targets (job = the Service, namespace,
-    service); plain HTTP because the local nodes serve their metrics without TLS. Plus one job
-    per synthetic service. ``endpoint`` tells the two endpoints of one node apart."""
+    """One scrape job per ServiceMonitor endpoint (path, params and relabelings as rendered),
+    with the labels the Prometheus operator gives such targets (job = the Service, namespace,
+    service, endpoint = the port name); plain HTTP because the local nodes serve their metrics
+    without TLS. Plus one job per synthetic service."""
     meta = service_monitor["metadata"]
     jobs = []
     for i, endpoint in enumerate(service_monitor["spec"]["endpoints"]):
+        labels = {"namespace": meta["namespace"], "service": meta["name"], "endpoint": endpoint["port"]}
         job: dict[str, Any] = {
             "job_name": f"servicemonitor-{meta['name']}-{i}",
             "metrics_path": endpoint["path"],
-            "static_configs": [
-                {
-                    "targets": broker_targets,
-                    "labels": {"namespace": meta["namespace"], "service": meta["name"], "endpoint": str(i)},
-                }
-            ],
-            "relabel_configs": [{"target_label": "job", "replacement": meta["name"]}],
+            "static_configs": [{"targets": broker_targets, "labels": labels}],
+            "relabel_configs": [{"target_label": "job", "replacement": meta["name"]}]
+            + [relabel_config(r) for r in endpoint.get("relabelings", [])],
         }
         if endpoint.get("params"):
             job["params"] = endpoint["params"]
