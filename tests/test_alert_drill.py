@@ -155,6 +155,16 @@ def test_drill_prometheus_uses_the_cluster_intervals_shortened(planned):
         D.shorten("1m", 7)  # a factor that does not divide a duration exactly is refused
 
 
+def test_servicemonitor_endpoints_of_one_pod_get_distinct_target_labels(stack):
+    """The operator gives both endpoints' targets the same labels (same pod, same port name);
+    only a relabeling that differs between them keeps their `up` series apart."""
+    endpoints = B.service_monitor(stack.settings, "rabbitmq-ca")["spec"]["endpoints"]
+    assert len({e["port"] for e in endpoints}) == 1 and len(endpoints) == 2
+    for e in endpoints:
+        assert {"sourceLabels": ["__metrics_path__"], "targetLabel": "metrics_path"} in e["relabelings"]
+    assert len({e["path"] for e in endpoints}) == len(endpoints)
+
+
 # ----------------------------------------------------------------------------- the drill
 class Drill:
     def __init__(self, settings, broker: RabbitCluster, prometheus, alertmanager, receivers, service, routing_key):
