@@ -2,11 +2,21 @@
 # Installs the real tools the tests prove artefacts against, from Debian's packages:
 # promtool (prometheus), amtool (prometheus-alertmanager), rabbitmq-server.
 # Idempotent and quick when they are already there.
+# `install.sh lint` installs only what `make lint` needs beyond the virtualenv: Node.js, which
+# runs pyright (the pyright wheel bundles the checker, not a JavaScript runtime).
 set -euo pipefail
-have() { command -v promtool >/dev/null && command -v amtool >/dev/null && [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; }
-if have; then exit 0; fi
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+if [ "${1:-}" = lint ]; then
+  command -v node >/dev/null && exit 0
+  echo "installing nodejs from Debian packages (pyright runs on it)..."
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs >/dev/null
+  command -v node >/dev/null || { echo "node still missing after install" >&2; exit 1; }
+  exit 0
+fi
+have() { command -v promtool >/dev/null && command -v amtool >/dev/null && [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; }
+if have; then exit 0; fi
 echo "installing prometheus, prometheus-alertmanager, rabbitmq-server from Debian packages..."
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
