@@ -122,6 +122,8 @@ class PlatformMocks(pmocks.Mocks):
                 "url": f"amqps://admin:{password}@{host}/mockvhost",
                 "apikey": "mock-api-key",
             }
+        if pkg == "cloudamqp":  # its ids are integers (alarm recipients, notifications)
+            return str(int(hashlib.sha256(args.name.encode()).hexdigest()[:6], 16)), inputs
         if pkg == "kubernetes":
             meta = inputs.get("metadata") or {}
             return f"{meta.get('namespace', '')}/{meta.get('name', args.name)}".lstrip("/"), inputs
