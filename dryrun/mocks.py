@@ -52,7 +52,7 @@ class Registration:
     urn: str
     type: str
     name: str
-    parent: str
+    parent: str | None
     dependencies: list[str]
     protect: bool
     custom: bool
@@ -67,7 +67,7 @@ class PlatformMocks(pmocks.Mocks):
         self.generated_secrets: list[str] = []
 
     # ------------------------------------------------------------------ resources
-    def new_resource(self, args: pmocks.MockResourceArgs) -> tuple[str | None, dict]:
+    def new_resource(self, args: pmocks.MockResourceArgs) -> tuple[str, dict]:
         if not args.custom:
             return "", {}
         inputs = dict(args.inputs)
@@ -166,7 +166,11 @@ class PlatformMocks(pmocks.Mocks):
         return {}
 
     # ------------------------------------------------------------------ invokes
-    def call(self, args: pmocks.MockCallArgs) -> dict:
+    def call(self, args: pmocks.MockCallArgs) -> tuple[dict, list[tuple[str, str]]]:
+        """The invoke's result and its check failures (none)."""
+        return self._invoke(args), []
+
+    def _invoke(self, args: pmocks.MockCallArgs) -> dict:
         if args.token == "azure-native:authorization:getClientConfig":
             return {
                 "clientId": "mock-client",
@@ -191,6 +195,7 @@ class RecordingMonitor(pmocks.MockMonitor):
 
     def __init__(self, mocks: PlatformMocks):
         super().__init__(mocks)
+        self.platform = mocks  # typed: its new_resource always returns an id ("" for components)
         self.registrations: list[Registration] = []
         self.stack_urn: str | None = None
         self.stack_outputs: dict = {}
@@ -210,7 +215,7 @@ class RecordingMonitor(pmocks.MockMonitor):
             resource_id=request.importId,
             custom=request.custom or False,
         )
-        id_, state = self.mocks.new_resource(args)
+        id_, state = self.platform.new_resource(args)
         for key in request.additionalSecretOutputs:
             if key in state and not rpc.is_rpc_secret(state[key]):
                 state[key] = wrap_secret(state[key])
