@@ -81,7 +81,10 @@ class PlatformMocks(pmocks.Mocks):
             else:
                 name = next((inputs[k] for k in _NAME_INPUTS if isinstance(inputs.get(k), str)), args.name)
                 rg = inputs.get("resourceGroupName", "rg")
-                rid = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{rg}/providers/Microsoft.{module.capitalize()}/{kind[0].lower()}{kind[1:]}s/{name}"
+                rid = (
+                    f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{rg}"
+                    f"/providers/Microsoft.{module.capitalize()}/{kind[0].lower()}{kind[1:]}s/{name}"
+                )
             state = {**inputs, "name": name, "id": rid}
             state.update(self._azure_outputs(kind, name, inputs))
             return rid, state
@@ -105,7 +108,9 @@ class PlatformMocks(pmocks.Mocks):
             if kind.endswith("CertRequest"):
                 return f"{args.name}-id", {
                     **inputs,
-                    "certRequestPem": f"-----BEGIN CERTIFICATE REQUEST-----\n{seed[:40]}\n-----END CERTIFICATE REQUEST-----\n",
+                    "certRequestPem": (
+                        f"-----BEGIN CERTIFICATE REQUEST-----\n{seed[:40]}\n-----END CERTIFICATE REQUEST-----\n"
+                    ),
                 }
             return f"{args.name}-id", {
                 **inputs,
@@ -182,8 +187,10 @@ class PlatformMocks(pmocks.Mocks):
             kubeconfig = (
                 "apiVersion: v1\nkind: Config\nclusters:\n- name: aks\n  cluster:\n"
                 f"    server: https://{args.args.get('resourceName')}.hcp.westeurope.azmk8s.io:443\n"
-                "users:\n- name: clusterUser\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n"
-                "      command: kubelogin\n      args: [get-token, --login, azurecli, --server-id, 6dae42f8-4368-4678-94ff-3960e28e3630]\n"
+                "users:\n- name: clusterUser\n  user:\n    exec:\n"
+                "      apiVersion: client.authentication.k8s.io/v1beta1\n"
+                "      command: kubelogin\n"
+                "      args: [get-token, --login, azurecli, --server-id, 6dae42f8-4368-4678-94ff-3960e28e3630]\n"
             )
             return {"kubeconfigs": [{"name": "clusterUser", "value": base64.b64encode(kubeconfig.encode()).decode()}]}
         return {}

@@ -162,7 +162,8 @@ def dead_letters(s: StackSettings) -> dict:
     d.text(
         "Oldest message age",
         "Not available: RabbitMQ's Prometheus plugin exports no per-queue head-message age. "
-        "Peek at `dlq.*` with the [DLQ runbook](https://github.com/event-backbone/event-backbone/blob/main/docs/runbooks/dead-letter-queue.md): "
+        "Peek at `dlq.*` with the "
+        "[DLQ runbook](https://github.com/event-backbone/event-backbone/blob/main/docs/runbooks/dead-letter-queue.md): "
         "the `x-death[0].time` header of the first message is its age.",
     )
     return d.json()
