@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+from importlib.metadata import version
 
-from conftest import require_tool
+from conftest import ROOT, require_tool
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.cog.plugins import register_default_plugins
+from grafana_foundation_sdk.models.dashboard import Dashboard
 from promql import metric_names
 
 from components.render import dashboards as D
@@ -102,3 +107,136 @@ def test_dashboards_are_configmaps_for_the_sidecar(stack):
         assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
         assert cm["metadata"]["namespace"] == stack.settings.observability.namespace
         assert json.loads(cm["data"][f"{name}.json"]) == board
+
+
+# --- what the typed builder (grafana-foundation-sdk) is trusted with, checked ---
+
+
+def test_the_pinned_sdk_is_the_one_installed():
+    """The boards' schema comes from the SDK build: the pin in requirements.txt is what runs."""
+    pins = dict(line.split("==", 1) for line in (ROOT / "requirements.txt").read_text().splitlines() if "==" in line)
+    assert version("grafana-foundation-sdk") == pins["grafana-foundation-sdk"]
+
+
+def test_boards_carry_the_schema_version_of_the_sdk(stack):
+    """schemaVersion is the SDK model's (Grafana 12: 41), not a number written by hand."""
+    for name, board in D.dashboards(stack.settings).items():
+        assert board["schemaVersion"] == Dashboard().schema_version >= 41, name
+
+
+def _leaves(node, path=""):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _leaves(v, f"{path}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _leaves(v, f"{path}[{i}]")
+    else:
+        yield path, node
+
+
+def _unknown_to_the_schema(board: dict) -> set:
+    """Leaves the SDK's typed model (dashboard, panel options, Prometheus query) does not keep."""
+    register_default_plugins()  # panel and data-query types decode into their own models
+    back = json.loads(JSONEncoder().encode(Dashboard.from_json(board)))
+    return set(_leaves(board)) - set(_leaves(back))
+
+
+def test_every_field_is_known_to_grafanas_typed_model(stack):
+    for name, board in D.dashboards(stack.settings).items():
+        assert not _unknown_to_the_schema(board), name
+
+
+def test_a_field_outside_the_schema_is_noticed(stack):
+    board = D.dashboards(stack.settings)["event-pipeline"]
+    board["panels"][0]["targets"][0]["exprr"] = "up"
+    board["panels"][1]["gridpos"] = {"x": 0}
+    assert {path for path, _ in _unknown_to_the_schema(board)} == {
+        ".panels[0].targets[0].exprr",
+        ".panels[1].gridpos.x",
+    }
+
+
+def test_panel_ids_and_ref_ids_are_unique(stack):
+    for name, board in D.dashboards(stack.settings).items():
+        ids = [p["id"] for p in board["panels"]]
+        assert len(ids) == len(set(ids)) and all(i > 0 for i in ids), (name, ids)
+        for p in board["panels"]:
+            refs = [t["refId"] for t in p.get("targets", [])]
+            assert len(refs) == len(set(refs)), (name, p["title"], refs)
+
+
+def _overlaps(panels: list[dict]) -> list[tuple[str, str]]:
+    found = []
+    for i, a in enumerate(panels):
+        for b in panels[i + 1 :]:
+            ga, gb = a["gridPos"], b["gridPos"]
+            if (
+                ga["x"] < gb["x"] + gb["w"]
+                and gb["x"] < ga["x"] + ga["w"]
+                and ga["y"] < gb["y"] + gb["h"]
+                and gb["y"] < ga["y"] + ga["h"]
+            ):
+                found.append((a["title"], b["title"]))
+    return found
+
+
+def test_panels_fit_the_grid_and_do_not_overlap(stack):
+    for name, board in D.dashboards(stack.settings).items():
+        for p in board["panels"]:
+            g = p["gridPos"]
+            assert g["x"] >= 0 and g["y"] >= 0 and g["w"] > 0 and g["h"] > 0, (name, p["title"], g)
+            assert g["x"] + g["w"] <= 24, (name, p["title"], g)
+        assert not _overlaps(board["panels"]), name
+
+
+def test_overlap_check_catches_an_overlap():
+    a = {"title": "a", "gridPos": {"x": 0, "y": 0, "w": 12, "h": 8}}
+    b = {"title": "b", "gridPos": {"x": 11, "y": 7, "w": 6, "h": 8}}
+    c = {"title": "c", "gridPos": {"x": 12, "y": 0, "w": 12, "h": 8}}
+    assert _overlaps([a, b, c]) == [("a", "b"), ("b", "c")]
+    assert _overlaps([a, c]) == []
+
+
+def test_every_query_names_the_prometheus_datasource_by_uid(stack):
+    """Panels and targets point at the board's `datasource` variable (a Prometheus data source);
+    text panels query nothing."""
+    for name, board in D.dashboards(stack.settings).items():
+        (var,) = [v for v in board["templating"]["list"] if v["type"] == "datasource"]
+        assert var["query"] == "prometheus"
+        ref = {"type": "prometheus", "uid": "${" + var["name"] + "}"}
+        for p in board["panels"]:
+            if p["type"] == "text":
+                assert "targets" not in p and p["options"]["mode"] == "markdown", (name, p["title"])
+                continue
+            assert p["type"] in ("timeseries", "stat"), (name, p["title"])
+            assert p["datasource"] == ref, (name, p["title"])
+            assert p["targets"], (name, p["title"])
+            for t in p["targets"]:
+                assert t["datasource"] == ref and t["expr"], (name, p["title"], t)
+
+
+def _by_labels(expr: str) -> set[str]:
+    return {x.strip() for group in re.findall(r"by \(([^)]*)\)", expr) for x in group.split(",")}
+
+
+def test_titles_and_legends_read_sensibly(stack):
+    """Titles are plain text; every {{label}} in a legend is a label the query's series keep
+    (its `by` clause, or for a recorded series the recording rule's `by` and labels)."""
+    recorded = {
+        r["record"]: _by_labels(r["expr"]) | set(r.get("labels", {}))
+        for g in R.rule_groups(stack.settings)
+        for r in g["rules"]
+        if "record" in r
+    }
+    for name, board in D.dashboards(stack.settings).items():
+        assert board["title"] and board["uid"].startswith("eb-")
+        for p in board["panels"]:
+            assert p["title"] and p["title"].strip() == p["title"], (name, p["title"])
+            assert not set("{}$") & set(p["title"]), (name, p["title"])
+            for t in p.get("targets", []):
+                kept = _by_labels(t["expr"])
+                if not kept:
+                    kept = set().union(*(recorded.get(m, set()) for m in metric_names(t["expr"])))
+                for label in re.findall(r"{{(\w+)}}", t["legendFormat"]):
+                    assert label in kept, (name, p["title"], label, t["expr"])

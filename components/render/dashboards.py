@@ -1,85 +1,85 @@
 """Grafana dashboards as code: event pipeline, dead-letter queues, SLOs, broker.
 
-Each dashboard is plain Grafana JSON (schemaVersion 39) provisioned as a ConfigMap that the
-Grafana sidecar picks up. Panel queries use only metrics from the service metric contract,
-the RabbitMQ exporter and our recording rules; tests check every query with promtool."""
+Built with Grafana's typed builders (grafana-foundation-sdk, its "next" build: Grafana's main
+branch, the 12.x line; dashboard schemaVersion 41) and provisioned as ConfigMaps that the Grafana sidecar picks up.
+Panel queries use only metrics from the service metric contract, the RabbitMQ exporter and
+our recording rules; tests check every query with promtool."""
 
 from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from grafana_foundation_sdk.builders import dashboard as gd
+from grafana_foundation_sdk.builders import prometheus, stat, text, timeseries
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.common import DataSourceRef
+from grafana_foundation_sdk.models.text import TextMode
 
 from ..settings import StackSettings
 from . import rules as R
 
-DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+# Every panel and query names the Prometheus data source by UID through the board's
+# `datasource` variable, so the boards work whatever UID the data source has in a cluster.
+DATASOURCE_VARIABLE = "datasource"
+DATASOURCE = DataSourceRef(type_val="prometheus", uid="${" + DATASOURCE_VARIABLE + "}")
+PANEL_HEIGHT = 8
+
+Query = tuple[str, str]  # (PromQL expression, legend format)
+PanelBuilder = timeseries.Panel | stat.Panel | text.Panel
 
 
 class _Board:
+    """Collects panel builders; ids are assigned in order and the SDK lays panels out
+    left to right on its 24-column grid, wrapping to a new row when a row is full."""
+
     def __init__(self, uid: str, title: str, tags: list[str]):
         self.uid, self.title, self.tags = uid, title, tags
-        self.panels: list[dict] = []
-        self._x = self._y = 0
+        self.panels: list[PanelBuilder] = []
 
     def panel(
         self,
         title: str,
-        exprs: list[tuple[str, str]],
+        exprs: Sequence[Query],
         unit: str = "short",
-        kind: str = "timeseries",
+        kind: type[timeseries.Panel] | type[stat.Panel] = timeseries.Panel,
         width: int = 12,
         description: str = "",
     ) -> None:
-        if self._x + width > 24:
-            self._x, self._y = 0, self._y + 8
-        self.panels.append(
-            {
-                "id": len(self.panels) + 1,
-                "type": kind,
-                "title": title,
-                "description": description,
-                "datasource": DATASOURCE,
-                "gridPos": {"x": self._x, "y": self._y, "w": width, "h": 8},
-                "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-                "options": {},
-                "targets": [
-                    {"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": expr, "legendFormat": legend}
-                    for i, (expr, legend) in enumerate(exprs)
-                ],
-            }
-        )
-        self._x += width
+        panel = kind().title(title).datasource(DATASOURCE).height(PANEL_HEIGHT).span(width).unit(unit)
+        if description:
+            panel.description(description)
+        for i, (expr, legend) in enumerate(exprs):
+            panel.with_target(
+                prometheus.Dataquery().ref_id(chr(ord("A") + i)).datasource(DATASOURCE).expr(expr).legend_format(legend)
+            )
+        self.panels.append(panel)
 
     def text(self, title: str, content: str, width: int = 12) -> None:
-        if self._x + width > 24:
-            self._x, self._y = 0, self._y + 8
         self.panels.append(
-            {
-                "id": len(self.panels) + 1,
-                "type": "text",
-                "title": title,
-                "gridPos": {"x": self._x, "y": self._y, "w": width, "h": 8},
-                "options": {"mode": "markdown", "content": content},
-            }
+            text.Panel().title(title).height(PANEL_HEIGHT).span(width).mode(TextMode.MARKDOWN).content(content)
         )
-        self._x += width
 
-    def json(self) -> dict:
-        return {
-            "uid": self.uid,
-            "title": self.title,
-            "tags": ["event-backbone", *self.tags],
-            "schemaVersion": 39,
-            "version": 1,
-            "editable": False,
-            "timezone": "browser",
-            "time": {"from": "now-6h", "to": "now"},
-            "refresh": "30s",
-            "templating": {
-                "list": [{"name": "datasource", "label": "Prometheus", "type": "datasource", "query": "prometheus"}]
-            },
-            "panels": self.panels,
-        }
+    def json(self) -> dict[str, Any]:
+        board = (
+            gd.Dashboard(self.title)
+            .uid(self.uid)
+            .tags(["event-backbone", *self.tags])
+            .version(1)
+            .readonly()
+            .timezone("browser")
+            .time("now-6h", "now")
+            .refresh("30s")
+            .annotations([])  # else the SDK writes `"annotations": {}`; Grafana's own boards carry a list
+            .with_variable(gd.DatasourceVariable(DATASOURCE_VARIABLE).label("Prometheus").type("prometheus"))
+        )
+        for i, panel in enumerate(self.panels, start=1):
+            board.with_panel(panel.id(i))
+        return json.loads(JSONEncoder().encode(board.build()))
 
 
-def event_pipeline(s: StackSettings) -> dict:
+def event_pipeline(s: StackSettings) -> dict[str, Any]:
     m = s.observability.metrics
     svc, outcome = m.service_label, m.outcome_label
     d = _Board("eb-pipeline", "Event pipeline health", ["pipeline"])
@@ -137,7 +137,7 @@ def event_pipeline(s: StackSettings) -> dict:
     return d.json()
 
 
-def dead_letters(s: StackSettings) -> dict:
+def dead_letters(s: StackSettings) -> dict[str, Any]:
     m = s.observability.metrics
     d = _Board("eb-dlq", "Dead-letter queues", ["dlq"])
     d.panel(
@@ -162,14 +162,14 @@ def dead_letters(s: StackSettings) -> dict:
     d.text(
         "Oldest message age",
         "Not available: RabbitMQ's Prometheus plugin exports no per-queue head-message age. "
-        "Peek at `dlq.*` with the "
-        "[DLQ runbook](https://github.com/event-backbone/event-backbone/blob/main/docs/runbooks/dead-letter-queue.md): "
+        "Peek at `dlq.*` with the [DLQ runbook]"
+        "(https://github.com/event-backbone/event-backbone/blob/main/docs/runbooks/dead-letter-queue.md): "
         "the `x-death[0].time` header of the first message is its age.",
     )
     return d.json()
 
 
-def slos(s: StackSettings) -> dict:
+def slos(s: StackSettings) -> dict[str, Any]:
     days = s.observability.slo_window_days
     d = _Board("eb-slo", "Service level objectives", ["slo"])
     for slo in R.slos(s):
@@ -191,10 +191,14 @@ def slos(s: StackSettings) -> dict:
     return d.json()
 
 
-def broker(s: StackSettings) -> dict:
+def broker(s: StackSettings) -> dict[str, Any]:
     d = _Board("eb-broker", "RabbitMQ broker", ["broker"])
     d.panel(
-        "Nodes", [("count(count by (rabbitmq_node) (rabbitmq_identity_info))", "nodes")], "short", kind="stat", width=6
+        "Nodes",
+        [("count(count by (rabbitmq_node) (rabbitmq_identity_info))", "nodes")],
+        "short",
+        kind=stat.Panel,
+        width=6,
     )
     d.panel(
         "Alarms (1 = publishers blocked)",
@@ -203,7 +207,7 @@ def broker(s: StackSettings) -> dict:
             ("max(rabbitmq_alarms_free_disk_space_watermark)", "disk"),
         ],
         "short",
-        kind="stat",
+        kind=stat.Panel,
         width=6,
     )
     d.panel("Connections", [("sum(rabbitmq_connections)", "connections")], "short", width=12)
@@ -226,12 +230,12 @@ def broker(s: StackSettings) -> dict:
     return d.json()
 
 
-def dashboards(s: StackSettings) -> dict[str, dict]:
+def dashboards(s: StackSettings) -> dict[str, dict[str, Any]]:
     boards = {"event-pipeline": event_pipeline(s), "dead-letter-queues": dead_letters(s), "slos": slos(s)}
     if R.in_cluster_broker(s):
         boards["broker"] = broker(s)
     return boards
 
 
-def queries(board: dict) -> list[str]:
+def queries(board: dict[str, Any]) -> list[str]:
     return [t["expr"] for p in board["panels"] for t in p.get("targets", [])]

@@ -1,0 +1,41 @@
+"""PostgreSQL Flexible Server settings: SKU, storage, backups, high availability, databases."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from .base import Model, ServiceName, Zone
+
+
+class PostgresMaintenance(Model):
+    day_of_week: int = Field(default=0, ge=0, le=6)  # 0 = Sunday, as ARM counts
+    start_hour: int = Field(default=3, ge=0, le=23)
+    start_minute: int = Field(default=0, ge=0, le=59)
+
+
+class PostgresSettings(Model):
+    version: Literal["16"] = "16"
+    sku_name: str = "Standard_D2ds_v5"
+    sku_tier: Literal["Burstable", "GeneralPurpose", "MemoryOptimized"] = "GeneralPurpose"
+    storage_size_gb: int = Field(default=128, ge=32, le=16384)
+    backup_retention_days: int = Field(default=7, ge=7, le=35)
+    geo_redundant_backup: bool = False
+    high_availability: Literal["Disabled", "SameZone", "ZoneRedundant"] = "Disabled"
+    availability_zone: Zone = "1"
+    standby_availability_zone: Zone = "2"
+    ssl_min_protocol_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2"
+    admin_login: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{2,30}$")] = "pgadmin"
+    # Set to adopt a server restored under another name (docs/runbooks/postgres-restore.md).
+    server_name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")] | None = None
+    maintenance_window: PostgresMaintenance = PostgresMaintenance()
+    databases: list[ServiceName] = Field(default_factory=list)
+
+    @field_validator("databases")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        dupes = sorted({d for d in v if v.count(d) > 1})
+        if dupes:
+            raise ValueError(f"must not repeat a database ({', '.join(dupes)} listed twice)")
+        return v
