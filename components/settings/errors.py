@@ -13,7 +13,9 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from pulumi import RunError  # Pulumi prints a RunError's message alone, without a traceback
 from pydantic import BaseModel
+from pydantic_core import ErrorDetails
 
 from .base import PROJECT
 from .introspect import PATTERN_LABELS, field_at, field_constraints, keys_at, range_text
@@ -38,19 +40,15 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-try:  # pulumi is always installed with the program; settings stays importable without it
-    from pulumi import RunError as _Base
-except ImportError:  # pragma: no cover
-    _Base = Exception
-
-
-class ConfigError(_Base):
+class ConfigError(RunError):
     """Invalid stack configuration: one line per problem."""
 
     def __init__(self, stack_file: str, problems: list[Problem]):
         self.stack_file = stack_file
         self.problems = problems
         self.lines = [p.line(stack_file) for p in problems]
+        # What had been registered when validation failed (the offline runner fills it in: nothing).
+        self.registered: list[Any] = []
         super().__init__("invalid stack configuration:\n" + "\n".join(self.lines))
 
 
@@ -65,7 +63,7 @@ def _key(loc: Iterable[Any]) -> str:
     return out
 
 
-def problem_from_error(model: type[BaseModel], err: dict) -> Problem:
+def problem_from_error(model: type[BaseModel], err: ErrorDetails) -> Problem:
     loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
     typ, ctx, given = err["type"], err.get("ctx", {}), err.get("input")
     info = field_at(model, loc)
@@ -82,8 +80,9 @@ def problem_from_error(model: type[BaseModel], err: dict) -> Problem:
     if typ == "literal_error":
         return Problem(key=key, message=f"must be one of {ctx.get('expected')}", got=given)
     if typ == "string_pattern_mismatch":
-        label = PATTERN_LABELS.get(ctx.get("pattern"))
-        return Problem(key=key, message=f"must be {label}" if label else f"must match {ctx.get('pattern')}", got=given)
+        pattern = str(ctx.get("pattern", ""))
+        label = PATTERN_LABELS.get(pattern)
+        return Problem(key=key, message=f"must be {label}" if label else f"must match {pattern}", got=given)
     if typ in ("int_type", "int_parsing", "int_from_float"):
         return Problem(key=key, message="must be a whole number", got=given)
     if typ in ("bool_type", "bool_parsing"):

@@ -56,7 +56,7 @@ def keys_at(model: type[BaseModel], loc: tuple) -> list[str]:
     return []
 
 
-def constraints(metadata: Iterable[Any], annotation: Any = None) -> dict[str, Any]:
+def constraints(metadata: Iterable[Any] | None, annotation: Any = None) -> dict[str, Any]:
     """ge/gt/le/lt/pattern from a field's metadata, also through Optional[Annotated[...]]."""
     metas = list(metadata or [])
     for arg in get_args(annotation):

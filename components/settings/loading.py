@@ -34,7 +34,7 @@ def validate(raw: dict[str, Any], stack: str) -> StackSettings:
         problems: list[Problem] = []
         for e in exc.errors(include_url=False):
             if e["type"] == "environment_rules":
-                problems += e["ctx"]["problems"]
+                problems += e.get("ctx", {})["problems"]  # the rules' own error always carries them
             else:
                 problems.append(problem_from_error(StackSettings, e))
         raise ConfigError(stack_file, problems) from None

@@ -19,14 +19,14 @@ def environment_rules(s: StackSettings) -> list[Problem]:
     """Rules that depend on more than one key or on the environment."""
     p: list[Problem] = []
     net = s.network
-    space = ipaddress.ip_network(net.address_space)
+    space = ipaddress.IPv4Network(net.address_space)  # Cidr is validated as IPv4
     subnets = {
         "network.aksSubnet": net.aks_subnet,
         "network.postgresSubnet": net.postgres_subnet,
         "network.endpointsSubnet": net.endpoints_subnet,
     }
     for key, cidr in subnets.items():
-        if not ipaddress.ip_network(cidr).subnet_of(space):
+        if not ipaddress.IPv4Network(cidr).subnet_of(space):
             p.append(Problem(key=key, message=f"must lie inside network.addressSpace {net.address_space}", got=cidr))
     items = list(subnets.items())
     for i, (k1, c1) in enumerate(items):
