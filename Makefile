@@ -32,11 +32,12 @@ lint-tools:
 	@bash tests/tools/install.sh lint
 
 # The gates, configured in pyproject.toml; each must be clean (exit 0) for `make test` to run.
+# The pinned pyright is the one we mean: no "newer version available" look-up at each run.
 lint: $(STAMP) lint-tools
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/pyright
-	$(VENV)/bin/actionlint
+	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(VENV)/bin/pyright
+	$(VENV)/bin/actionlint .github/workflows/*.yml
 
 test: $(STAMP) lint tools
 	$(PY) -m pytest -q
