@@ -1,13 +1,14 @@
 # event-backbone: everything runs offline on a fresh machine.
 #   make plan STACK=dev   - the offline plan: build/<stack>/ (plan.json and generated configuration)
-#   make test             - the whole suite, including proofs against the real tools
+#   make test             - the gates (make lint), then the whole suite, including proofs against the real tools
+#   make lint             - ruff check, ruff format --check, pyright (standard mode) and actionlint
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STACK  ?= dev
 STAMP  := $(VENV)/.requirements-installed
 
-.PHONY: plan test tools venv bench clean
+.PHONY: plan test lint lint-tools tools venv bench clean
 
 # (Re)create the virtualenv whenever requirements change.
 $(STAMP): requirements.txt policies/requirements.txt
@@ -25,7 +26,20 @@ plan: $(STAMP)
 tools:
 	@bash tests/tools/install.sh
 
-test: $(STAMP) tools
+# Node.js for pyright (Debian's nodejs when the machine has none); the linters themselves are
+# pinned in requirements.txt.
+lint-tools:
+	@bash tests/tools/install.sh lint
+
+# The gates, configured in pyproject.toml; each must be clean (exit 0) for `make test` to run.
+# The pinned pyright is the one we mean: no "newer version available" look-up at each run.
+lint: $(STAMP) lint-tools
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(VENV)/bin/pyright
+	$(VENV)/bin/actionlint .github/workflows/*.yml
+
+test: $(STAMP) lint tools
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

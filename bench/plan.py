@@ -29,11 +29,16 @@ SPLIT = r"""
 import json, sys, time
 t0 = time.perf_counter()
 import pulumi, pulumi_random, pulumi_kubernetes
-from pulumi_azure_native import authorization, containerservice, dbforpostgresql, keyvault, managedidentity, network, operationalinsights, privatedns, resources
+from pulumi_azure_native import (
+    authorization, containerservice, dbforpostgresql, keyvault, managedidentity, network, operationalinsights,
+    privatedns, resources,
+)
 import pydantic
 # azure-native and kubernetes load lazily: touch what the program uses so the import is counted here.
 import pulumi_tls
-for cls in (pulumi_tls.PrivateKey, pulumi_tls.LocallySignedCert, pulumi_kubernetes.core.v1.Secret, pulumi_kubernetes.networking.v1.NetworkPolicy, pulumi_kubernetes.apiextensions.CustomResource, authorization.RoleAssignment, containerservice.ManagedCluster, containerservice.AgentPool,
+for cls in (pulumi_tls.PrivateKey, pulumi_tls.LocallySignedCert, pulumi_kubernetes.core.v1.Secret,
+            pulumi_kubernetes.networking.v1.NetworkPolicy, pulumi_kubernetes.apiextensions.CustomResource,
+            authorization.RoleAssignment, containerservice.ManagedCluster, containerservice.AgentPool,
             containerservice.MaintenanceConfiguration, dbforpostgresql.Server, dbforpostgresql.Configuration,
             dbforpostgresql.Database, keyvault.Vault, keyvault.Secret, managedidentity.UserAssignedIdentity,
             managedidentity.FederatedIdentityCredential, network.VirtualNetwork, network.PrivateEndpoint,
@@ -54,7 +59,8 @@ from pathlib import Path
 from dryrun.policy_host import run_pack
 run_pack(Path("policies"), Path(f"policies/config.{sys.argv[1]}.json"), result.registrations)
 t4 = time.perf_counter()
-print(json.dumps({"sdk_imports": t1 - t0, "project_imports": t2 - t1, "program": t3 - t2, "policy": t4 - t3, "resources": len(doc["resources"])}))
+print(json.dumps({"sdk_imports": t1 - t0, "project_imports": t2 - t1, "program": t3 - t2, "policy": t4 - t3,
+                  "resources": len(doc["resources"])}))
 """
 
 
@@ -89,11 +95,13 @@ def main() -> None:
     med = {k: statistics.median(s[k] for s in splits) for k in ("sdk_imports", "project_imports", "program", "policy")}
 
     print(
-        f"stack: {args.stack}  resources: {splits[0]['resources']}  cores: {os.cpu_count()}  python: {sys.version.split()[0]}"
+        f"stack: {args.stack}  resources: {splits[0]['resources']}  cores: {os.cpu_count()}  "
+        f"python: {sys.version.split()[0]}"
     )
     print(f"make plan, cold (empty bytecode cache): {cold:6.2f} s")
     print(
-        f"make plan, warm (median of {args.runs}):       {statistics.median(warm):6.2f} s  (min {min(warm):.2f}, max {max(warm):.2f})"
+        f"make plan, warm (median of {args.runs}):       {statistics.median(warm):6.2f} s  "
+        f"(min {min(warm):.2f}, max {max(warm):.2f})"
     )
     print(f"  SDK imports (pulumi, azure-native modules, kubernetes, random, pydantic): {med['sdk_imports']:5.2f} s")
     print(f"  project imports (components, dryrun):                                    {med['project_imports']:5.2f} s")

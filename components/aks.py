@@ -144,7 +144,7 @@ class Aks(pulumi.ComponentResource):
             node_resource_group=s.name("aks", "nodes"),
             sku=containerservice.ManagedClusterSKUArgs(name="Base", tier=s.aks.tier),
             identity=containerservice.ManagedClusterIdentityArgs(
-                type="UserAssigned",
+                type=containerservice.ResourceIdentityType.USER_ASSIGNED,
                 user_assigned_identities=[control_plane.id],
             ),
             agent_pool_profiles=[system_pool],
@@ -228,7 +228,7 @@ class Aks(pulumi.ComponentResource):
             opts=child,
         )
         self.cluster_name = cluster.name
-        self.oidc_issuer_url = cluster.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else None)
+        self.oidc_issuer_url = cluster.oidc_issuer_profile.apply(_issuer_url)
         self.workspace_id = workspace.id
         self.register_outputs(
             {
@@ -236,3 +236,12 @@ class Aks(pulumi.ComponentResource):
                 "oidcIssuerUrl": self.oidc_issuer_url,
             }
         )
+
+
+def _issuer_url(profile: containerservice.outputs.ManagedClusterOIDCIssuerProfileResponse | None) -> str:
+    """The cluster's OIDC issuer (workload identity federates with it). AKS reports it whenever
+    the profile is enabled, as it is above: a missing one must stop the deployment, not become
+    an empty issuer on the federated credentials."""
+    if profile is None or not profile.issuer_url:
+        raise ValueError("AKS returned no OIDC issuer URL although oidcIssuerProfile.enabled is true")
+    return profile.issuer_url

@@ -128,7 +128,7 @@ class Broker(pulumi.ComponentResource):
         def hashes(values: list[str]) -> dict[str, str]:
             return {
                 user: render.password_hash(pw, render.stable_salt(user, s.key_vault.rotation.get(users[user], 0)))
-                for user, pw in zip(users, values)
+                for user, pw in zip(users, values, strict=True)
             }
 
         definitions_json = pulumi.Output.secret(

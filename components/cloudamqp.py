@@ -39,6 +39,9 @@ class CloudAmqpBroker(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, protect=s.protect),
         )
+        # CloudAMQP ids are integers: the provider's instance_id and alarm recipients take ints,
+        # while a Pulumi resource id is always a string.
+        instance_id = instance.id.apply(int)
 
         # Notification type -> its secure credential (a routing key, a webhook URL).
         channels = {"pagerduty": c.pagerduty_routing_key, "slack": c.slack_webhook_url}
@@ -46,7 +49,7 @@ class CloudAmqpBroker(pulumi.ComponentResource):
             cloudamqp.Notification(
                 kind,
                 cloudamqp.NotificationArgs(
-                    instance_id=instance.id,
+                    instance_id=instance_id,
                     type=kind,
                     name=kind,
                     value=pulumi.Output.secret(value),
@@ -56,11 +59,11 @@ class CloudAmqpBroker(pulumi.ComponentResource):
             for kind, value in channels.items()
             if value
         ]
-        recipient_ids = [r.id for r in recipients]
+        recipient_ids = [r.id.apply(int) for r in recipients]
         cloudamqp.Alarm(
             "dlq-depth",
             cloudamqp.AlarmArgs(
-                instance_id=instance.id,
+                instance_id=instance_id,
                 type="queue",
                 enabled=True,
                 recipients=recipient_ids,
@@ -75,7 +78,7 @@ class CloudAmqpBroker(pulumi.ComponentResource):
         cloudamqp.Alarm(
             "disk",
             cloudamqp.AlarmArgs(
-                instance_id=instance.id,
+                instance_id=instance_id,
                 type="disk",
                 enabled=True,
                 recipients=recipient_ids,
@@ -88,7 +91,7 @@ class CloudAmqpBroker(pulumi.ComponentResource):
         cloudamqp.Alarm(
             "memory",
             cloudamqp.AlarmArgs(
-                instance_id=instance.id,
+                instance_id=instance_id,
                 type="memory",
                 enabled=True,
                 recipients=recipient_ids,

@@ -59,7 +59,7 @@ class Observability(pulumi.ComponentResource):
             string_data={key: pulumi.Output.secret(value) for key, value in alertmanager.configured(s).items()},
             opts=in_ns,
         )
-        extra = [grafana_admin, receivers]
+        extra: list[pulumi.Resource] = [grafana_admin, receivers]
         if o.jaeger.storage == "badger":
             extra.append(
                 apply_manifest(
@@ -111,10 +111,11 @@ class Observability(pulumi.ComponentResource):
             )
 
         self.crds = [stack]
+        grafana_svc = f"svc/{helm_values.KUBE_PROMETHEUS_STACK.release}-grafana"
         self.grafana_url = pulumi.Output.from_input(
             f"https://{o.grafana.hostname}/"
             if o.grafana.hostname
-            else f"kubectl -n {o.namespace} port-forward svc/{helm_values.KUBE_PROMETHEUS_STACK.release}-grafana 3000:80"
+            else f"kubectl -n {o.namespace} port-forward {grafana_svc} 3000:80"
         )
         self.otlp_endpoint = pulumi.Output.from_input(helm_values.collector_otlp_endpoint(s))
         self.register_outputs({"grafanaUrl": self.grafana_url, "otlpEndpoint": self.otlp_endpoint})

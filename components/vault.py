@@ -64,7 +64,7 @@ class Vault(pulumi.ComponentResource):
                 location=s.location,
                 properties=keyvault.VaultPropertiesArgs(
                     tenant_id=client.tenant_id,
-                    sku=keyvault.SkuArgs(family="A", name=kv.sku),
+                    sku=keyvault.SkuArgs(family=keyvault.SkuFamily.A, name=keyvault.SkuName(kv.sku)),
                     enable_rbac_authorization=True,
                     enable_soft_delete=True,
                     soft_delete_retention_in_days=kv.soft_delete_retention_days,

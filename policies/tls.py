@@ -6,19 +6,25 @@ from __future__ import annotations
 import ipaddress
 
 from kit import MANDATORY, MISSING, config, get, schema, violation
-from pulumi_policy import ResourceValidationPolicy, StackValidationPolicy
+from pulumi_policy import (
+    PolicyResource,
+    ReportViolation,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
 
 TLS_ORDER = {"TLSv1": 0, "TLSv1.1": 1, "TLSv1.2": 2, "TLSv1.3": 3}
 PG_CONFIG = "azure-native:dbforpostgresql:Configuration"
 PG_SERVER = "azure-native:dbforpostgresql:Server"
 
 
-def _postgres_tls(args, report):
+def _postgres_tls(args: StackValidationArgs, report: ReportViolation):
     """Every flexible server has require_secure_transport=on and ssl_min_protocol_version at
     least the configured minimum, as explicit Configuration resources."""
     minimum = config(args).get("minimumTlsVersion", "TLSv1.2")
     servers = [r for r in args.resources if r.resource_type == PG_SERVER]
-    params: dict[str, dict[str, object]] = {}
+    params: dict[str, dict[str, PolicyResource]] = {}
     for r in args.resources:
         if r.resource_type == PG_CONFIG:
             params.setdefault(str(get(r.props, "serverName", "")), {})[str(get(r.props, "configurationName", ""))] = r
@@ -178,7 +184,8 @@ def _ingress_tls(args, report):
                     args.name,
                     f"values.{path}.tls",
                     ingress.get("tls", MISSING),
-                    f"add a tls entry covering {', '.join(missing)} (event-backbone:observability.grafana.tlsSecretName)",
+                    f"add a tls entry covering {', '.join(missing)} "
+                    "(event-backbone:observability.grafana.tlsSecretName)",
                 )
 
 

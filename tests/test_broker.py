@@ -258,19 +258,23 @@ def test_permissions_are_least_privilege(stack):
     [
         (
             dict(key="broker.topology.services.candystore.bindings", value=["order..created"]),
-            "Pulumi.dev.yaml: event-backbone:broker.topology.services.candystore.bindings[0] must be a binding pattern: dot-separated words of a-z, 0-9, _ or -, each word may be * or # (got 'order..created')",
+            "Pulumi.dev.yaml: event-backbone:broker.topology.services.candystore.bindings[0] must be a binding "
+            "pattern: dot-separated words of a-z, 0-9, _ or -, each word may be * or # (got 'order..created')",
         ),
         (
             dict(key="broker.topology.services.audit.queue", value="transcription.voice"),
-            "Pulumi.dev.yaml: event-backbone:broker.topology.services.audit.queue must not claim queue 'transcription.voice', which service 'transcription' already uses (got 'transcription.voice')",
+            "Pulumi.dev.yaml: event-backbone:broker.topology.services.audit.queue must not claim queue "
+            "'transcription.voice', which service 'transcription' already uses (got 'transcription.voice')",
         ),
         (
             dict(key="broker.topology.defaults.messageTtlMs", value=0),
-            "Pulumi.dev.yaml: event-backbone:broker.topology.defaults.messageTtlMs must be between 1000 and 2592000000 (got 0)",
+            "Pulumi.dev.yaml: event-backbone:broker.topology.defaults.messageTtlMs must be between 1000 and "
+            "2592000000 (got 0)",
         ),
         (
             dict(key="broker.topology.services.audit.overrides.deadLetterExchange", value="nowhere.dlx"),
-            "Pulumi.dev.yaml: event-backbone:broker.topology.services.audit.overrides.deadLetterExchange must name the declared dead-letter exchange 'bloodbank.events.dlq' (got 'nowhere.dlx')",
+            "Pulumi.dev.yaml: event-backbone:broker.topology.services.audit.overrides.deadLetterExchange must name "
+            "the declared dead-letter exchange 'bloodbank.events.dlq' (got 'nowhere.dlx')",
         ),
         (
             dict(key="broker.replicas", value=2),
@@ -278,7 +282,8 @@ def test_permissions_are_least_privilege(stack):
         ),
         (
             dict(key="broker.topology.services.candystore.queue", value="dlq.mine"),
-            "Pulumi.dev.yaml: event-backbone:broker.topology.services.candystore.queue must not use the reserved dlq.* names or an exchange's name (got 'dlq.mine')",
+            "Pulumi.dev.yaml: event-backbone:broker.topology.services.candystore.queue must not use the reserved "
+            "dlq.* names or an exchange's name (got 'dlq.mine')",
         ),
     ],
     ids=lambda v: v["key"] if isinstance(v, dict) else None,

@@ -120,7 +120,9 @@ def broker(tmp_path_factory):
     passwords = {u: secrets.token_urlsafe(24) for u in render.users_and_secrets(s)}
     work = tmp_path_factory.mktemp("rabbitmq")
     # The additionalConfig the RabbitmqCluster gets, without the boot-time import.
-    config = "\n".join(l for l in render.additional_config(s).splitlines() if not l.startswith("load_definitions"))
+    config = "\n".join(
+        line for line in render.additional_config(s).splitlines() if not line.startswith("load_definitions")
+    )
     node = RabbitNode(work / "node", extra_config=config, admin=("guest", "guest"))
     try:
         node.start()

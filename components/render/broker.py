@@ -10,6 +10,7 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ..settings import StackSettings, Topology
 
@@ -219,7 +220,8 @@ def management_url(s: StackSettings) -> str:
 
 def connection_string(s: StackSettings, service: str, password: str, host: str | None = None) -> str:
     user = urllib.parse.quote(user_name(service), safe="")
-    secret, vhost = urllib.parse.quote(password, safe=""), urllib.parse.quote(s.vhost, safe="")
+    secret = urllib.parse.quote(password, safe="")
+    vhost = urllib.parse.quote(s.vhost, safe="")
     return f"amqps://{user}:{secret}@{host or service_host(s)}:{AMQPS}/{vhost}"
 
 
@@ -459,7 +461,7 @@ def service_monitor(s: StackSettings, ca_secret: str) -> dict:
     """Scrapes the aggregated metrics and the per-queue family the DLQ alerts need."""
     b = s.broker
     tls = not b.plaintext_listener
-    common: dict[str, object] = {
+    common: dict[str, Any] = {
         "port": "prometheus-tls" if tls else "prometheus",
         "scheme": "https" if tls else "http",
         "interval": "30s",

@@ -48,6 +48,8 @@ class ConfigError(RunError):
         self.stack_file = stack_file
         self.problems = problems
         self.lines = [p.line(stack_file) for p in problems]
+        # What had been registered when validation failed (the offline runner fills it in: nothing).
+        self.registered: list[Any] = []
         super().__init__("invalid stack configuration:\n" + "\n".join(self.lines))
 
 
@@ -79,8 +81,9 @@ def problem_from_error(model: type[BaseModel], err: ErrorDetails) -> Problem:
     if typ == "literal_error":
         return Problem(key=key, message=f"must be one of {ctx.get('expected')}", got=given)
     if typ == "string_pattern_mismatch":
-        label = PATTERN_LABELS.get(ctx.get("pattern", ""))
-        return Problem(key=key, message=f"must be {label}" if label else f"must match {ctx.get('pattern')}", got=given)
+        pattern = str(ctx.get("pattern", ""))
+        label = PATTERN_LABELS.get(pattern)
+        return Problem(key=key, message=f"must be {label}" if label else f"must match {pattern}", got=given)
     if typ in ("int_type", "int_parsing", "int_from_float"):
         return Problem(key=key, message="must be a whole number", got=given)
     if typ in ("bool_type", "bool_parsing"):
