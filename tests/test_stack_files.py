@@ -57,8 +57,9 @@ def plan(tmp_path: Path, stack: str, text: str, capsys, name: str | None = None)
 
 
 def waiting(n: int) -> str:
-    verb = "check waits" if n == 1 else "checks wait"
-    return f"{n} further cross-key/environment {verb} on the errors above and run once they are fixed"
+    if n == 1:
+        return "1 further cross-key/environment check waits on the errors above and runs once they are fixed"
+    return f"{n} further cross-key/environment checks wait on the errors above and run once they are fixed"
 
 
 # --- YAML that is not even readable: FILE:LINE:COL, one line, no traceback --------------------
@@ -165,6 +166,14 @@ def test_bare_key_without_namespace(tmp_path, capsys, stack):
 
 
 @pytest.mark.parametrize("stack", STACKS)
+def test_bare_unknown_key_lists_the_allowed_namespaces(tmp_path, capsys, stack):
+    text = edit(stack, "\nconfig:\n", "\nconfig:\n  region: westeurope\n")
+    assert plan(tmp_path, stack, text, capsys) == [
+        f"{tmp_path}/copy-{stack}.yaml: region has no namespace; allowed: {ALLOWED}"
+    ]
+
+
+@pytest.mark.parametrize("stack", STACKS)
 def test_unknown_namespace_lists_the_allowed_ones(tmp_path, capsys, stack):
     text = edit(stack, "  azure-native:location: westeurope", "  aws:region: eu-west-1")
     assert plan(tmp_path, stack, text, capsys) == [
@@ -224,6 +233,16 @@ def test_type_error_gives_the_range(tmp_path, capsys, stack):
         f"{tmp_path}/copy-{stack}.yaml: event-backbone:postgres.storageSizeGb must be a whole number"
         " between 32 and 16384 (got 'lots')",
         f"{tmp_path}/copy-{stack}.yaml: {waiting(2 if stack == 'prod' else 1)}",
+    ]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_type_error_of_a_bounded_number(tmp_path, capsys, stack):
+    text = re.sub(r"samplingPercentage: \d+", "samplingPercentage: half", real(stack))
+    assert plan(tmp_path, stack, text, capsys) == [
+        f"{tmp_path}/copy-{stack}.yaml: event-backbone:observability.tracing.samplingPercentage must be a number,"
+        " greater than 0 and at most 100 (got 'half')",
+        f"{tmp_path}/copy-{stack}.yaml: {waiting(1)}",  # observability_rules
     ]
 
 

@@ -29,7 +29,7 @@ class Problem(BaseModel):
     message: str  # "must be between 7 and 35"
     got: Any = None
     has_got: bool = True
-    note: str = ""  # after what was given, e.g. why YAML read it so: "; quote it: "1""
+    note: str = ""  # after what was given: why YAML read it so and the fix ("; YAML reads an unquoted 1 ...")
     namespace: str = PROJECT  # the key's namespace ("" for a key written without one)
 
     def line(self, stack_file: str) -> str:
@@ -63,10 +63,10 @@ class ConfigError(RunError):
         """The lines, naming ``stack_file`` (the file actually read, e.g. ``--stack-file other.yaml``)."""
         lines = [p.line(stack_file) for p in self.problems]
         if self.waiting:
-            checks = "check waits" if self.waiting == 1 else "checks wait"
+            checks, run = ("check waits", "runs") if self.waiting == 1 else ("checks wait", "run")
             lines.append(
                 f"{stack_file}: {self.waiting} further cross-key/environment {checks} on the errors above"
-                " and run once they are fixed"
+                f" and {run} once they are fixed"
             )
         return lines
 
@@ -87,9 +87,11 @@ def _range_message(info: FieldInfo | None, ctx: dict[str, Any]) -> str:
 
 
 def _number_message(info: FieldInfo | None, kind: str) -> str:
-    """'must be a whole number between 32 and 16384' (the range, if the field has one)."""
+    """'must be a whole number between 32 and 16384', '... a whole number, at least 1' (the range, if any)."""
     bounds = range_text(field_constraints(info))
-    return f"must be {kind} {bounds}" if bounds else f"must be {kind}"
+    if not bounds:
+        return f"must be {kind}"
+    return f"must be {kind} {bounds}" if bounds.startswith("between") else f"must be {kind}, {bounds}"
 
 
 def _unquoted_note(given: Any, expected: tuple[str, ...] = ()) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import yaml
 from pydantic import TypeAdapter, ValidationError
@@ -59,7 +59,7 @@ def _check_namespaces(keys: list[str], project: str) -> tuple[list[Problem], set
         namespace, sep, key = full.partition(":")
         if not sep:
             meant = difflib.get_close_matches(full, tops, n=1, cutoff=0.8)
-            hint = f"did you mean '{project}:{meant[0]}'?" if meant else f"write {project}:<key> ({allowed})"
+            hint = f"did you mean '{project}:{meant[0]}'?" if meant else f"allowed: {allowed}"
             problems.append(Problem(key=full, namespace="", message=f"has no namespace; {hint}", has_got=False))
             lost.update(meant)
         elif namespace not in known:
@@ -70,7 +70,8 @@ def _check_namespaces(keys: list[str], project: str) -> tuple[list[Problem], set
             )
             if close == [project]:
                 lost.update(difflib.get_close_matches(key, tops, n=1, cutoff=0.8))
-    return problems, lost
+    present = {str(k).partition(":")[2] for k in keys if str(k).startswith(project + ":")}
+    return problems, lost - present
 
 
 def _top_level_keys() -> list[str]:
@@ -122,7 +123,8 @@ def _partial(raw: dict[str, Any], broken: set[str]) -> StackSettings:
             values[name] = _Pending(alias)
         elif alias in raw or name in raw:
             try:
-                values[name] = TypeAdapter(info.annotation).validate_python(raw[alias if alias in raw else name])
+                field_type = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+                values[name] = TypeAdapter(field_type).validate_python(raw[alias if alias in raw else name])
             except ValidationError:
                 values[name] = _Pending(alias)
         else:
