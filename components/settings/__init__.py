@@ -45,9 +45,17 @@ from .broker import (
     ServiceTopology,
     Topology,
 )
-from .errors import ConfigError, Problem
+from .errors import ConfigError, Problem, StackFileError
 from .keyvault import KeyVaultSettings, WorkloadIdentity
-from .loading import from_config_map, load, parse_value, validate
+from .loading import (
+    PROVIDER_NAMESPACES,
+    from_config_map,
+    load,
+    namespace_problems,
+    parse_value,
+    read_stack_file,
+    validate,
+)
 from .network import NetworkSettings
 from .observability import (
     Alerting,
@@ -81,6 +89,7 @@ from .stack import StackSettings
 __all__ = [
     "DAY_MS",
     "PROJECT",
+    "PROVIDER_NAMESPACES",
     "DOCS_COMMAND",
     "DOCS_END",
     "DOCS_FILE",
@@ -95,6 +104,7 @@ __all__ = [
     "Cidr",
     "CloudAmqpSettings",
     "ConfigError",
+    "StackFileError",
     "DayOfWeek",
     "Duration",
     "Environment",
@@ -139,6 +149,8 @@ __all__ = [
     "environment_rules",
     "from_config_map",
     "load",
+    "namespace_problems",
+    "read_stack_file",
     "observability_rules",
     "parse_value",
     "reference_markdown",

@@ -1,10 +1,15 @@
 """Rules across keys and per environment: overlapping networks, zone-redundant HA, the prod
-minimums, the broker topology's consistency. Each broken rule is a Problem naming its own key."""
+minimums, the broker topology's consistency. Each broken rule is a Problem naming its own key.
+
+The rules are small checks (``CHECKS``), each reading as few parts of the stack as it can: when
+some parts have shape errors, ``loading.validate`` still runs every check that reads only valid
+parts, and counts the others as waiting."""
 
 from __future__ import annotations
 
 import difflib
 import ipaddress
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pydantic.alias_generators import to_camel
@@ -16,7 +21,11 @@ if TYPE_CHECKING:
 
 
 def environment_rules(s: StackSettings) -> list[Problem]:
-    """Rules that depend on more than one key or on the environment."""
+    """Rules that depend on more than one key or on the environment: every check in CHECKS."""
+    return [problem for check in CHECKS for problem in check(s)]
+
+
+def network_rules(s: StackSettings) -> list[Problem]:
     p: list[Problem] = []
     net = s.network
     space = ipaddress.IPv4Network(net.address_space)  # every Cidr field is an IPv4 network (check_cidr)
@@ -33,9 +42,21 @@ def environment_rules(s: StackSettings) -> list[Problem]:
         for k2, c2 in items[i + 1 :]:
             if ipaddress.ip_network(c1).overlaps(ipaddress.ip_network(c2)):
                 p.append(Problem(key=k2, message=f"must not overlap {k1} {c1}", got=c2))
+    return p
+
+
+def aks_network_rules(s: StackSettings) -> list[Problem]:
+    p: list[Problem] = []
+    net = s.network
+    space = ipaddress.IPv4Network(net.address_space)
     for key, cidr in {"aks.podCidr": s.aks.pod_cidr, "aks.serviceCidr": s.aks.service_cidr}.items():
         if ipaddress.ip_network(cidr).overlaps(space):
             p.append(Problem(key=key, message=f"must not overlap network.addressSpace {net.address_space}", got=cidr))
+    return p
+
+
+def aks_rules(s: StackSettings) -> list[Problem]:
+    p: list[Problem] = []
     if ipaddress.ip_address(s.aks.dns_service_ip) not in ipaddress.ip_network(s.aks.service_cidr):
         p.append(
             Problem(
@@ -72,6 +93,11 @@ def environment_rules(s: StackSettings) -> list[Problem]:
                     got=r,
                 )
             )
+    return p
+
+
+def key_vault_rules(s: StackSettings) -> list[Problem]:
+    p: list[Problem] = []
     for i, r in enumerate(s.key_vault.allowed_ip_ranges):
         if r.startswith("0.0.0.0"):
             p.append(
@@ -79,6 +105,11 @@ def environment_rules(s: StackSettings) -> list[Problem]:
                     key=f"keyVault.allowedIpRanges[{i}]", message="must not open Key Vault to the whole internet", got=r
                 )
             )
+    return p
+
+
+def postgres_rules(s: StackSettings) -> list[Problem]:
+    p: list[Problem] = []
     if (
         s.postgres.high_availability == "ZoneRedundant"
         and s.postgres.availability_zone == s.postgres.standby_availability_zone
@@ -99,6 +130,11 @@ def environment_rules(s: StackSettings) -> list[Problem]:
                 got=s.postgres.sku_tier,
             )
         )
+    return p
+
+
+def rotation_rules(s: StackSettings) -> list[Problem]:
+    p: list[Problem] = []
     known = s.secret_names()
     for name in s.key_vault.rotation:
         if name not in known:
@@ -107,10 +143,11 @@ def environment_rules(s: StackSettings) -> list[Problem]:
             p.append(
                 Problem(key=f"keyVault.rotation.{name}", message=f"is not a generated secret{hint}", has_got=False)
             )
+    return p
 
-    p += broker_rules(s)
-    p += observability_rules(s)
 
+def prod_broker_rules(s: StackSettings) -> list[Problem]:
+    p: list[Problem] = []
     if s.is_prod:
         if s.broker.replicas < 3:
             p.append(
@@ -122,6 +159,12 @@ def environment_rules(s: StackSettings) -> list[Problem]:
             )
         if s.broker.plaintext_listener:
             p.append(Problem(key="broker.plaintextListener", message="must be false in prod (AMQPS only)", got=True))
+    return p
+
+
+def prod_aks_rules(s: StackSettings) -> list[Problem]:
+    p: list[Problem] = []
+    if s.is_prod:
         if sorted(s.aks.availability_zones) != ["1", "2", "3"]:
             p.append(
                 Problem(
@@ -142,6 +185,12 @@ def environment_rules(s: StackSettings) -> list[Problem]:
                     got=s.aks.system_pool.count,
                 )
             )
+    return p
+
+
+def prod_postgres_rules(s: StackSettings) -> list[Problem]:
+    p: list[Problem] = []
+    if s.is_prod:
         if s.postgres.high_availability != "ZoneRedundant":
             p.append(
                 Problem(
@@ -301,3 +350,20 @@ def broker_rules(s: StackSettings) -> list[Problem]:
                 )
             )
     return p
+
+
+# Every check, in the order its lines are reported. A check reads the parts of the stack it needs
+# (network, aks, ..., environment); ``loading.validate`` runs those whose parts all have a valid shape.
+CHECKS: list[Callable[[StackSettings], list[Problem]]] = [
+    network_rules,
+    aks_network_rules,
+    aks_rules,
+    key_vault_rules,
+    postgres_rules,
+    rotation_rules,
+    broker_rules,
+    observability_rules,
+    prod_broker_rules,
+    prod_aks_rules,
+    prod_postgres_rules,
+]
