@@ -10,8 +10,10 @@ STAMP  := $(VENV)/.requirements-installed
 
 .PHONY: plan test lint lint-tools tools venv bench clean
 
-# (Re)create the virtualenv whenever requirements change.
+# (Re)create the virtualenv whenever requirements change. Python 3.11 or newer is required.
 $(STAMP): requirements.txt policies/requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "event-backbone needs Python >= 3.11; '$(PYTHON)' is $$($(PYTHON) -V 2>&1). Run: make PYTHON=python3.11 ..." >&2; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r policies/requirements.txt
 	touch $@
