@@ -56,9 +56,9 @@ class ProdBroker:
         return url.replace(f":{render.AMQPS}/", f":{node.amqps_port}/", 1)
 
     def node_urls(self, service: str) -> list[str]:
-        """One URL per node, with the node names of the contract's ``amqps.nodes``."""
+        """One URL per running node, with the node names of the contract's ``amqps.nodes``."""
         hosts = [urllib.parse.urlsplit(u).hostname for u in self.contracts[service]["amqps"]["nodes"]]
-        return [self.url(service, node, host) for node, host in zip(self.nodes, hosts)]
+        return [self.url(service, node, host) for node, host in zip(self.nodes, hosts, strict=False)]
 
     def vhost_definitions(self) -> dict:
         return self.node.api("GET", f"/api/definitions/{RabbitNode.vhost_path(self.settings.vhost)}")

@@ -207,7 +207,8 @@ def test_declaring_the_queue_with_other_arguments_is_a_precondition_failure(brok
     assert err.reply_code == 406
     assert err.reply_text == (
         f"PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' for queue '{q['name']}' in vhost "
-        f"'{broker.settings.vhost}': received '{other['x-message-ttl']}' but current is '{q['arguments']['x-message-ttl']}'"
+        f"'{broker.settings.vhost}': received '{other['x-message-ttl']}' "
+        f"but current is '{q['arguments']['x-message-ttl']}'"
     )
     assert broker.vhost_definitions() == before
 
