@@ -61,7 +61,9 @@ class ProdBroker:
         return [self.url(service, node, host) for node, host in zip(self.nodes, hosts, strict=False)]
 
     def vhost_definitions(self) -> dict:
-        return self.node.api("GET", f"/api/definitions/{RabbitNode.vhost_path(self.settings.vhost)}")
+        found = self.node.api("GET", f"/api/definitions/{RabbitNode.vhost_path(self.settings.vhost)}")
+        assert isinstance(found, dict)
+        return found
 
 
 @contextlib.contextmanager
@@ -103,7 +105,7 @@ def prod_broker(work: Path) -> Iterator[ProdBroker]:
         node.start()
         expected, names, deadline = {q["name"] for q in definitions["queues"]}, set(), time.time() + 30
         while names != expected and time.time() < deadline:  # the boot-time import lags start briefly
-            names = {q["name"] for q in node.api("GET", f"/api/queues/{RabbitNode.vhost_path(s.vhost)}")}
+            names = {q["name"] for q in node.api("GET", f"/api/queues/{RabbitNode.vhost_path(s.vhost)}") or []}
             time.sleep(0.3)
         assert names == expected, f"definitions not loaded at boot: {sorted(names)}"
         yield ProdBroker(s, [node], files, passwords, definitions, clients.client_contracts(s, definitions))
