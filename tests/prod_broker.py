@@ -60,6 +60,13 @@ class ProdBroker:
         hosts = [urllib.parse.urlsplit(u).hostname for u in self.contracts[service]["amqps"]["nodes"]]
         return [self.url(service, node, host) for node, host in zip(self.nodes, hosts, strict=False)]
 
+    def take(self, queue: str, count: int = 10_000) -> list[dict]:
+        """Take (ack) up to ``count`` messages from a queue as the platform admin."""
+        path = f"/api/queues/{RabbitNode.vhost_path(self.settings.vhost)}/{urllib.parse.quote(queue, safe='')}/get"
+        got = self.node.api("POST", path, {"count": count, "ackmode": "ack_requeue_false", "encoding": "auto"})
+        assert isinstance(got, list)
+        return got
+
     def vhost_definitions(self) -> dict:
         found = self.node.api("GET", f"/api/definitions/{RabbitNode.vhost_path(self.settings.vhost)}")
         assert isinstance(found, dict)

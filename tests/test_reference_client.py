@@ -14,7 +14,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import urllib.parse
 
 import pytest
 from conftest import ROOT, require_tool
@@ -41,12 +40,6 @@ def make_client(b: ProdBroker, service: str, registry: CollectorRegistry, urls=N
     return EventClient(
         urls or b.node_urls(service), contract, cafile=b.tls.cacert, metrics=Metrics(contract, registry), **kw
     )
-
-
-def take(b: ProdBroker, queue: str, count: int = 10_000) -> list[dict]:
-    """Take (ack) up to ``count`` messages from a queue as the platform admin."""
-    path = f"/api/queues/{RabbitNode.vhost_path(b.settings.vhost)}/{urllib.parse.quote(queue, safe='')}/get"
-    return b.node.api("POST", path, {"count": count, "ackmode": "ack_requeue_false", "encoding": "auto"})
 
 
 def kill_connections(b: ProdBroker, user: str) -> None:
@@ -97,14 +90,14 @@ def test_publish_consume_dead_letter_and_metrics(broker):
     poisoned = {i for i, poison in ids.items() if poison}
     assert sorted(handled) == sorted(good) and len(handled) == 16
     assert consumer.stats["dead_lettered"] == 4
-    dead = take(broker, "dlq.candystore")
+    dead = broker.take("dlq.candystore")
     assert {m["properties"]["message_id"] for m in dead} == poisoned
     for m in dead:
         (death,) = m["properties"]["headers"]["x-death"]
         assert (death["queue"], death["reason"]) == ("candystore.events", "rejected")
-    shared = {m["properties"]["message_id"] for m in take(broker, "dlq.all")}
+    shared = {m["properties"]["message_id"] for m in broker.take("dlq.all")}
     assert poisoned <= shared
-    assert take(broker, "candystore.events") == []
+    assert broker.take("candystore.events") == []
     # the metric contract
     assert published.get_sample_value("events_published_total", {"service": "bloodbank", "outcome": "success"}) == 20
     assert consumed.get_sample_value("event_end_to_end_latency_seconds_count", {"service": "candystore"}) == 16
@@ -146,7 +139,7 @@ def test_redeliveries_reach_the_handler_once(broker):
     assert sorted(calls) == sorted([first, second])
     assert consumer.stats["duplicates"] == 2  # the redelivery after the lost ack + the duplicate publish
     assert consumer.stats["connects"] == 2
-    assert take(broker, "candystore.events") == []
+    assert broker.take("candystore.events") == []
 
 
 def test_publisher_loses_nothing_when_its_connection_dies_mid_stream(broker):
@@ -178,8 +171,8 @@ def test_publisher_loses_nothing_when_its_connection_dies_mid_stream(broker):
 
     confirmed, publisher = asyncio.run(run())
     assert publisher.stats["connects"] == 3 and publisher.stats["connection_losses"] == 2
-    got = [m["properties"]["message_id"] for m in take(broker, "transcription.voice")]
-    take(broker, "audit.events")
+    got = [m["properties"]["message_id"] for m in broker.take("transcription.voice")]
+    broker.take("audit.events")
     assert set(got) == set(confirmed) and len(set(confirmed)) == len(confirmed) >= 200
     print(f"{len(confirmed)} confirmed, {len(got)} in the queue ({len(got) - len(set(got))} duplicates)")
     assert registry.get_sample_value("events_published_total", {"service": "bloodbank", "outcome": "success"}) == len(
@@ -210,17 +203,17 @@ def test_a_nacked_publish_is_retried_until_confirmed(broker):
             drained: list[str] = []
             while not all(t.done() for t in tasks):
                 drained += [
-                    m["properties"]["message_id"] for m in await asyncio.to_thread(take, broker, "transcription.voice")
+                    m["properties"]["message_id"] for m in await asyncio.to_thread(broker.take, "transcription.voice")
                 ]
                 await asyncio.sleep(0.2)
-            drained += [m["properties"]["message_id"] for m in take(broker, "transcription.voice")]
+            drained += [m["properties"]["message_id"] for m in broker.take("transcription.voice")]
             await publisher.close()
             return [t.result() for t in tasks], drained, publisher
 
         ids, drained, publisher = asyncio.run(run())
     finally:
         broker.node.api("DELETE", f"/api/policies/{vhost}/test-small-queue")
-        take(broker, "audit.events")
+        broker.take("audit.events")
     assert publisher.stats["nacks"] > 0
     assert set(drained) == set(ids) and len(set(ids)) == len(ids) > 2
     print(f"{len(ids)} publishes, {publisher.stats['nacks']} nacks retried, {len(drained)} messages drained")
