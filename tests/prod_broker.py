@@ -18,6 +18,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from conftest import ROOT
 from test_broker_rabbitmq import real_definitions
@@ -44,6 +45,7 @@ class ProdBroker:
     passwords: dict[str, str]
     definitions: dict  # rendered with placeholder hashes: exactly build/prod/rabbitmq/definitions.json
     contracts: dict[str, dict]  # exactly build/prod/rabbitmq/clients/*.json
+    cluster: Any = None  # tools.rabbitmq_cluster.RabbitCluster when the nodes form one
 
     @property
     def node(self) -> RabbitNode:

@@ -39,6 +39,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
 log = logging.getLogger("event_client")
 
+NACKS_BEFORE_RECONNECT = 3
 CREATED_AT_HEADER = "event-created-at-ms"  # set by the publisher; the consumer measures end-to-end latency from it
 # Connection-level trouble: reconnect (to the next node) and retry.
 CONNECTION_ERRORS = (
@@ -138,10 +139,12 @@ class EventClient:
         self.confirm_timeout, self.publish_deadline, self.prefetch = confirm_timeout, publish_deadline, prefetch
         self._tls = ssl.create_default_context(cafile=str(cafile))  # verifies the chain and the host name
         self._next = 0
+        self.current: int | None = None  # index in ``urls`` of the node this client is connected to
         self._lock = asyncio.Lock()
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
+        self._closing: set[asyncio.Future] = set()
         self._lost = asyncio.Event()  # set when the current connection closes, for whatever reason
         self._handled: OrderedDict[str, None] = OrderedDict()
         self._remember = remember_ids
@@ -173,13 +176,20 @@ class EventClient:
                 await channel.set_qos(prefetch_count=self.prefetch)
                 self._exchange = await channel.get_exchange(self.contract.exchange, ensure=True)  # passive
                 self._connection, self._channel = connection, channel
+                self.current = (self._next - 1) % len(self.urls)
                 self.stats["connects"] += 1
                 return channel
 
     async def _drop(self) -> None:
-        if self._connection is not None and not self._connection.is_closed:
-            await asyncio.gather(self._connection.close(), return_exceptions=True)
-        self._connection = self._channel = self._exchange = None
+        connection, self._connection, self._channel, self._exchange = self._connection, None, None, None
+        if connection is None or connection.is_closed:
+            return
+        # A node that died never answers connection.close (and the close cannot be cancelled):
+        # close in the background, never wait for it.
+        closing = asyncio.ensure_future(connection.close())
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+        await asyncio.wait([closing], timeout=2)
 
     async def close(self) -> None:
         async with self._lock:
@@ -199,7 +209,7 @@ class EventClient:
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             headers={CREATED_AT_HEADER: int((created_at or time.time()) * 1000)},
         )
-        deadline, delay = time.monotonic() + self.publish_deadline, 0.05
+        deadline, delay, nacks = time.monotonic() + self.publish_deadline, 0.05, 0
         while True:
             try:
                 await self.channel()
@@ -210,8 +220,15 @@ class EventClient:
             except aiormq.exceptions.PublishError as exc:  # returned: no queue is bound for this key
                 self.metrics.publish_outcome(False)
                 raise PublishFailed(f"{routing_key}: unroutable ({exc})") from exc
-            except aiormq.exceptions.DeliveryError:  # basic.nack: not stored (queue full, leader moving)
+            except aiormq.exceptions.DeliveryError as exc:  # basic.nack: not stored (queue full, leader moving)
                 self.stats["nacks"] += 1
+                nacks += 1
+                log.info("publish of %s nacked (%r); retrying", message_id, exc)
+                if nacks % NACKS_BEFORE_RECONNECT == 0:
+                    # A channel opened while a quorum queue elected its leader can stay nacked
+                    # (measured on RabbitMQ 3.10): a fresh connection, on the next node, is not.
+                    async with self._lock:
+                        await self._drop()
             except CONTRACT_ERRORS:
                 self.metrics.publish_outcome(False)
                 raise
