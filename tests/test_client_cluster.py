@@ -121,3 +121,61 @@ def test_publishers_lose_nothing_when_the_leaders_node_is_killed(broker):
     assert set(got) == set(sent), f"lost {len(set(sent) - set(got))} confirmed messages"
     assert on_leader.stats["connection_losses"] >= 1 and on_leader.stats["connects"] >= 2
     assert on_leader.current != 0  # it moved to another node
+
+
+def test_a_consumer_whose_node_is_killed_moves_on_and_handles_each_id_once(broker):
+    """A transcription consumer connected to the node holding its queue's leader: the node is
+    SIGKILLed mid-stream; the consumer reconnects to another node, the unacked messages are
+    redelivered there, and the handler sees every confirmed id exactly once."""
+    cluster = broker.cluster
+    cluster.wait_for_members(QUEUE, 3, timeout=90)
+    leader = cluster.leader(QUEUE)
+
+    def client(service: str, first: int) -> EventClient:
+        urls = broker.node_urls(service)
+        contract = Contract.from_dict(broker.contracts[service])
+        return EventClient(
+            urls[first:] + urls[:first],
+            contract,
+            cafile=broker.tls.cacert,
+            metrics=Metrics(contract, CollectorRegistry()),
+        )
+
+    async def run():
+        consumer, publisher = client("transcription", leader), client("bloodbank", (leader + 1) % 3)
+        handled: list[str] = []
+        sent: list[str] = []
+
+        async def handle(message) -> None:
+            handled.append(message.message_id)
+            await asyncio.sleep(0.002)  # some work: deliveries are in flight when the node dies
+
+        async def wait(predicate, timeout: float) -> None:
+            deadline = asyncio.get_running_loop().time() + timeout
+            while not predicate():
+                assert asyncio.get_running_loop().time() < deadline, (len(sent), len(handled), consumer.stats)
+                await asyncio.sleep(0.05)
+
+        stop = asyncio.Event()
+        consuming = asyncio.create_task(consumer.consume(handle, stop))
+        for i in range(600):
+            sent.append(await publisher.publish("transcription.voice.completed", json.dumps({"n": i}).encode()))
+            if i == 300:
+                await wait(lambda: len(handled) >= 100, 30)
+                assert consumer.current == 0
+                await asyncio.to_thread(cluster.kill, leader)
+        await wait(lambda: set(handled) >= set(sent), 90)
+        stop.set()
+        await consuming
+        await publisher.close()
+        return sent, handled, consumer
+
+    sent, handled, consumer = asyncio.run(run())
+    cluster.restart(leader)
+    cluster.wait_for_members(QUEUE, 3, timeout=90)
+    left = broker.take(QUEUE)
+    broker.take("audit.events")
+    print(f"sent {len(sent)}, handled {len(handled)} distinct {len(set(handled))}, consumer {consumer.stats}")
+    assert sorted(handled) == sorted(set(sent))  # every confirmed id, each handled once
+    assert left == []
+    assert consumer.stats["connection_losses"] >= 1 and consumer.current != 0

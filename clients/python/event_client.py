@@ -148,6 +148,7 @@ class EventClient:
         self._lost = asyncio.Event()  # set when the current connection closes, for whatever reason
         self._handled: OrderedDict[str, None] = OrderedDict()
         self._remember = remember_ids
+        self._in_hand = 0  # deliveries being handled right now
         self.stats = {"connects": 0, "nacks": 0, "connection_losses": 0, "duplicates": 0, "dead_lettered": 0}
 
     # ------------------------------------------------------------------ connection
@@ -257,13 +258,16 @@ class EventClient:
                 async def on_message(message: AbstractIncomingMessage) -> None:
                     await self._deliver(message, handler)
 
-                await queue.consume(on_message)
+                tag = await queue.consume(on_message)
                 closed = asyncio.ensure_future(self._lost.wait())
                 stopped = asyncio.ensure_future(stop.wait())
                 await asyncio.wait([closed, stopped], return_when=asyncio.FIRST_COMPLETED)
                 for f in (closed, stopped):
                     f.cancel()
-                if not stop.is_set():
+                if stop.is_set():  # graceful: no new deliveries, let the ones in hand finish and ack
+                    await queue.cancel(tag)
+                    await self._settled(timeout=10)
+                else:
                     self.stats["connection_losses"] += 1
                     log.warning("consumer connection lost; reconnecting")
             except CONTRACT_ERRORS:
@@ -276,8 +280,14 @@ class EventClient:
                 await asyncio.sleep(0.2)
         await self.close()
 
+    async def _settled(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self._in_hand and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
     async def _deliver(self, message: AbstractIncomingMessage, handler) -> None:
         key = message.message_id or ""  # a message without an id cannot be de-duplicated
+        self._in_hand += 1
         try:
             # Deliveries run concurrently: an id is claimed before its handler runs, so a copy
             # arriving meanwhile (or later, as a redelivery) is acked without running it again.
@@ -305,6 +315,8 @@ class EventClient:
             await message.ack()
         except CONNECTION_ERRORS as exc:  # the ack was lost with the connection: the broker redelivers
             log.warning("could not settle %s (%r); it will be redelivered", key, exc)
+        finally:
+            self._in_hand -= 1
 
 
 def _setter(event: asyncio.Event):
