@@ -173,10 +173,19 @@ class EventClient:
                     continue
                 self._lost = asyncio.Event()
                 connection.close_callbacks.add(_setter(self._lost))
-                channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-                await channel.set_qos(prefetch_count=self.prefetch)
-                self._exchange = await channel.get_exchange(self.contract.exchange, ensure=True)  # passive
-                self._connection, self._channel = connection, channel
+                self._connection = connection  # from here on, _drop() closes it on any failure
+                try:
+                    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+                    await channel.set_qos(prefetch_count=self.prefetch)
+                    self._exchange = await channel.get_exchange(self.contract.exchange, ensure=True)  # passive
+                except CONTRACT_ERRORS:
+                    await self._drop()
+                    raise
+                except CONNECTION_ERRORS as exc:
+                    log.warning("broker %s failed during setup (%s); trying the next node", _safe(url), exc)
+                    await self._drop()
+                    continue
+                self._channel = channel
                 self.current = (self._next - 1) % len(self.urls)
                 self.stats["connects"] += 1
                 return channel
