@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STACK  ?= dev
 STAMP  := $(VENV)/.requirements-installed
 
-.PHONY: plan test tools venv bench clean
+.PHONY: plan test tools venv bench bench-broker clean
 
 # (Re)create the virtualenv whenever requirements change.
 $(STAMP): requirements.txt policies/requirements.txt
@@ -30,6 +30,12 @@ test: $(STAMP) tools
 
 bench: $(STAMP)
 	$(PY) bench/plan.py
+
+# 1000 AMQP connections against a throwaway 3-node cluster, a node killed mid-run (~4 min):
+# bench/results/broker_load.json and docs/broker-load.png. matplotlib is bench-only.
+bench-broker: $(STAMP) tools
+	$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
+	$(PY) bench/broker_load.py
 
 clean:
 	rm -rf build .pytest_cache
