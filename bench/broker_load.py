@@ -73,6 +73,8 @@ def worker(spec: dict, results: Any) -> None:
     received: dict[str, list[int]] = {q: [] for q in QUEUES}
     confirmed_ids: list[int] = []
     confirmed_at: list[float] = []
+    confirm_info: dict[int, dict] = {}
+    attempts: dict[int, int] = {}
     counts = {"published": 0, "republished": 0, "nacks": 0, "connection_losses": 0, "connect_failures": 0}
     lag: list[float] = []
     finished = asyncio.Event()
@@ -100,6 +102,7 @@ def worker(spec: dict, results: Any) -> None:
             self.k, self.node, self.seq = k, k, 0
             self.ch = None
             self.tag = 0
+            self.opened = 0.0
             self.outstanding: dict[int, tuple[int, float, bytes]] = {}
             self.retry: list[tuple[int, float, bytes]] = []
             self.connect()
@@ -121,7 +124,7 @@ def worker(spec: dict, results: Any) -> None:
             ch.confirm_delivery(ack_nack_callback=self.on_confirm, callback=lambda _: self.ready(ch))
 
         def ready(self, ch) -> None:
-            self.ch, self.tag = ch, 0
+            self.ch, self.tag, self.opened = ch, 0, time.time()
             connected["publishers"] += 1
             pending, self.retry = self.retry, []
             for msg in pending:
@@ -157,6 +160,7 @@ def worker(spec: dict, results: Any) -> None:
                 return
             self.tag += 1
             self.outstanding[self.tag] = msg
+            attempts[msg[0]] = attempts.get(msg[0], 0) + 1
 
         def publish_new(self) -> None:
             msg_id = (spec["index"] << 40) | (self.k << 24) | self.seq
@@ -185,6 +189,12 @@ def worker(spec: dict, results: Any) -> None:
                     confirms.append((now, now - msg[1]))
                     confirmed_ids.append(msg[0])
                     confirmed_at.append(now)
+                    confirm_info[msg[0]] = {
+                        "attempts": attempts[msg[0]],
+                        "port": ports[self.node % len(ports)],
+                        "channel_opened_s_after_t0": round(self.opened - t0, 2),
+                        "multiple_ack": bool(method.multiple),
+                    }
 
         async def run(self) -> None:
             interval = 1.0 / spec["rate"]
@@ -283,6 +293,7 @@ def worker(spec: dict, results: Any) -> None:
             "confirms": confirms,
             "confirmed_ids": confirmed_ids,
             "confirmed_at": confirmed_at,
+            "confirm_info": confirm_info,
             "e2e": e2e,
             "received": received,
             "loop_lag": lag,
@@ -374,6 +385,7 @@ def run(args: argparse.Namespace) -> dict:
         print(f"t0+{time.time() - t0:.1f}s: {connections} client connections on the cluster", flush=True)
         time.sleep(max(0.0, t0 + args.kill_at - time.time()))
         victim = cluster.leader("candystore.events")
+        killed_port = cluster.nodes[victim].amqp_port
         events["kill"] = time.time()
         cluster.kill(victim)
         print(
@@ -402,7 +414,7 @@ def run(args: argparse.Namespace) -> dict:
         if errors or len(out) < len(procs):
             raise RuntimeError(f"client processes failed: {errors} ({len(out)}/{len(procs)} reported)")
         leftover = drain_leftover(cluster)
-        return report(args, cluster, overview, out, t0, t_end, events, connections, fd_limit, leftover)
+        return report(args, cluster, overview, out, t0, t_end, events, connections, fd_limit, leftover, killed_port)
     finally:
         for p in procs:
             if p.is_alive():
@@ -427,28 +439,25 @@ def drain_leftover(cluster) -> dict[str, list[int]]:
     conn = pika.BlockingConnection(params)
     ch = conn.channel()
     left: dict[str, list[int]] = {q: [] for q in QUEUES}
-    empty_since = time.monotonic()
-    deadline = time.monotonic() + 60
-    while time.monotonic() - empty_since < 3.0 and time.monotonic() < deadline:
-        got = False
-        for q in QUEUES:
-            method, _props, body = ch.basic_get(q, auto_ack=True)
-            if method is not None:
-                left[q].append(json.loads(body or b"{}")["id"])
-                got = True
-        if got:
-            empty_since = time.monotonic()
-        else:
-            time.sleep(0.2)
+    ch.basic_qos(prefetch_count=1000)
+    deadline = time.monotonic() + 300  # bounded; a queue of 10^5 messages drains in well under that
+    for q in QUEUES:
+        # 3 s without a delivery: empty (requeues of the clients' unacked deliveries included)
+        for method, _props, body in ch.consume(q, auto_ack=True, inactivity_timeout=3.0):
+            if method is None or time.monotonic() > deadline:
+                break
+            left[q].append(json.loads(body or b"{}")["id"])
+        ch.cancel()
     conn.close()
     return left
 
 
-def report(args, cluster, overview, out, t0, t_end, events, connections, fd_limit, leftover) -> dict:
+def report(args, cluster, overview, out, t0, t_end, events, connections, fd_limit, leftover, killed_port) -> dict:
     confirms = [s for r in out for s in r["confirms"]]
     e2e = {q: [s for r in out for s in r["e2e"][q]] for q in QUEUES}
     all_e2e = [s for q in QUEUES for s in e2e[q]]
     confirmed = {i for r in out for i in r["confirmed_ids"]}
+    confirm_info = {int(i): v for r in out for i, v in r["confirm_info"].items()}
     confirmed_at = {i: t for r in out for i, t in zip(r["confirmed_ids"], r["confirmed_at"], strict=True)}
     phases = {
         "steady (before the kill)": (t0 + args.warmup, events["kill"]),
@@ -466,9 +475,10 @@ def report(args, cluster, overview, out, t0, t_end, events, connections, fd_limi
             "duplicates": len(ids) - len(unique),
             "still queued when the clients stopped (read out after)": len(leftover[q]),
             "lost (confirmed, neither delivered nor queued)": len(confirmed - unique - set(leftover[q])),
-            "lost ids: confirmed at (s after t0)": sorted(
-                round(confirmed_at[i] - t0, 2) for i in list(confirmed - unique - set(leftover[q]))[:20]
-            ),
+            "lost ids (first 20)": [
+                {"confirmed_s_after_t0": round(confirmed_at[i] - t0, 2), **confirm_info.get(i, {})}
+                for i in sorted(confirmed - unique - set(leftover[q]), key=lambda i: confirmed_at[i])[:20]
+            ],
         }
     counts = {k: sum(r["counts"][k] for r in out) for k in out[0]["counts"]}
     lag = [v * 1000 for r in out for v in r["loop_lag"]]
@@ -488,6 +498,7 @@ def report(args, cluster, overview, out, t0, t_end, events, connections, fd_limi
             k: sum(r["connected_at_start"][k] for r in out) for k in ("publishers", "consumers")
         },
         "events_seconds_after_t0": {k: round(v - t0, 2) for k, v in events.items()},
+        "killed_node_amqp_port": killed_port,
         "publish_confirm_latency": {name: summary(confirms, a, b) for name, (a, b) in phases.items()},
         "end_to_end_latency": {name: summary(all_e2e, a, b) for name, (a, b) in phases.items()},
         "end_to_end_latency_per_queue_whole_run": {
