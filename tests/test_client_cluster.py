@@ -38,7 +38,7 @@ from components.render import clients
 sys.path.insert(0, str(ROOT / "clients" / "python"))
 from event_client import Contract, EventClient, Metrics  # noqa: E402
 
-pytestmark = pytest.mark.rabbitmq
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.cluster]
 QUEUE = "transcription.voice"
 
 
