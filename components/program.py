@@ -14,9 +14,10 @@ from . import settings as settings_mod
 from .aks import Aks
 from .broker import Broker
 from .cloudamqp import CloudAmqpBroker
+from .identities import ServiceIdentities
 from .network import Network
 from .observability import Observability
-from .postgres import Postgres
+from .postgres import Postgres, PostgresBootstrap
 from .settings import StackSettings
 from .vault import Vault, WorkloadSecretAccess
 
@@ -34,7 +35,19 @@ def main(settings: StackSettings | None = None) -> None:
     net = Network("network", s)
     vault = Vault("vault", s, net, client, suffix)
     aks = Aks("aks", s, net, client)
-    pg = Postgres("postgres", s, net, vault.secrets["postgres-admin"].value, client, suffix)
+    # The services with a database (the `services:` model will derive this list).
+    databases = list(s.postgres.databases)
+    pg = Postgres("postgres", s, net, vault, client, suffix, databases)
+    identities = ServiceIdentities("service-identities", s, net, databases)
+    PostgresBootstrap(
+        "postgres-bootstrap",
+        s,
+        net,
+        pg,
+        aks.provider,
+        aks.oidc_issuer_url,
+        {db: identities.principal_ids[db] for db in databases},
+    )
     access = WorkloadSecretAccess("workload-secrets", s, net, vault, aks.oidc_issuer_url, client)
     observability = Observability("observability", s, vault, aks.provider)
     if s.broker.backend == "cloudamqp":

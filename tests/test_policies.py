@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import backups
+import database_access
 import hardening
 import pytest
 import tls
@@ -197,6 +198,42 @@ def test_storage_account_secure_transport():
     one(check(tls.storage_account_tls, typ, mutated(good, "minimumTlsVersion")), "not set")
 
 
+# ------------------------------------------------------------------------- database access
+def entra_resources(planned, stack: str = "prod") -> list[tuple[str, dict, str]]:
+    out = []
+    for suffix in ("dbforpostgresql:Server", "dbforpostgresql:AdministratorsMicrosoftEntra"):
+        for reg in planned[stack].of_type(suffix):
+            out.append((reg.type, unwrap(reg.inputs), reg.name))
+    return out
+
+
+def test_postgres_entra_auth(planned):
+    policy = database_access.postgres_entra
+    prod_cfg = CONFIG["prod"]["postgres-entra-auth"]
+    resources = entra_resources(planned)
+    assert len(resources) == 3  # the server, the admin group, the bootstrap identity
+    assert check_stack(policy, resources, prod_cfg) == []
+    server_type = "azure-native:dbforpostgresql:Server"
+    with_password = [
+        (t, mutated(p, "authConfig.passwordAuth", "Enabled") if t == server_type else p, n) for t, p, n in resources
+    ]
+    one(check_stack(policy, with_password, prod_cfg), "authConfig.passwordAuth", "'Enabled'", "postgres.passwordAuth")
+    assert check_stack(policy, with_password, CONFIG["dev"]["postgres-entra-auth"]) == []
+    no_admins = [r for r in resources if r[0] == server_type]
+    one(check_stack(policy, no_admins, prod_cfg), "Entra administrators", "not set")
+    other_server = [
+        (t, mutated(p, "serverName", "another-server") if t != server_type else p, n) for t, p, n in resources
+    ]
+    one(check_stack(policy, other_server, prod_cfg), "Entra administrators")
+    no_entra = [
+        (t, mutated(p, "authConfig.activeDirectoryAuth", "Disabled") if t == server_type else p, n)
+        for t, p, n in resources
+    ]
+    one(check_stack(policy, no_entra, prod_cfg), "activeDirectoryAuth", "'Disabled'")
+    # dev keeps its password (allowed there) but still has its Entra administrators
+    assert check_stack(policy, entra_resources(planned, "dev"), CONFIG["dev"]["postgres-entra-auth"]) == []
+
+
 # ------------------------------------------------------------------------- backups
 def test_postgres_backup_retention(planned):
     typ, props = recorded(planned, "dbforpostgresql:Server")
@@ -350,7 +387,7 @@ def test_every_policy_is_in_the_pack_and_mandatory():
     with PolicyHost(ROOT / "policies") as host:
         names = {p.name: p for p in host.info.policies}
         assert host.info.name == "event-backbone"
-    expected = {p.name for p in (*tls.POLICIES, *backups.POLICIES, *hardening.POLICIES)}
+    expected = {p.name for p in (*tls.POLICIES, *backups.POLICIES, *hardening.POLICIES, *database_access.POLICIES)}
     assert set(names) == expected and len(expected) >= 15
     assert all(p.enforcementLevel == 1 for p in names.values())  # MANDATORY
 
@@ -396,6 +433,7 @@ def test_gate_trips_on_a_broken_copy_of_prod(tmp_path):
         "broker-tls",
         "stateful-resources-protected",
         "observability-persistent-storage",
+        "postgres-entra-auth",
     } <= violated
     for finding in report:
         assert set(finding) == {"policyPack", "policy", "enforcementLevel", "urn", "message"}

@@ -65,7 +65,7 @@ from .observability import (
     TracingSettings,
     default_slos,
 )
-from .postgres import PostgresMaintenance, PostgresSettings
+from .postgres import EntraAdminGroup, PostgresMaintenance, PostgresSettings
 from .reference import (
     DOCS_COMMAND,
     DOCS_END,
@@ -114,6 +114,7 @@ __all__ = [
     "ObjectName",
     "ObservabilitySettings",
     "PostgresMaintenance",
+    "EntraAdminGroup",
     "PostgresSettings",
     "Problem",
     "PrometheusSettings",

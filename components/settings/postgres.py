@@ -1,4 +1,5 @@
-"""PostgreSQL Flexible Server settings: SKU, storage, backups, high availability, databases."""
+"""PostgreSQL Flexible Server settings: SKU, storage, backups, high availability, databases,
+and who signs in how (Entra administrators, password authentication)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,22 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from .base import Model, ServiceName, Zone
+from .base import Model, ServiceName, Uuid, Zone
 
 
 class PostgresMaintenance(Model):
     day_of_week: int = Field(default=0, ge=0, le=6)  # 0 = Sunday, as ARM counts
     start_hour: int = Field(default=3, ge=0, le=23)
     start_minute: int = Field(default=0, ge=0, le=59)
+
+
+class EntraAdminGroup(Model):
+    """The platform admin group, a Microsoft Entra administrator of the server. It signs in
+    with its display name as PostgreSQL user and an Entra token, and reads the break-glass
+    password (docs/runbooks/postgres-break-glass.md)."""
+
+    object_id: Uuid
+    display_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}$")]
 
 
 class PostgresSettings(Model):
@@ -31,6 +41,10 @@ class PostgresSettings(Model):
     server_name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")] | None = None
     maintenance_window: PostgresMaintenance = PostgresMaintenance()
     databases: list[ServiceName] = Field(default_factory=list)
+    # Entra ID sign-in is always on; password sign-in (the generated admin password) must be
+    # off in prod and is break-glass only where on.
+    password_auth: bool = True
+    entra_admin_group: EntraAdminGroup | None = None
 
     @field_validator("databases")
     @classmethod

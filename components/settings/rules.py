@@ -152,6 +152,22 @@ def environment_rules(s: StackSettings) -> list[Problem]:
             )
         if not s.postgres.geo_redundant_backup:
             p.append(Problem(key="postgres.geoRedundantBackup", message="must be true in prod", got=False))
+        if s.postgres.password_auth:
+            p.append(
+                Problem(
+                    key="postgres.passwordAuth",
+                    message="must be false in prod (Entra ID sign-in only; the admin password is break-glass)",
+                    got=True,
+                )
+            )
+        if s.postgres.entra_admin_group is None:
+            p.append(
+                Problem(
+                    key="postgres.entraAdminGroup",
+                    message="is required in prod (the Microsoft Entra group that administers PostgreSQL)",
+                    has_got=False,
+                )
+            )
         if s.postgres.backup_retention_days < 30:
             p.append(
                 Problem(
