@@ -26,7 +26,7 @@ def store_connection_strings(s: StackSettings, vault: Vault, host: pulumi.Input[
     returns the secrets' URIs. Shared by both broker backends."""
     users = render.users_and_secrets(s)
     uris = {}
-    for svc in s.broker.topology.services:
+    for svc in s.services:
         password = vault.secrets[users[render.user_name(svc)]].value
         url = pulumi.Output.all(password, host).apply(
             lambda a, svc=svc: render.connection_string(s, svc, a[0], host=a[1])

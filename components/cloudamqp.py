@@ -168,6 +168,7 @@ class CloudAmqpBroker(pulumi.ComponentResource):
                 opts=after,
             )
         users = render.users_and_secrets(s)
+        tags = {u["name"]: u["tags"] for u in defs["users"]}
         for p in defs["permissions"]:
             if p["user"] == render.ADMIN_USER:
                 continue  # CloudAMQP's own administrator manages the instance
@@ -176,7 +177,7 @@ class CloudAmqpBroker(pulumi.ComponentResource):
                 rabbitmq.UserArgs(
                     name=p["user"],
                     password=vault.secrets[users[p["user"]]].value,
-                    tags=[],
+                    tags=tags[p["user"]],
                 ),
                 opts=opts,
             )

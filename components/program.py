@@ -35,8 +35,8 @@ def main(settings: StackSettings | None = None) -> None:
     net = Network("network", s)
     vault = Vault("vault", s, net, client, suffix)
     aks = Aks("aks", s, net, client)
-    # The services with a database (the `services:` model will derive this list).
-    databases = list(s.postgres.databases)
+    # The services with a database (`services.<name>.database: true`).
+    databases = s.databases
     pg = Postgres("postgres", s, net, vault, client, suffix, databases)
     identities = ServiceIdentities("service-identities", s, net, databases)
     PostgresBootstrap(

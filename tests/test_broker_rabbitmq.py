@@ -41,8 +41,8 @@ def proof_settings() -> S.StackSettings:
     exist), probe services added, and its own vhost."""
     doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
     broker = doc["config"]["event-backbone:broker"]
-    services = {k: v for k, v in broker["topology"]["services"].items() if "#" not in v.get("bindings", [])}
-    broker["topology"]["services"] = {**services, **PROBES}
+    services = {k: v for k, v in doc["config"]["event-backbone:services"].items() if "#" not in v.get("bindings", [])}
+    doc["config"]["event-backbone:services"] = {**services, **PROBES}
     broker["topology"]["vhost"] = "events-proof"
     config, _ = config_from_yaml(yaml.safe_dump(doc))
     return S.from_config_map(config, "dev")
@@ -132,7 +132,7 @@ def broker(tmp_path_factory):
 
 
 def queue_names(b: Broker) -> set[str]:
-    return {p.queue for p in render.queue_plans(b.t)}
+    return {p.queue for p in render.queue_plans(b.t, b.s.services)}
 
 
 # ---------------------------------------------------------------------------- the node
@@ -160,7 +160,7 @@ def test_node_listens_on_loopback_only(broker):
 
 def test_imported_definitions_have_the_rendered_arguments(broker):
     vhost = RabbitNode.vhost_path(broker.s.vhost)
-    expected = {p.queue: p.arguments for p in render.queue_plans(broker.t)}
+    expected = {p.queue: p.arguments for p in render.queue_plans(broker.t, broker.s.services)}
     deadline, queues = time.time() + 30, {}
     while time.time() < deadline and set(queues) != set(expected) | {"dlq.all", "dlq.candystore"}:
         queues = {q["name"]: q for q in broker.node.api("GET", f"/api/queues/{vhost}")}  # lags boot briefly
