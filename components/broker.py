@@ -43,6 +43,7 @@ class Broker(pulumi.ComponentResource):
     amqps_endpoint: pulumi.Output[str]
     management_url: pulumi.Output[str]
     connection_string_uris: dict[str, pulumi.Output[str]]
+    ca_cert_uri: pulumi.Output[str]
 
     def __init__(
         self,
@@ -119,7 +120,9 @@ class Broker(pulumi.ComponentResource):
             string_data={"ca.crt": ca.cert_pem},
             opts=in_ns,
         )
-        vault.store("broker-ca-cert", ca.cert_pem, "application/x-pem-file", tags={"generatedBy": "pulumi-tls"})
+        self.ca_cert_uri = vault.store(
+            "broker-ca-cert", ca.cert_pem, "application/x-pem-file", tags={"generatedBy": "pulumi-tls"}
+        )
 
         # --- Topology: definitions (with password hashes) loaded at boot from a secret.
         users = render.users_and_secrets(s)

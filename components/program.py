@@ -15,6 +15,7 @@ from .aks import Aks
 from .broker import Broker
 from .cloudamqp import CloudAmqpBroker
 from .identities import ServiceIdentities
+from .landing import ServiceLanding
 from .network import Network
 from .observability import Observability
 from .postgres import Postgres, PostgresBootstrap
@@ -38,7 +39,8 @@ def main(settings: StackSettings | None = None) -> None:
     # The services with a database (`services.<name>.database: true`).
     databases = s.databases
     pg = Postgres("postgres", s, net, vault, client, suffix, databases)
-    identities = ServiceIdentities("service-identities", s, net, databases)
+    # Every service has its own identity: its PostgreSQL role (if any), its secrets, its pods.
+    identities = ServiceIdentities("service-identities", s, net, list(s.services))
     PostgresBootstrap(
         "postgres-bootstrap",
         s,
@@ -56,6 +58,30 @@ def main(settings: StackSettings | None = None) -> None:
         # the broker's ServiceMonitor needs the monitoring CRDs that kube-prometheus-stack installs
         broker = Broker("broker", s, vault, aks.provider, crds=observability.crds)
 
+    for svc in s.services:
+        uris = {
+            f"broker-{svc}": vault.secrets[f"broker-{svc}"].uri,
+            f"broker-{svc}-url": broker.connection_string_uris[svc],
+        }
+        if isinstance(broker, Broker):
+            uris["broker-ca-cert"] = broker.ca_cert_uri
+        ServiceLanding(
+            f"landing-{svc}",
+            s,
+            svc,
+            resource_group_name=net.resource_group_name,
+            identity_name=identities.names[svc],
+            principal_id=identities.principal_ids[svc],
+            client_id=identities.client_ids[svc],
+            oidc_issuer_url=aks.oidc_issuer_url,
+            vault_id=vault.vault_id,
+            vault_name=vault.vault_name,
+            secret_uris=uris,
+            client=client,
+            provider=aks.provider,
+            crds=observability.crds,
+        )
+
     pulumi.export("environment", s.environment)
     pulumi.export("resourceGroupName", net.resource_group_name)
     pulumi.export("aksClusterName", aks.cluster_name)
@@ -70,5 +96,6 @@ def main(settings: StackSettings | None = None) -> None:
     pulumi.export("brokerAmqpsEndpoint", broker.amqps_endpoint)
     pulumi.export("brokerManagementUrl", broker.management_url)
     pulumi.export("brokerConnectionStringSecretUris", broker.connection_string_uris)
+    pulumi.export("serviceClientIds", identities.client_ids)
     pulumi.export("grafanaUrl", observability.grafana_url)
     pulumi.export("otlpEndpoint", observability.otlp_endpoint)

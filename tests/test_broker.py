@@ -15,7 +15,13 @@ from components.render import broker as render
 
 
 def manifests(stack) -> dict[tuple[str, str], dict]:
-    return {(m["kind"], m["metadata"]["name"]): m for m in k8s_schemas.recorded_manifests(stack)}
+    """The broker's objects (the services' landing zones have policies of the same names)."""
+    return {
+        (m["kind"], m["metadata"]["name"]): m
+        for m in k8s_schemas.recorded_manifests(stack)
+        if m["metadata"].get("namespace") in (None, stack.settings.broker.namespace)
+        and m["metadata"]["name"] not in stack.settings.services
+    }
 
 
 # ------------------------------------------------------------------ schemas
@@ -160,7 +166,19 @@ def test_amqp_only_from_event_service_namespaces(planned):
         stack = planned[name]
         rule = manifests(stack)[("NetworkPolicy", "allow-amqp-from-event-services")]["spec"]["ingress"][0]
         assert rule["from"] == [
-            {"namespaceSelector": {"matchLabels": {stack.settings.broker.event_services_label: "true"}}}
+            {
+                "namespaceSelector": {
+                    "matchLabels": {stack.settings.broker.event_services_label: "true"},
+                    # exactly the services' namespaces
+                    "matchExpressions": [
+                        {
+                            "key": "kubernetes.io/metadata.name",
+                            "operator": "In",
+                            "values": sorted(stack.settings.services),
+                        }
+                    ],
+                }
+            }
         ]
         assert [p["port"] for p in rule["ports"]] == ports
 

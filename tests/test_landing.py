@@ -3,10 +3,15 @@ secrets, network isolation, quota, scrape config, autoscaling and database (issu
 
 from __future__ import annotations
 
+import k8s_schemas
 import pytest
+import yaml
+from conftest import unwrap
 from test_settings import errors, mutate
 
+from components import rbac
 from components import settings as S
+from components.render import landing
 
 
 # ------------------------------------------------------------------ the services map
@@ -76,3 +81,135 @@ def test_the_old_places_are_gone():
     lines = errors("dev", mutate("dev", "postgres.databases", ["bloodbank"]))
     assert len(lines) == 1 and lines[0].startswith("Pulumi.dev.yaml: event-backbone:postgres.databases ")
     assert "services" in S.StackSettings.model_fields
+
+
+# ------------------------------------------------------------------ per-service landing zone
+def landing_manifests(stack, svc: str) -> list[dict]:
+    return [
+        m
+        for m in k8s_schemas.recorded_manifests(stack)
+        if m["metadata"].get("namespace") == svc or (m["kind"] == "Namespace" and m["metadata"]["name"] == svc)
+    ]
+
+
+def by_kind(stack, svc: str) -> dict[tuple[str, str], dict]:
+    return {(m["kind"], m["metadata"]["name"]): m for m in landing_manifests(stack, svc)}
+
+
+def test_every_landing_object_passes_its_schema(stack):
+    version = stack.settings.aks.kubernetes_version
+    kinds = set()
+    for svc in stack.settings.services:
+        for m in landing_manifests(stack, svc):
+            kinds.add(m["kind"])
+            assert k8s_schemas.errors(m, version) == [], f"{svc}: {m['kind']}/{m['metadata']['name']}"
+    assert {"Namespace", "ServiceAccount", "SecretProviderClass", "NetworkPolicy", "ResourceQuota"} <= kinds
+    assert {"LimitRange", "PodMonitor"} <= kinds
+    for kind in ("SecretProviderClass", "PodMonitor"):
+        assert any(
+            k8s_schemas.has_crd(m["apiVersion"], m["kind"])
+            for m in k8s_schemas.recorded_manifests(stack)
+            if m["kind"] == kind
+        )
+
+
+def test_a_broken_landing_object_is_caught_by_the_schema(stack):
+    spc = by_kind(stack, "candystore")[("SecretProviderClass", "candystore-secrets")]
+    broken = {**spc, "spec": {**spc["spec"], "secretObjects": [{"secretName": "x", "data": [{"key": 1}]}]}}
+    assert k8s_schemas.errors(broken, stack.settings.aks.kubernetes_version) != []
+
+
+def test_namespace_is_restricted_and_labelled_for_the_broker(stack):
+    for svc in stack.settings.services:
+        labels = by_kind(stack, svc)[("Namespace", svc)]["metadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+        assert labels[stack.settings.broker.event_services_label] == "true"
+
+
+def test_own_identity_federated_for_exactly_its_service_account(stack):
+    creds = [unwrap(r.inputs) for r in stack.of_type("managedidentity:FederatedIdentityCredential")]
+    for svc in stack.settings.services:
+        mine = [c for c in creds if c["resourceName"] == stack.settings.name("id", svc)]
+        assert [c["subject"] for c in mine] == [f"system:serviceaccount:{svc}:{svc}"]
+        assert mine[0]["audiences"] == ["api://AzureADTokenExchange"]
+        sa = by_kind(stack, svc)[("ServiceAccount", svc)]
+        # the mocks give an identity the same GUID as client and principal id
+        assert sa["metadata"]["annotations"]["azure.workload.identity/client-id"] == landing_principal(stack, svc)
+
+
+def test_key_vault_grants_are_each_of_its_own_secrets(stack):
+    grants = [unwrap(r.inputs) for r in stack.of_type("authorization:RoleAssignment")]
+    for svc in stack.settings.services:
+        principal = landing_principal(stack, svc)
+        mine = [g for g in grants if g["principalId"] == principal]
+        scopes = sorted(g["scope"].rsplit("/secrets/", 1)[1] for g in mine)
+        assert scopes == sorted(landing.secret_names(stack.settings, svc).values()), svc
+        for g in mine:
+            assert g["roleDefinitionId"].endswith(rbac.KEY_VAULT_SECRETS_USER)
+            assert "/providers/microsoft.keyvault/vaults/" in g["scope"].lower() and "/secrets/" in g["scope"]
+
+
+def landing_principal(stack, svc: str) -> str:
+    from dryrun.mocks import PlatformMocks
+
+    return PlatformMocks._azure_outputs("UserAssignedIdentity", stack.settings.name("id", svc), {})["principalId"]
+
+
+def test_secret_provider_class_mounts_its_own_secrets_through_its_own_identity(stack):
+    for svc in stack.settings.services:
+        spc = by_kind(stack, svc)[("SecretProviderClass", f"{svc}-secrets")]["spec"]
+        assert spc["provider"] == "azure"
+        assert spc["parameters"]["clientID"] == landing_principal(stack, svc)  # mock: client id = principal id
+        objects = yaml.safe_load(spc["parameters"]["objects"])["array"]
+        names = {yaml.safe_load(o)["objectAlias"]: yaml.safe_load(o)["objectName"] for o in objects}
+        assert names == landing.secret_names(stack.settings, svc)
+        assert set(names) == {"url", "password", "ca.crt"}
+        synced = spc["secretObjects"][0]
+        assert synced["secretName"] == f"{svc}-broker"
+        assert {d["key"] for d in synced["data"]} == {"url", "password", "ca.crt"}
+
+
+def test_quota_limits_and_pod_monitor_follow_the_settings(stack):
+    for svc, cfg in stack.settings.services.items():
+        objs = by_kind(stack, svc)
+        hard = objs[("ResourceQuota", "quota")]["spec"]["hard"]
+        assert hard["requests.cpu"] == cfg.resources.requests_cpu and hard["pods"] == str(cfg.resources.pods)
+        assert hard["services.loadbalancers"] == "0"
+        lr = objs[("LimitRange", "defaults")]["spec"]["limits"][0]
+        assert lr["default"]["memory"] == cfg.resources.default_memory_limit
+        pm = objs[("PodMonitor", svc)]["spec"]
+        assert pm["podMetricsEndpoints"][0]["port"] == "metrics" and pm["podMetricsEndpoints"][0]["path"] == "/metrics"
+        assert pm["namespaceSelector"] == {"matchNames": [svc]}
+
+
+def test_network_policies_default_deny_and_database_only_when_asked(stack):
+    s = stack.settings
+    for svc, cfg in s.services.items():
+        pols = {name: m["spec"] for (kind, name), m in by_kind(stack, svc).items() if kind == "NetworkPolicy"}
+        assert pols["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+        assert ("allow-postgres" in pols) is cfg.database
+        if cfg.database:
+            rule = pols["allow-postgres"]["egress"][0]
+            assert rule["to"] == [{"ipBlock": {"cidr": s.network.postgres_subnet}}]
+            assert rule["ports"] == [{"protocol": "TCP", "port": 5432}]
+        entra = pols["allow-entra-id"]["egress"][0]
+        assert entra["ports"] == [{"protocol": "TCP", "port": 443}]
+        assert "10.0.0.0/8" in entra["to"][0]["ipBlock"]["except"]
+        ingress = [r for p in pols.values() for r in p.get("ingress", [])]
+        assert ingress == [
+            {
+                "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+                "ports": [{"protocol": "TCP", "port": "metrics"}],
+            }
+        ]
+
+
+def test_broker_admits_exactly_the_service_namespaces(stack):
+    pol = next(
+        m for m in k8s_schemas.recorded_manifests(stack) if m["metadata"]["name"] == "allow-amqp-from-event-services"
+    )
+    peers = pol["spec"]["ingress"][0]["from"]
+    names = [e for p in peers for e in p["namespaceSelector"].get("matchExpressions", [])]
+    assert names == [
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": sorted(stack.settings.services)}
+    ]

@@ -419,7 +419,22 @@ def network_policies(s: StackSettings) -> list[dict]:
                 "policyTypes": ["Ingress"],
                 "ingress": [
                     {
-                        "from": [{"namespaceSelector": {"matchLabels": {b.event_services_label: "true"}}}],
+                        # exactly the services' namespaces: the label alone is not enough
+                        # (anyone allowed to label a namespace could set it)
+                        "from": [
+                            {
+                                "namespaceSelector": {
+                                    "matchLabels": {b.event_services_label: "true"},
+                                    "matchExpressions": [
+                                        {
+                                            "key": "kubernetes.io/metadata.name",
+                                            "operator": "In",
+                                            "values": sorted(s.services),
+                                        }
+                                    ],
+                                }
+                            }
+                        ],
                         "ports": ports(*amqp),
                     }
                 ],
