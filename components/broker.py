@@ -35,6 +35,17 @@ def store_connection_strings(s: StackSettings, vault: Vault, host: pulumi.Input[
     return uris
 
 
+def store_monitor_connection_string(s: StackSettings, vault: Vault, host: pulumi.Input[str]) -> pulumi.Output[str]:
+    """The queue-depth reader's (keda-monitor) AMQPS URI, for KEDA's TriggerAuthentications."""
+    password = vault.secrets[render.MONITOR_SECRET].value
+    url = pulumi.Output.all(password, host).apply(
+        lambda a: render.connection_string(s, "", a[0], host=a[1], user=render.MONITOR_USER)
+    )
+    return vault.store(
+        f"{render.MONITOR_SECRET}-url", url, "text/plain; format=amqps-uri", tags={"user": render.MONITOR_USER}
+    )
+
+
 def operator_manifest_url(version: str) -> str:
     return f"https://github.com/rabbitmq/cluster-operator/releases/download/v{version}/cluster-operator.yml"
 
@@ -44,6 +55,7 @@ class Broker(pulumi.ComponentResource):
     management_url: pulumi.Output[str]
     connection_string_uris: dict[str, pulumi.Output[str]]
     ca_cert_uri: pulumi.Output[str]
+    monitor_url_uri: pulumi.Output[str]
 
     def __init__(
         self,
@@ -173,6 +185,7 @@ class Broker(pulumi.ComponentResource):
         )
 
         self.connection_string_uris = store_connection_strings(s, vault, render.service_host(s))
+        self.monitor_url_uri = store_monitor_connection_string(s, vault, render.service_host(s))
 
         self.amqps_endpoint = pulumi.Output.from_input(render.amqps_endpoint(s))
         self.management_url = pulumi.Output.from_input(render.management_url(s))

@@ -75,7 +75,8 @@ def federate(
 
 class ServiceLanding(pulumi.ComponentResource):
     """One service's namespace, identity wiring, secrets, network isolation, quota and scrape
-    config. ``secret_uris``: Key Vault secret name -> URI for every secret the service reads."""
+    config, and its KEDA autoscaling (``keda_client_id``: KEDA's identity, when it scales).
+    ``secret_uris``: Key Vault secret name -> URI for every secret the service reads."""
 
     namespace: pulumi.Resource
 
@@ -92,6 +93,8 @@ class ServiceLanding(pulumi.ComponentResource):
         oidc_issuer_url: pulumi.Input[str],
         vault_id: pulumi.Input[str],
         vault_name: pulumi.Input[str],
+        vault_uri: pulumi.Input[str],
+        keda_client_id: pulumi.Input[str] | None,
         secret_uris: Mapping[str, pulumi.Input[str]],
         client: pulumi.Output,
         provider: k8s.Provider,
@@ -126,13 +129,14 @@ class ServiceLanding(pulumi.ComponentResource):
         )
 
         kube = pulumi.ResourceOptions(parent=self, provider=provider)
-        objects = render.manifests(s, svc, client_id, vault_name, client.tenant_id)
+        objects = render.manifests(s, svc, client_id, vault_name, client.tenant_id, vault_uri, keda_client_id)
         ns = apply_manifest(f"{svc}-namespace", objects[0], kube)
         in_ns = pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[ns]))
         after_crds = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=list(crds)))
         for manifest in objects[1:]:
             kind, object_name = manifest["kind"], manifest["metadata"]["name"]
             logical = f"{svc}-{kind.lower()}-{object_name}"
+            # PodMonitor: kube-prometheus-stack's CRDs; KEDA's and the CSI driver's come with AKS add-ons
             apply_manifest(logical, manifest, after_crds if kind == "PodMonitor" else in_ns)
         self.namespace = ns
         self.register_outputs({"namespace": svc})

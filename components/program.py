@@ -15,6 +15,7 @@ from .aks import Aks
 from .broker import Broker
 from .cloudamqp import CloudAmqpBroker
 from .identities import ServiceIdentities
+from .keda import KedaAccess
 from .landing import ServiceLanding
 from .network import Network
 from .observability import Observability
@@ -58,13 +59,24 @@ def main(settings: StackSettings | None = None) -> None:
         # the broker's ServiceMonitor needs the monitoring CRDs that kube-prometheus-stack installs
         broker = Broker("broker", s, vault, aks.provider, crds=observability.crds)
 
+    ca_uri = {"broker-ca-cert": broker.ca_cert_uri} if isinstance(broker, Broker) else {}
+    keda = None
+    if s.scaled_services:
+        keda = KedaAccess(
+            "keda-access",
+            s,
+            resource_group_name=net.resource_group_name,
+            oidc_issuer_url=aks.oidc_issuer_url,
+            vault_id=vault.vault_id,
+            secret_uris={"broker-keda-monitor-url": broker.monitor_url_uri, **ca_uri},
+            client=client,
+        )
     for svc in s.services:
         uris = {
             f"broker-{svc}": vault.secrets[f"broker-{svc}"].uri,
             f"broker-{svc}-url": broker.connection_string_uris[svc],
         }
-        if isinstance(broker, Broker):
-            uris["broker-ca-cert"] = broker.ca_cert_uri
+        uris.update(ca_uri)
         ServiceLanding(
             f"landing-{svc}",
             s,
@@ -76,6 +88,8 @@ def main(settings: StackSettings | None = None) -> None:
             oidc_issuer_url=aks.oidc_issuer_url,
             vault_id=vault.vault_id,
             vault_name=vault.vault_name,
+            vault_uri=vault.vault_uri,
+            keda_client_id=keda.client_id if keda and s.services[svc].scaling else None,
             secret_uris=uris,
             client=client,
             provider=aks.provider,

@@ -12,6 +12,7 @@ from test_settings import errors, mutate
 from components import rbac
 from components import settings as S
 from components.render import landing
+from dryrun.mocks import PlatformMocks
 
 
 # ------------------------------------------------------------------ the services map
@@ -150,8 +151,6 @@ def test_key_vault_grants_are_each_of_its_own_secrets(stack):
 
 
 def landing_principal(stack, svc: str) -> str:
-    from dryrun.mocks import PlatformMocks
-
     return PlatformMocks._azure_outputs("UserAssignedIdentity", stack.settings.name("id", svc), {})["principalId"]
 
 
@@ -213,3 +212,65 @@ def test_broker_admits_exactly_the_service_namespaces(stack):
     assert names == [
         {"key": "kubernetes.io/metadata.name", "operator": "In", "values": sorted(stack.settings.services)}
     ]
+
+
+# ------------------------------------------------------------------ autoscaling on queue depth
+def test_keda_add_on_is_on(stack):
+    profile = stack.inputs("containerservice:ManagedCluster")["workloadAutoScalerProfile"]
+    assert profile == {"keda": {"enabled": True}}
+
+
+def test_scaled_services_get_a_scaled_object_on_their_own_queue(stack):
+    s = stack.settings
+    keda_id = PlatformMocks._azure_outputs("UserAssignedIdentity", s.name("id", "keda"), {})["clientId"]
+    for svc, cfg in s.services.items():
+        objs = by_kind(stack, svc)
+        if cfg.scaling is None:
+            assert not any(kind in ("ScaledObject", "TriggerAuthentication") for kind, _ in objs)
+            continue
+        so = objs[("ScaledObject", svc)]["spec"]
+        assert so["scaleTargetRef"]["name"] == cfg.scaling.deployment
+        assert (so["minReplicaCount"], so["maxReplicaCount"]) == (cfg.scaling.min_replicas, cfg.scaling.max_replicas)
+        (trigger,) = so["triggers"]
+        assert trigger["type"] == "rabbitmq"
+        assert trigger["metadata"] == {
+            "protocol": "amqp",
+            "mode": "QueueLength",
+            "value": str(cfg.scaling.target_queue_length),
+            "queueName": cfg.queue or f"{svc}.events",
+        }
+        auth = objs[("TriggerAuthentication", trigger["authenticationRef"]["name"])]["spec"]
+        kv = auth["azureKeyVault"]
+        assert kv["podIdentity"] == {"provider": "azure-workload", "identityId": keda_id}
+        assert {x["parameter"]: x["name"] for x in kv["secrets"]} == {
+            "host": "broker-keda-monitor-url",
+            "ca": "broker-ca-cert",
+        }
+        tls = auth["configMapTargetRef"][0]
+        assert objs[("ConfigMap", tls["name"])]["data"][tls["key"]] == "enable"
+    assert s.scaled_services
+
+
+def test_keda_identity_reads_only_the_monitor_url_and_the_ca(stack):
+    s = stack.settings
+    principal = PlatformMocks._azure_outputs("UserAssignedIdentity", s.name("id", "keda"), {})["principalId"]
+    grants = [unwrap(r.inputs) for r in stack.of_type("authorization:RoleAssignment")]
+    mine = sorted(g["scope"].rsplit("/secrets/", 1)[1] for g in grants if g["principalId"] == principal)
+    assert mine == ["broker-ca-cert", "broker-keda-monitor-url"]
+    creds = [unwrap(r.inputs) for r in stack.of_type("managedidentity:FederatedIdentityCredential")]
+    assert [c["subject"] for c in creds if c["resourceName"] == s.name("id", "keda")] == [
+        "system:serviceaccount:kube-system:keda-operator"
+    ]
+    url = stack.inputs("keyvault:Secret", "broker-keda-monitor-url-secret")["properties"]["value"]
+    assert url.startswith("amqps://keda-monitor:") and url.endswith(f":5671/{s.vhost}")
+
+
+def test_broker_admits_the_keda_operator_on_amqps_only(stack):
+    pol = next(
+        m
+        for m in k8s_schemas.recorded_manifests(stack)
+        if m["metadata"]["name"] == "allow-amqps-from-keda" and m["metadata"]["namespace"] == "messaging"
+    )
+    (rule,) = pol["spec"]["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 5671}]
+    assert rule["from"][0]["podSelector"] == {"matchLabels": {"app": "keda-operator"}}

@@ -169,7 +169,7 @@ def definitions(s: StackSettings, password_hashes: Mapping[str, str]) -> dict:
                 "name": MONITOR_USER,
                 "password_hash": password_hashes[MONITOR_USER],
                 "hashing_algorithm": HASHING,
-                "tags": ["monitoring"],
+                "tags": [],  # AMQP passive declare only: no management access at all
             }
         ],
         "vhosts": [{"name": vhost}],
@@ -241,9 +241,13 @@ def management_url(s: StackSettings) -> str:
     return f"https://{service_host(s)}:{MANAGEMENT_TLS}/"
 
 
-def connection_string(s: StackSettings, service: str, password: str, host: str | None = None) -> str:
-    user = urllib.parse.quote(user_name(service), safe="")
-    return f"amqps://{user}:{urllib.parse.quote(password, safe='')}@{host or service_host(s)}:{AMQPS}/{urllib.parse.quote(s.vhost, safe='')}"
+def connection_string(
+    s: StackSettings, service: str, password: str, host: str | None = None, user: str | None = None
+) -> str:
+    """The AMQPS URI of a service's user (or of ``user``, e.g. the queue-depth reader)."""
+    quoted = urllib.parse.quote(user or user_name(service), safe="")
+    vhost = urllib.parse.quote(s.vhost, safe="")
+    return f"amqps://{quoted}:{urllib.parse.quote(password, safe='')}@{host or service_host(s)}:{AMQPS}/{vhost}"
 
 
 # ----------------------------------------------------------------- RabbitMQ config
@@ -436,6 +440,25 @@ def network_policies(s: StackSettings) -> list[dict]:
                             }
                         ],
                         "ports": ports(*amqp),
+                    }
+                ],
+            },
+        ),
+        policy(
+            "allow-amqps-from-keda",
+            {
+                # KEDA's operator (AKS add-on) reads the services' queue depths as keda-monitor
+                "podSelector": {"matchLabels": selector(s)},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [
+                            {
+                                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                                "podSelector": {"matchLabels": {"app": "keda-operator"}},
+                            }
+                        ],
+                        "ports": ports(AMQPS),
                     }
                 ],
             },

@@ -310,7 +310,104 @@ def pod_monitor(s: StackSettings, svc: str) -> dict:
     }
 
 
-def manifests(s: StackSettings, svc: str, client_id: Value, vault_name: Value, tenant_id: Value) -> list[dict]:
+# ----------------------------------------------------------------- autoscaling (KEDA add-on)
+# KEDA's rabbitmq scaler, protocol amqp: it connects as the queue-depth reader and reads the
+# ready-message count with a passive queue.declare, which RabbitMQ answers without any
+# permission. The HTTP protocol would need the management API and a management tag
+# (`monitoring` shows every vhost's queues, connections and channels): not used.
+KEDA_NAMESPACE = "kube-system"
+KEDA_SERVICE_ACCOUNT = "keda-operator"  # the AKS add-on's operator, which resolves TriggerAuthentications
+KEDA_OPERATOR_POD = {"app": "keda-operator"}
+MONITOR_URL_SECRET = "broker-keda-monitor-url"
+
+
+def keda_secret_names(s: StackSettings) -> list[str]:
+    """The Key Vault secrets KEDA's identity may read: the monitor's connection string (its
+    password inside) and, in-cluster, the broker's CA certificate."""
+    return [MONITOR_URL_SECRET] + ([CA_SECRET] if s.broker.backend == "in-cluster" else [])
+
+
+def trigger_auth_name(svc: str) -> str:
+    return f"{svc}-queue-depth"
+
+
+def keda_tls_configmap(svc: str) -> dict:
+    """The scaler's ``tls`` parameter (a TriggerAuthentication takes no literal values)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": f"{svc}-keda-rabbitmq", "namespace": svc, "labels": labels(svc)},
+        "data": {"tls": "enable"},
+    }
+
+
+def trigger_authentication(s: StackSettings, svc: str, vault_uri: Value, keda_client_id: Value) -> dict:
+    """Reads the monitor's connection string (and the CA) from Key Vault as KEDA's own
+    identity (workload identity of the keda-operator service account)."""
+    secrets = [{"parameter": "host", "name": MONITOR_URL_SECRET}]
+    if s.broker.backend == "in-cluster":
+        secrets.append({"parameter": "ca", "name": CA_SECRET})
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "TriggerAuthentication",
+        "metadata": {"name": trigger_auth_name(svc), "namespace": svc, "labels": labels(svc)},
+        "spec": {
+            "azureKeyVault": {
+                "vaultUri": vault_uri,
+                "podIdentity": {"provider": "azure-workload", "identityId": keda_client_id},
+                "secrets": secrets,
+            },
+            "configMapTargetRef": [{"parameter": "tls", "name": f"{svc}-keda-rabbitmq", "key": "tls"}],
+        },
+    }
+
+
+def scaled_object(s: StackSettings, svc: str) -> dict:
+    cfg = s.services[svc]
+    sc = cfg.scaling
+    if sc is None:
+        raise ValueError(f"{svc} has no scaling settings")
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": svc, "namespace": svc, "labels": labels(svc)},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": sc.deployment},
+            "minReplicaCount": sc.min_replicas,
+            "maxReplicaCount": sc.max_replicas,
+            "pollingInterval": sc.polling_interval_seconds,
+            "cooldownPeriod": sc.cooldown_period_seconds,
+            "triggers": [
+                {
+                    "type": "rabbitmq",
+                    "metadata": {
+                        "protocol": "amqp",
+                        "mode": "QueueLength",
+                        "value": str(sc.target_queue_length),
+                        "queueName": cfg.queue or f"{svc}.events",
+                    },
+                    "authenticationRef": {"name": trigger_auth_name(svc)},
+                }
+            ],
+        },
+    }
+
+
+def autoscaling(s: StackSettings, svc: str, vault_uri: Value, keda_client_id: Value) -> list[dict]:
+    if s.services[svc].scaling is None:
+        return []
+    return [keda_tls_configmap(svc), trigger_authentication(s, svc, vault_uri, keda_client_id), scaled_object(s, svc)]
+
+
+def manifests(
+    s: StackSettings,
+    svc: str,
+    client_id: Value,
+    vault_name: Value,
+    tenant_id: Value,
+    vault_uri: Value = None,
+    keda_client_id: Value = None,
+) -> list[dict]:
     """Every Kubernetes object of one service's landing zone, namespace first."""
     return [
         namespace(s, svc),
@@ -320,4 +417,5 @@ def manifests(s: StackSettings, svc: str, client_id: Value, vault_name: Value, t
         resource_quota(s, svc),
         limit_range(s, svc),
         pod_monitor(s, svc),
+        *autoscaling(s, svc, vault_uri, keda_client_id),
     ]

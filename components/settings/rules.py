@@ -312,7 +312,8 @@ def service_rules(s: StackSettings) -> list[Problem]:
     platform = {s.broker.namespace, s.broker.monitoring_namespace, s.observability.namespace}
     for svc, cfg in s.services.items():
         base = f"services.{svc}"
-        if svc in RESERVED_SERVICE_NAMES or svc in platform or svc.startswith("kube-"):
+        # "<x>-url" would take the Key Vault name of service <x>'s connection string
+        if svc in RESERVED_SERVICE_NAMES or svc in platform or svc.startswith("kube-") or svc.endswith("-url"):
             p.append(
                 Problem(
                     key=base,
