@@ -21,7 +21,7 @@ from .network import Network
 from .observability import Observability
 from .postgres import Postgres, PostgresBootstrap
 from .settings import StackSettings
-from .vault import Vault, WorkloadSecretAccess
+from .vault import Vault
 
 
 def main(settings: StackSettings | None = None) -> None:
@@ -51,7 +51,6 @@ def main(settings: StackSettings | None = None) -> None:
         aks.oidc_issuer_url,
         {db: identities.principal_ids[db] for db in databases},
     )
-    access = WorkloadSecretAccess("workload-secrets", s, net, vault, aks.oidc_issuer_url, client)
     observability = Observability("observability", s, vault, aks.provider)
     if s.broker.backend == "cloudamqp":
         broker = CloudAmqpBroker("broker", s, vault)
@@ -106,7 +105,6 @@ def main(settings: StackSettings | None = None) -> None:
     pulumi.export("postgresAdminPasswordSecretUri", vault.secrets["postgres-admin"].uri)
     pulumi.export("keyVaultName", vault.vault_name)
     pulumi.export("keyVaultUri", vault.vault_uri)
-    pulumi.export("workloadIdentityClientId", access.client_id)
     pulumi.export("brokerAmqpsEndpoint", broker.amqps_endpoint)
     pulumi.export("brokerManagementUrl", broker.management_url)
     pulumi.export("brokerConnectionStringSecretUris", broker.connection_string_uris)

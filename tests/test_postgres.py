@@ -236,11 +236,6 @@ def test_break_glass_password_grant_is_scoped_to_the_admin_group_and_that_secret
     assert grant["roleDefinitionId"].endswith("/4633458b-17de-408a-b874-0445c86b69e6")  # Secrets User
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the vault-wide workload grant (WorkloadSecretAccess 'secrets-user') still covers every secret;"
-    " the service landing zones (issue 9) replace it with secret-scoped grants",
-)
 def test_only_the_deployer_and_the_admin_group_can_read_the_break_glass_password(stack):
     assert secret_readers(stack, "postgres-admin") == {
         "deployer-secrets-officer",

@@ -46,7 +46,7 @@ from .broker import (
     Topology,
 )
 from .errors import ConfigError, Problem
-from .keyvault import KeyVaultSettings, WorkloadIdentity
+from .keyvault import KeyVaultSettings
 from .loading import from_config_map, load, parse_value, validate
 from .network import NetworkSettings
 from .observability import (
@@ -138,7 +138,6 @@ __all__ = [
     "TracingSettings",
     "UserPool",
     "Uuid",
-    "WorkloadIdentity",
     "Zone",
     "broker_rules",
     "default_slos",

@@ -58,6 +58,7 @@ RESERVED_SERVICE_NAMES = (
     "admin",
     "ca-cert",
     "keda-monitor",
+    "monitoring-node-exporter",
 )
 
 
