@@ -240,16 +240,19 @@ class PostgresBootstrap(pulumi.ComponentResource):
         )
 
         names = sorted(principals)
-        sql = pulumi.Output.all(*[principals[n] for n in names]).apply(
-            lambda ids: render.bootstrap_sql([render.DatabaseGrant(n, str(i)) for n, i in zip(names, ids, strict=True)])
+        grants = pulumi.Output.all(*[principals[n] for n in names]).apply(
+            lambda ids: [render.DatabaseGrant(n, str(i)) for n, i in zip(names, ids, strict=True)]
         )
+        sql = grants.apply(render.bootstrap_sql)
         kube = pulumi.ResourceOptions(parent=self, provider=provider)
         ns = apply_manifest("namespace", render.bootstrap_namespace(), kube)
         in_ns = pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[ns]))
         for policy in render.bootstrap_network_policies(s.network.postgres_subnet):
             apply_manifest(f"netpol-{policy['metadata']['name']}", policy, in_ns)
         sa = apply_manifest("service-account", render.bootstrap_service_account(identity.client_id), in_ns)
-        script = apply_manifest("bootstrap-sql", render.bootstrap_sql_configmap(sql), in_ns)
+        script = apply_manifest(
+            "bootstrap-sql", render.bootstrap_sql_configmap(sql, grants.apply(render.grants_json)), in_ns
+        )
         apply_manifest(
             "bootstrap-job",
             render.bootstrap_job(name=sql.apply(render.job_name), server_fqdn=postgres.fqdn, login=login),

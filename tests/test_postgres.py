@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 
 import k8s_schemas
 import pytest
@@ -197,6 +198,16 @@ def test_bootstrap_sql_maps_each_service_identity_to_its_database(stack):
         assert stack.settings.name("id", db) in ids
         assert f"'{render.role_name(db)}', '{mock_principal_id(stack.settings.name('id', db))}', 'service'" in sql
     assert bootstrap_manifests(stack)["Job"]["metadata"]["name"] == render.job_name(sql)
+    grants = json.loads(cm["metadata"]["annotations"][render.GRANTS_ANNOTATION])
+    assert grants == [
+        {
+            "service": db,
+            "database": db,
+            "role": f"svc-{db}",
+            "objectId": mock_principal_id(stack.settings.name("id", db)),
+        }
+        for db in sorted(dbs)
+    ]
 
 
 def test_bootstrap_network_policy_denies_all_but_dns_postgres_and_entra(stack):

@@ -24,6 +24,7 @@ unchanged, on a real PostgreSQL from Debian's package.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -124,14 +125,17 @@ def _least_privilege(role: str) -> str:
     return f"""DO $bootstrap$
 DECLARE
   r pg_catalog.pg_roles%ROWTYPE;
+  member_of text;
 BEGIN
   SELECT * INTO r FROM pg_catalog.pg_roles WHERE rolname = {literal(role)};
 {checks}
   IF r.rolcreaterole OR r.rolcreatedb OR NOT r.rolcanlogin OR r.rolconnlimit <> -1 THEN
     EXECUTE format('ALTER ROLE %I LOGIN NOCREATEROLE NOCREATEDB CONNECTION LIMIT -1', r.rolname);
   END IF;
-  IF EXISTS (SELECT FROM pg_catalog.pg_auth_members m WHERE m.member = r.oid) THEN
-    RAISE EXCEPTION 'role % is a member of other roles: refusing', r.rolname;
+  SELECT string_agg(m.roleid::regrole::text, ', ' ORDER BY m.roleid::regrole::text) INTO member_of
+    FROM pg_catalog.pg_auth_members m WHERE m.member = r.oid;
+  IF member_of IS NOT NULL THEN
+    RAISE EXCEPTION 'role % is a member of other roles (%): refusing', r.rolname, member_of;
   END IF;
 END
 $bootstrap$;"""
@@ -258,11 +262,32 @@ def bootstrap_service_account(client_id: Value) -> dict:
     }
 
 
-def bootstrap_sql_configmap(sql: Value) -> dict:
+GRANTS_ANNOTATION = "event-backbone.io/database-grants"
+
+
+def grants_json(grants: Sequence[DatabaseGrant]) -> str:
+    """The grants as data, for readers of the recorded plan (the access matrix): which role,
+    mapped to which Entra object, owns which database."""
+    return json.dumps(
+        [
+            {"service": g.service, "database": g.database, "role": g.role, "objectId": g.object_id}
+            for g in sorted(grants, key=lambda g: g.service)
+        ],
+        separators=(",", ":"),
+    )
+
+
+def bootstrap_sql_configmap(sql: Value, grants: Value) -> dict:
+    """``sql``: :func:`bootstrap_sql`; ``grants``: :func:`grants_json` of the same grants."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": SQL_CONFIGMAP, "namespace": NAMESPACE, "labels": _PART_OF},
+        "metadata": {
+            "name": SQL_CONFIGMAP,
+            "namespace": NAMESPACE,
+            "labels": _PART_OF,
+            "annotations": {GRANTS_ANNOTATION: grants},
+        },
         "data": {"bootstrap.sql": sql},
     }
 
