@@ -33,8 +33,7 @@ ROLES = {
     "4d97b98b-1d4f-4787-a291-c67834d212e7": "Network Contributor",
 }
 KV_ROLES = {g for g, n in ROLES.items() if n.startswith("Key Vault")}
-_SQL_PRINCIPAL = re.compile(r"pgaadauth_create_principal_with_oid\(\s*'([^']+)',\s*'([0-9a-fA-F-]{36})'")
-_SQL_OWNER = re.compile(r"format\('CREATE DATABASE %I OWNER %I', '([^']+)', '([^']+)'\)")
+GRANTS_ANNOTATION = "event-backbone.io/database-grants"  # components/render/database.py
 
 
 def _role(props: dict) -> tuple[str, str]:
@@ -177,9 +176,14 @@ def matrix(doc: dict, definitions: dict) -> dict:
             if dep in identities and isinstance(pid, str):
                 principal_of.setdefault(dep, pid)
 
-    sql = "\n".join(str((r["inputs"].get("data") or {}).get("bootstrap.sql", "")) for r in of(CONFIGMAP))
-    role_oid = {role: oid.lower() for role, oid in _SQL_PRINCIPAL.findall(sql)}
-    owners = dict(_SQL_OWNER.findall(sql))  # database -> role
+    # The bootstrap Job's ConfigMap carries its grants as data (role, Entra object id, database).
+    grants = [
+        g
+        for r in of(CONFIGMAP)
+        for g in json.loads(((r["inputs"].get("metadata") or {}).get("annotations") or {}).get(GRANTS_ANNOTATION, "[]"))
+    ]
+    role_oid = {g["role"]: str(g["objectId"]).lower() for g in grants}
+    owners = {g["database"]: g["role"] for g in grants}  # database -> role
     databases_in_plan = {r["inputs"].get("databaseName") for r in of(PG_DATABASE)}
     pg_admins = {str(r["inputs"].get("objectId")).lower(): r["inputs"].get("principalName") for r in of(PG_ADMIN)}
     pg_names = {k: v for k, v in pg_admins.items() if isinstance(v, str)}
