@@ -1,5 +1,5 @@
 """AKS: Entra-only cluster on Azure CNI overlay with a network policy engine, workload
-identity, Key Vault CSI (rotation on), Azure Policy, Container insights, auto-upgrades in a
+identity, Key Vault CSI (rotation on), KEDA, Azure Policy, Container insights, auto-upgrades in a
 maintenance window, and a Kubernetes provider for the in-cluster components."""
 
 from __future__ import annotations
@@ -176,6 +176,10 @@ class Aks(pulumi.ComponentResource):
                 ),
             ),
             addon_profiles=addon_profiles(s, workspace.id),
+            # KEDA add-on: ScaledObjects scale the services on their queues' depth.
+            workload_auto_scaler_profile=containerservice.ManagedClusterWorkloadAutoScalerProfileArgs(
+                keda=containerservice.ManagedClusterWorkloadAutoScalerProfileKedaArgs(enabled=True)
+            ),
             auto_upgrade_profile=containerservice.ManagedClusterAutoUpgradeProfileArgs(
                 upgrade_channel=s.aks.upgrade_channel,
                 node_os_upgrade_channel=s.aks.node_os_upgrade_channel,

@@ -11,7 +11,7 @@ import pulumi
 import pulumi_cloudamqp as cloudamqp
 import pulumi_rabbitmq as rabbitmq
 
-from .broker import store_connection_strings
+from .broker import store_connection_strings, store_monitor_connection_string
 from .render import broker as render
 from .settings import StackSettings
 from .vault import Vault
@@ -21,6 +21,7 @@ class CloudAmqpBroker(pulumi.ComponentResource):
     amqps_endpoint: pulumi.Output[str]
     management_url: pulumi.Output[str]
     connection_string_uris: dict[str, pulumi.Output[str]]
+    monitor_url_uri: pulumi.Output[str]
 
     def __init__(self, name: str, settings: StackSettings, vault: Vault, opts: pulumi.ResourceOptions | None = None):
         super().__init__("event-backbone:platform:CloudAmqpBroker", name, None, opts)
@@ -115,6 +116,7 @@ class CloudAmqpBroker(pulumi.ComponentResource):
         self._apply_topology(s, vault, provider)
 
         self.connection_string_uris = store_connection_strings(s, vault, instance.host)
+        self.monitor_url_uri = store_monitor_connection_string(s, vault, instance.host)
         self.amqps_endpoint = instance.host.apply(lambda h: render.amqps_endpoint(s, host=h))
         self.management_url = instance.host.apply(lambda h: f"https://{h}/")
         self.register_outputs({"amqpsEndpoint": self.amqps_endpoint, "managementUrl": self.management_url})
@@ -171,6 +173,7 @@ class CloudAmqpBroker(pulumi.ComponentResource):
                 opts=after,
             )
         users = render.users_and_secrets(s)
+        tags = {u["name"]: u["tags"] for u in defs["users"]}
         for p in defs["permissions"]:
             if p["user"] == render.ADMIN_USER:
                 continue  # CloudAMQP's own administrator manages the instance
@@ -179,7 +182,7 @@ class CloudAmqpBroker(pulumi.ComponentResource):
                 rabbitmq.UserArgs(
                     name=p["user"],
                     password=vault.secrets[users[p["user"]]].value,
-                    tags=[],
+                    tags=tags[p["user"]],
                 ),
                 opts=opts,
             )

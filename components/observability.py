@@ -35,15 +35,11 @@ class Observability(pulumi.ComponentResource):
         o = s.observability
         kube = pulumi.ResourceOptions(parent=self, provider=provider)
 
+        monitoring_ns, exporter_ns = helm_values.namespaces(s)
         ns = apply_manifest(
-            "namespace",
-            {
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {"name": o.namespace, "labels": {"app.kubernetes.io/part-of": "event-backbone"}},
-            },
-            pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(protect=s.protect)),
+            "namespace", monitoring_ns, pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(protect=s.protect))
         )  # holds the volumes
+        node_exporter_ns = apply_manifest("node-exporter-namespace", exporter_ns, kube)
         in_ns = pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[ns]))
 
         # Credentials as existing secrets: nothing secret goes into the Helm values.
@@ -59,7 +55,7 @@ class Observability(pulumi.ComponentResource):
             string_data={key: pulumi.Output.secret(value) for key, value in alertmanager.configured(s).items()},
             opts=in_ns,
         )
-        extra: list[pulumi.Resource] = [grafana_admin, receivers]
+        extra: list[pulumi.Resource] = [grafana_admin, receivers, node_exporter_ns]
         if o.jaeger.storage == "badger":
             extra.append(
                 apply_manifest(

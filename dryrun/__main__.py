@@ -46,7 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     doc = plan.write_plan(result, out)
     written = plan.write_artefacts(result, out)
+    from . import access
+
+    access_files, access_line = access.write_access(result, doc, out)
+    written += access_files
     print(plan.summary(doc, result.warnings))
+    print(access_line)
     for path in ["plan.json", *written]:
         print(f"wrote {out}/{path}")
     if args.no_policy:

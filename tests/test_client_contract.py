@@ -42,9 +42,11 @@ def written(stack):
 def test_make_plan_writes_one_contract_per_service_user(written):
     stack, names = written
     defs = json.loads((stack.out_dir / "rabbitmq/definitions.json").read_text())
-    users = {u["name"] for u in defs["users"]} - {render.ADMIN_USER}
+    # the platform's own users (admin, the queue-depth reader) get no client contract
+    users = {u["name"] for u in defs["users"]} - {render.ADMIN_USER, render.MONITOR_USER}
     files = {n for n in names if n.startswith("rabbitmq/clients/")}
     assert users, "no service user rendered"
+    assert all(u.startswith("svc-") for u in users), users
     assert files == {f"rabbitmq/clients/{u.removeprefix('svc-')}.json" for u in users}
 
 

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 
+import access
 import backups
 import database_access
 import hardening
@@ -387,7 +388,10 @@ def test_every_policy_is_in_the_pack_and_mandatory():
     with PolicyHost(ROOT / "policies") as host:
         names = {p.name: p for p in host.info.policies}
         assert host.info.name == "event-backbone"
-    expected = {p.name for p in (*tls.POLICIES, *backups.POLICIES, *hardening.POLICIES, *database_access.POLICIES)}
+    expected = {
+        p.name
+        for p in (*access.POLICIES, *tls.POLICIES, *backups.POLICIES, *hardening.POLICIES, *database_access.POLICIES)
+    }
     assert set(names) == expected and len(expected) >= 15
     assert all(p.enforcementLevel == 1 for p in names.values())  # MANDATORY
 
@@ -440,3 +444,93 @@ def test_gate_trips_on_a_broken_copy_of_prod(tmp_path):
         assert finding["urn"].startswith("urn:pulumi:prod::event-backbone::")
         assert "Fix:" in finding["message"]
     assert "[mandatory] postgres-backup-retention" in proc.stdout
+
+
+# ------------------------------------------------------------------------- access (issue 9)
+def _pack_findings(planned, registrations, stack: str = "prod") -> list:
+    from dryrun.policy_host import run_pack
+
+    findings = run_pack(ROOT / "policies", ROOT / "policies" / f"config.{stack}.json", registrations)
+    return [f for f in findings if f.enforcement_level == "mandatory"]
+
+
+def _tampered(planned, name: str, **changes):
+    """The prod registrations with one resource's inputs changed (a copy under a new name when
+    `copy_as` is given)."""
+    import dataclasses
+
+    regs = list(planned["prod"].result.registrations)
+    index = next(i for i, r in enumerate(regs) if r.name == name)
+    original = regs[index]
+    inputs = copy.deepcopy(original.inputs)
+    copy_as = changes.pop("copy_as", None)
+    for path, value in changes.items():
+        node = inputs
+        *parents, last = path.split("__")
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    changed = dataclasses.replace(
+        original,
+        inputs=inputs,
+        name=copy_as or original.name,
+        urn=original.urn.rsplit("::", 1)[0] + "::" + (copy_as or original.name),
+    )
+    if copy_as:
+        regs.append(changed)
+    else:
+        regs[index] = changed
+    return regs
+
+
+def test_access_policies_pass_on_the_real_plans_and_see_every_grant(planned):
+    for stack in ("dev", "prod"):
+        assert _pack_findings(planned, planned[stack].result.registrations, stack) == []
+    grants = planned["prod"].of_type("authorization:RoleAssignment")
+    assert any(r.name == "candystore-reads-broker-candystore" for r in grants)
+
+
+def test_a_vault_wide_grant_to_anyone_but_the_deployer_is_refused(planned):
+    grant = unwrap(planned["prod"].one("authorization:RoleAssignment", "candystore-reads-broker-candystore").inputs)
+    vault_scope = grant["scope"].rsplit("/secrets/", 1)[0]
+    found = _pack_findings(
+        planned, _tampered(planned, "candystore-reads-broker-candystore", scope=vault_scope, copy_as="rogue-grant")
+    )
+    assert {f.policy for f in found} == {"keyvault-no-vault-wide-data-access", "service-identity-own-secrets"}
+    assert any("rogue-grant" in f.message and "Fix:" in f.message for f in found)
+    # wider than the vault: the resource group
+    rg_scope = vault_scope.split("/providers/")[0]
+    found = _pack_findings(
+        planned, _tampered(planned, "candystore-reads-broker-candystore", scope=rg_scope, copy_as="rogue-rg-grant")
+    )
+    assert "keyvault-no-vault-wide-data-access" in {f.policy for f in found}
+
+
+def test_a_service_identity_granted_another_service_secret_is_refused(planned):
+    grant = unwrap(planned["prod"].one("authorization:RoleAssignment", "candystore-reads-broker-candystore").inputs)
+    other = grant["scope"].replace("/secrets/broker-candystore", "/secrets/broker-bloodbank-url")
+    found = _pack_findings(
+        planned, _tampered(planned, "candystore-reads-broker-candystore", scope=other, copy_as="candystore-steals")
+    )
+    assert [f.policy for f in found] == ["service-identity-own-secrets"]
+    assert "candystore" in found[0].message and "broker-bloodbank-url" in found[0].message
+
+
+def test_a_namespace_without_pod_security_enforce_is_refused(planned):
+    ns = unwrap(planned["prod"].one("core/v1:Namespace", "audit-namespace").inputs)
+    labels = {k: v for k, v in ns["metadata"]["labels"].items() if k != "pod-security.kubernetes.io/enforce"}
+    found = _pack_findings(planned, _tampered(planned, "audit-namespace", metadata__labels=labels))
+    assert [f.policy for f in found] == ["namespace-pod-security"]
+    assert "'audit'" in found[0].message
+    privileged = {**labels, "pod-security.kubernetes.io/enforce": "privileged"}
+    found = _pack_findings(planned, _tampered(planned, "audit-namespace", metadata__labels=privileged))
+    assert [f.policy for f in found] == ["namespace-pod-security"]
+
+
+def test_every_namespace_the_stack_creates_has_an_enforce_level(planned):
+    for stack in ("dev", "prod"):
+        for reg in planned[stack].of_type("core/v1:Namespace"):
+            labels = unwrap(reg.inputs)["metadata"]["labels"]
+            assert labels["pod-security.kubernetes.io/enforce"] in ("restricted", "baseline", "privileged"), reg.name
+    names = {unwrap(r.inputs)["metadata"]["name"] for r in planned["prod"].of_type("core/v1:Namespace")}
+    assert {"monitoring", "monitoring-node-exporter", "messaging", "platform-bootstrap"} <= names

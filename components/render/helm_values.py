@@ -29,6 +29,9 @@ CHARTS = (KUBE_PROMETHEUS_STACK, OTEL_COLLECTOR, JAEGER)
 
 GRAFANA_ADMIN_SECRET = "grafana-admin"
 DASHBOARD_LABEL = "grafana_dashboard"
+# node-exporter needs the host's network, PID namespace and filesystem: Pod Security
+# `privileged`. It gets a namespace of its own so that `monitoring` can enforce `baseline`.
+NODE_EXPORTER_NAMESPACE = "monitoring-node-exporter"
 JAEGER_BADGER_PVC = "jaeger-badger"
 
 
@@ -113,7 +116,33 @@ def kube_prometheus_stack(s: StackSettings) -> dict:
             },
         },
         "grafana": grafana,
+        "prometheus-node-exporter": {"namespaceOverride": NODE_EXPORTER_NAMESPACE},
     }
+
+
+def namespaces(s: StackSettings) -> list[dict]:
+    """The observability namespaces, each with a Pod Security `enforce` level: `monitoring`
+    baseline (Grafana's chown init container runs as root; everything else is warned and
+    audited against restricted), node-exporter's own namespace privileged (hostNetwork,
+    hostPID, hostPath) and nothing else in it."""
+
+    def ns(name: str, enforce: str) -> dict:
+        return {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "app.kubernetes.io/part-of": "event-backbone",
+                    "pod-security.kubernetes.io/enforce": enforce,
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                    "pod-security.kubernetes.io/audit": "restricted",
+                    "pod-security.kubernetes.io/warn": "restricted",
+                },
+            },
+        }
+
+    return [ns(s.observability.namespace, "baseline"), ns(NODE_EXPORTER_NAMESPACE, "privileged")]
 
 
 def collector(s: StackSettings) -> dict:

@@ -9,7 +9,7 @@ one line naming the stack file, the full key, what is allowed and what was given
 Field names are snake_case in Python and camelCase in the stack files (aliases).
 
 Modules: ``base`` (the shared model base and value types), one per area (``network``, ``aks``,
-``postgres``, ``keyvault``, ``broker``, ``observability``), ``stack`` (the root model) with
+``postgres``, ``keyvault``, ``broker``, ``observability``, ``services``), ``stack`` (the root model) with
 ``rules`` (cross-key and per-environment rules), ``errors`` and ``introspect`` (one line per
 problem), ``loading`` (the Pulumi config map) and ``reference`` (the generated key reference).
 Everything the rest of the program uses is importable from ``components.settings`` itself.
@@ -46,7 +46,7 @@ from .broker import (
     Topology,
 )
 from .errors import ConfigError, Problem, StackFileError
-from .keyvault import KeyVaultSettings, WorkloadIdentity
+from .keyvault import KeyVaultSettings
 from .loading import (
     PROVIDER_NAMESPACES,
     from_config_map,
@@ -83,7 +83,8 @@ from .reference import (
     reference_markdown,
     reference_rows,
 )
-from .rules import broker_rules, environment_rules, observability_rules
+from .rules import broker_rules, environment_rules, observability_rules, service_rules
+from .services import RESERVED_SERVICE_NAMES, ServiceResources, Services, ServiceScaling, ServiceSettings
 from .stack import StackSettings
 
 __all__ = [
@@ -132,6 +133,12 @@ __all__ = [
     "QueueDefaults",
     "QueueOverrides",
     "ServiceName",
+    "RESERVED_SERVICE_NAMES",
+    "ServiceResources",
+    "ServiceScaling",
+    "ServiceSettings",
+    "Services",
+    "service_rules",
     "ServiceTopology",
     "Slo",
     "StackSettings",
@@ -141,7 +148,6 @@ __all__ = [
     "TracingSettings",
     "UserPool",
     "Uuid",
-    "WorkloadIdentity",
     "Zone",
     "broker_rules",
     "default_slos",

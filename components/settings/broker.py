@@ -1,4 +1,5 @@
-"""Broker settings: the RabbitMQ cluster (in-cluster or CloudAMQP) and its event topology."""
+"""Broker settings: the RabbitMQ cluster (in-cluster or CloudAMQP) and its event topology
+(exchange, dead-letter exchange, queue defaults; each service's side lives in `services`)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ class QueueOverrides(Model):
 
 
 class ServiceTopology(Model):
+    """A service's side of the topology (the keys of a ``services.<name>`` entry)."""
+
     queue: ObjectName | None = None  # default: <service>.events
     bindings: list[BindingPattern] = Field(default_factory=list)  # none: a publisher only
     dead_letter_queue: bool = False  # a dlq.<service> queue of its own, besides dlq.all
@@ -42,7 +45,7 @@ class Topology(Model):
     dead_letter_exchange: ObjectName = "bloodbank.events.dlq"
     dead_letter_retention_days: int = Field(default=7, ge=1, le=90)
     defaults: QueueDefaults = QueueDefaults()
-    services: dict[ServiceName, ServiceTopology] = Field(default_factory=dict)
+    # Each service's queue, bindings and dead-letter queue live in its `services.<name>` entry.
 
 
 class BrokerResources(Model):

@@ -301,11 +301,11 @@ def broker_rules(s: StackSettings) -> list[Problem]:
                 got=t.dead_letter_exchange,
             )
         )
-    if not t.services:
-        p.append(Problem(key="broker.topology.services", message="must list at least one service", got={}))
+    if not s.services:
+        p.append(Problem(key="services", message="must list at least one service", got={}))
     owners: dict[str, str] = {}
-    for svc, cfg in t.services.items():
-        base = f"broker.topology.services.{svc}"
+    for svc, cfg in s.services.items():
+        base = f"services.{svc}"
         queue = cfg.queue or f"{svc}.events"
         if queue.startswith("dlq.") or queue in (t.exchange, t.dead_letter_exchange):
             p.append(
@@ -352,6 +352,64 @@ def broker_rules(s: StackSettings) -> list[Problem]:
     return p
 
 
+def service_rules(s: StackSettings) -> list[Problem]:
+    """A service's landing zone: its name, its scaling and its quota must be consistent."""
+    from .services import RESERVED_SERVICE_NAMES, cpu_millis, memory_mebibytes
+
+    p: list[Problem] = []
+    platform = {s.broker.namespace, s.broker.monitoring_namespace, s.observability.namespace}
+    for svc, cfg in s.services.items():
+        base = f"services.{svc}"
+        # "<x>-url" would take the Key Vault name of service <x>'s connection string
+        if svc in RESERVED_SERVICE_NAMES or svc in platform or svc.startswith("kube-") or svc.endswith("-url"):
+            p.append(
+                Problem(
+                    key=base,
+                    message="is a reserved name (a platform namespace or a platform secret's name); rename the service",
+                    has_got=False,
+                )
+            )
+        r = cfg.resources
+        for default, total, key, unit in (
+            (r.default_cpu_request, r.requests_cpu, "defaultCpuRequest", cpu_millis),
+            (r.default_memory_request, r.requests_memory, "defaultMemoryRequest", memory_mebibytes),
+            (r.default_cpu_limit, r.limits_cpu, "defaultCpuLimit", cpu_millis),
+            (r.default_memory_limit, r.limits_memory, "defaultMemoryLimit", memory_mebibytes),
+            (r.default_cpu_request, r.default_cpu_limit, "defaultCpuRequest", cpu_millis),
+            (r.default_memory_request, r.default_memory_limit, "defaultMemoryRequest", memory_mebibytes),
+        ):
+            if unit(default) > unit(total):
+                p.append(Problem(key=f"{base}.resources.{key}", message=f"must not exceed {total}", got=default))
+        sc = cfg.scaling
+        if sc is None:
+            continue
+        if not cfg.bindings:
+            p.append(
+                Problem(
+                    key=f"{base}.scaling",
+                    message="needs a queue to scale on: list the service's bindings",
+                    has_got=False,
+                )
+            )
+        if sc.min_replicas > sc.max_replicas:
+            p.append(
+                Problem(
+                    key=f"{base}.scaling.minReplicas",
+                    message=f"must not exceed {base}.scaling.maxReplicas ({sc.max_replicas})",
+                    got=sc.min_replicas,
+                )
+            )
+        if sc.max_replicas > r.pods:
+            p.append(
+                Problem(
+                    key=f"{base}.scaling.maxReplicas",
+                    message=f"must not exceed {base}.resources.pods ({r.pods}), the namespace's pod quota",
+                    got=sc.max_replicas,
+                )
+            )
+    return p
+
+
 # Every check, in the order its lines are reported. A check reads the parts of the stack it needs
 # (network, aks, ..., environment); ``loading.validate`` runs those whose parts all have a valid shape.
 CHECKS: list[Callable[[StackSettings], list[Problem]]] = [
@@ -362,6 +420,7 @@ CHECKS: list[Callable[[StackSettings], list[Problem]]] = [
     postgres_rules,
     rotation_rules,
     broker_rules,
+    service_rules,
     observability_rules,
     prod_broker_rules,
     prod_aks_rules,

@@ -16,6 +16,7 @@ from .network import NetworkSettings
 from .observability import ObservabilitySettings
 from .postgres import PostgresSettings
 from .rules import environment_rules
+from .services import Services
 
 
 class StackSettings(Model):
@@ -29,6 +30,7 @@ class StackSettings(Model):
     key_vault: KeyVaultSettings
     broker: BrokerSettings = BrokerSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    services: Services = Field(default_factory=dict)
 
     @property
     def is_prod(self) -> bool:
@@ -60,8 +62,18 @@ class StackSettings(Model):
             )
         return self
 
+    @property
+    def databases(self) -> list[str]:
+        """The services that own a PostgreSQL database (``services.<name>.database: true``)."""
+        return [svc for svc, cfg in self.services.items() if cfg.database]
+
+    @property
+    def scaled_services(self) -> list[str]:
+        """The services KEDA scales on their queue's depth (``services.<name>.scaling``)."""
+        return [svc for svc, cfg in self.services.items() if cfg.scaling is not None]
+
     def secret_names(self) -> list[str]:
         """Every secret the stack generates (the keys allowed under keyVault.rotation)."""
-        return ["postgres-admin", "broker-admin", "grafana-admin"] + [
-            f"broker-{svc}" for svc in self.broker.topology.services
+        return ["postgres-admin", "broker-admin", "grafana-admin", "broker-keda-monitor"] + [
+            f"broker-{svc}" for svc in self.services
         ]
