@@ -54,6 +54,8 @@ SECURE_PLACEHOLDER = "dryrun-secure-placeholder"
 #    per resource; the same frames without the line text, with one URI per file, give the same
 #    StackTrace message.
 _STOCK_SDK = contextvars.ContextVar("dryrun_stock_sdk", default=True)
+# The SDK's runtime state; its attributes are contextvar-backed descriptors the type checker cannot see.
+_SDK_SETTINGS: Any = runtime_settings.SETTINGS
 _collapse_alias_to_urn = runtime_resource.collapse_alias_to_urn
 _wait_for_rpcs = runtime_stack.wait_for_rpcs
 
@@ -87,7 +89,7 @@ def _stack_trace_cached() -> source_pb2.StackTrace:
     frames = []
     for frame in reversed(stack[:i]):
         uri = _file_uri(frame.filename) if frame.filename != "" and frame.lineno is not None else None
-        pos = None if uri is None else source_pb2.SourcePosition(uri=uri, line=frame.lineno)
+        pos = None if uri is None or frame.lineno is None else source_pb2.SourcePosition(uri=uri, line=frame.lineno)
         frames.append(source_pb2.StackFrame(pc=pos))
     return source_pb2.StackTrace(frames=frames)
 
@@ -104,8 +106,8 @@ async def _wait_for_rpcs_linear(await_all_outstanding_tasks: bool = True) -> Non
     """``pulumi.runtime.stack.wait_for_rpcs`` (3.272.0) with ``FIRST_EXCEPTION`` for the outputs."""
     if _STOCK_SDK.get():
         return await _wait_for_rpcs(await_all_outstanding_tasks)
-    rpc_manager = runtime_stack._get_rpc_manager()
-    outputs = runtime_stack.SETTINGS.outputs
+    rpc_manager = runtime_settings._get_rpc_manager()
+    outputs = _SDK_SETTINGS.outputs
     while True:
         while rpc_manager.rpcs:
             await asyncio.sleep(0)
@@ -119,7 +121,7 @@ async def _wait_for_rpcs_linear(await_all_outstanding_tasks: bool = True) -> Non
             raise rpc_manager.unhandled_exception.with_traceback(rpc_manager.exception_traceback)
         if await_all_outstanding_tasks:
             while True:
-                with runtime_stack.SETTINGS.lock:
+                with _SDK_SETTINGS.lock:
                     if not outputs:
                         break
                     pending = list(outputs)
@@ -128,13 +130,14 @@ async def _wait_for_rpcs_linear(await_all_outstanding_tasks: bool = True) -> Non
                 for task in done:
                     await task
                 if not_done:
-                    with runtime_stack.SETTINGS.lock:
+                    with _SDK_SETTINGS.lock:
                         outputs.update(not_done)
         if not rpc_manager.rpcs:
             break
 
 
-pulumi.resource.collapse_alias_to_urn = _collapse_alias_when_read  # pyright: ignore[reportAttributeAccessIssue]
+# pulumi.resource imports the name without re-exporting it; it is the one its constructor calls.
+pulumi.resource.collapse_alias_to_urn = _collapse_alias_when_read  # pyright: ignore[reportPrivateImportUsage]
 runtime_stack.wait_for_rpcs = _wait_for_rpcs_linear
 runtime_resource._get_stack_trace = _stack_trace_cached
 
