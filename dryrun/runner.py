@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import pulumi.resource
 import yaml
 from pulumi.runtime import resource as runtime_resource
 from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime import stack as runtime_stack
-from pulumi.runtime.proto import resource_pb2, source_pb2
+from pulumi.runtime.proto import alias_pb2, resource_pb2, source_pb2
 
 from .mocks import PlatformMocks, RecordingMonitor, Registration
 
@@ -44,6 +45,9 @@ SECURE_PLACEHOLDER = "dryrun-secure-placeholder"
 #    ``all_aliases``, the path for engines WITHOUT alias-spec support. Our monitor reports
 #    ``aliasSpecs`` (as the real engine does), so the SDK sends the aliases as specs built from
 #    ``opts.aliases`` and never reads ``_aliases``.
+#    Sending them as specs, the SDK still wraps each plain ``Alias`` in an Output and awaits it
+#    (``prepare_aliases``: ~20 Outputs and tasks per resource) only to get the same object back;
+#    plain ``Alias`` objects go straight to ``create_alias_spec`` instead.
 # 2. After the program, ``wait_for_rpcs`` waits for every outstanding Output with
 #    ``asyncio.wait(pending, FIRST_COMPLETED)`` in a loop: each round adds and removes a callback on
 #    every pending task, so the cost grows with pending outputs x completion rounds (quadratic in
@@ -94,6 +98,25 @@ def _stack_trace_cached() -> source_pb2.StackTrace:
     return source_pb2.StackTrace(frames=frames)
 
 
+_prepare_aliases = runtime_resource.prepare_aliases
+
+
+async def _prepare_aliases_direct(resource: Any, options: Any, supports_alias_specs: bool) -> list[alias_pb2.Alias]:
+    """``pulumi.runtime.resource.prepare_aliases`` (3.272.0) without an Output around plain ``Alias`` objects."""
+    if _STOCK_SDK.get() or not supports_alias_specs or options is None or options.aliases is None:
+        return await _prepare_aliases(resource, options, supports_alias_specs)
+    aliases: list[alias_pb2.Alias] = []
+    for alias in options.aliases:
+        resolved = alias if type(alias) is pulumi.Alias else await pulumi.Output.from_input(alias).future()
+        if resolved is None:
+            continue
+        if isinstance(resolved, str):
+            aliases.append(alias_pb2.Alias(urn=resolved))
+        else:
+            aliases.append(alias_pb2.Alias(spec=await runtime_resource.create_alias_spec(resolved)))
+    return aliases
+
+
 def _collapse_alias_when_read(alias: Any, name: str, typ: str, parent: Any) -> Any:
     if _STOCK_SDK.get() or not runtime_settings.monitor_supports_feature(
         resource_pb2.RESOURCE_MONITOR_FEATURE_ALIAS_SPECS
@@ -140,6 +163,7 @@ async def _wait_for_rpcs_linear(await_all_outstanding_tasks: bool = True) -> Non
 pulumi.resource.collapse_alias_to_urn = _collapse_alias_when_read  # pyright: ignore[reportPrivateImportUsage]
 runtime_stack.wait_for_rpcs = _wait_for_rpcs_linear
 runtime_resource._get_stack_trace = _stack_trace_cached
+runtime_resource.prepare_aliases = _prepare_aliases_direct
 
 
 def read_project(project_dir: Path = PROJECT_DIR) -> str:
