@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import gc
 import json
 import logging
 import pathlib
@@ -240,7 +241,17 @@ def run_stack(
     text = stack_text if stack_text is not None else (project_dir / f"Pulumi.{stack}.yaml").read_text()
     config, secret_keys = config_from_yaml(text)
     ctx = contextvars.Context()
-    return ctx.run(_run, project, stack, config, secret_keys, program, stock_sdk)
+    # A run allocates hundreds of thousands of objects in reference cycles (Outputs, futures,
+    # tasks) that stay alive until the end, and the cyclic collector rescans that growing heap
+    # over and over: measured on the 200-service stack, over half of the run's CPU time for a few
+    # MiB of peak memory saved. The collector is off for the run and back on after it.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return ctx.run(_run, project, stack, config, secret_keys, program, stock_sdk)
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _run(project, stack, config, secret_keys, program, stock_sdk) -> RunResult:
