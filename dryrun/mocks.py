@@ -81,10 +81,8 @@ class PlatformMocks(pmocks.Mocks):
             else:
                 name = next((inputs[k] for k in _NAME_INPUTS if isinstance(inputs.get(k), str)), args.name)
                 rg = inputs.get("resourceGroupName", "rg")
-                rid = (
-                    f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{rg}"
-                    f"/providers/Microsoft.{module.capitalize()}/{kind[0].lower()}{kind[1:]}s/{name}"
-                )
+                provider = f"Microsoft.{module.capitalize()}/{kind[0].lower()}{kind[1:]}s"
+                rid = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{rg}/providers/{provider}/{name}"
             state = {**inputs, "name": name, "id": rid}
             state.update(self._azure_outputs(kind, name, inputs))
             return rid, state
@@ -171,11 +169,11 @@ class PlatformMocks(pmocks.Mocks):
         return {}
 
     # ------------------------------------------------------------------ invokes
-    def call(self, args: pmocks.MockCallArgs) -> tuple[dict, list[tuple[str, str]]]:
-        """The invoke's result and its check failures (none)."""
-        return self._invoke(args), []
+    def call(self, args: pmocks.MockCallArgs) -> tuple[dict, list[tuple[str, str]] | None]:
+        return self._invoke(args), []  # no check failures
 
-    def _invoke(self, args: pmocks.MockCallArgs) -> dict:
+    @staticmethod
+    def _invoke(args: pmocks.MockCallArgs) -> dict:
         if args.token == "azure-native:authorization:getClientConfig":
             return {
                 "clientId": "mock-client",
@@ -188,8 +186,7 @@ class PlatformMocks(pmocks.Mocks):
                 "apiVersion: v1\nkind: Config\nclusters:\n- name: aks\n  cluster:\n"
                 f"    server: https://{args.args.get('resourceName')}.hcp.westeurope.azmk8s.io:443\n"
                 "users:\n- name: clusterUser\n  user:\n    exec:\n"
-                "      apiVersion: client.authentication.k8s.io/v1beta1\n"
-                "      command: kubelogin\n"
+                "      apiVersion: client.authentication.k8s.io/v1beta1\n      command: kubelogin\n"
                 "      args: [get-token, --login, azurecli, --server-id, 6dae42f8-4368-4678-94ff-3960e28e3630]\n"
             )
             return {"kubeconfigs": [{"name": "clusterUser", "value": base64.b64encode(kubeconfig.encode()).decode()}]}
@@ -202,7 +199,7 @@ class RecordingMonitor(pmocks.MockMonitor):
 
     def __init__(self, mocks: PlatformMocks):
         super().__init__(mocks)
-        self.platform = mocks  # typed: its new_resource always returns an id ("" for components)
+        self.platform_mocks = mocks
         self.registrations: list[Registration] = []
         self.stack_urn: str | None = None
         self.stack_outputs: dict = {}
@@ -222,7 +219,7 @@ class RecordingMonitor(pmocks.MockMonitor):
             resource_id=request.importId,
             custom=request.custom or False,
         )
-        id_, state = self.platform.new_resource(args)
+        id_, state = self.platform_mocks.new_resource(args)
         for key in request.additionalSecretOutputs:
             if key in state and not rpc.is_rpc_secret(state[key]):
                 state[key] = wrap_secret(state[key])
