@@ -9,7 +9,7 @@ one line naming the stack file, the full key, what is allowed and what was given
 Field names are snake_case in Python and camelCase in the stack files (aliases).
 
 Modules: ``base`` (the shared model base and value types), one per area (``network``, ``aks``,
-``postgres``, ``keyvault``, ``broker``, ``observability``), ``stack`` (the root model) with
+``postgres``, ``keyvault``, ``broker``, ``observability``, ``edge``), ``stack`` (the root model) with
 ``rules`` (cross-key and per-environment rules), ``errors`` and ``introspect`` (one line per
 problem), ``loading`` (the Pulumi config map) and ``reference`` (the generated key reference).
 Everything the rest of the program uses is importable from ``components.settings`` itself.
@@ -45,6 +45,7 @@ from .broker import (
     ServiceTopology,
     Topology,
 )
+from .edge import DnsZoneSettings, EdgeSettings, WafSettings
 from .errors import ConfigError, Problem
 from .keyvault import KeyVaultSettings, WorkloadIdentity
 from .loading import from_config_map, load, parse_value, validate
@@ -54,6 +55,7 @@ from .observability import (
     AlertmanagerSettings,
     Duration,
     GrafanaSettings,
+    GrafanaSignIn,
     JaegerSettings,
     LabelName,
     MetricContract,
@@ -75,7 +77,7 @@ from .reference import (
     reference_markdown,
     reference_rows,
 )
-from .rules import broker_rules, environment_rules, observability_rules
+from .rules import broker_rules, edge_rules, environment_rules, observability_rules
 from .stack import StackSettings
 
 __all__ = [
@@ -100,6 +102,10 @@ __all__ = [
     "Environment",
     "Gibibytes",
     "GrafanaSettings",
+    "GrafanaSignIn",
+    "DnsZoneSettings",
+    "EdgeSettings",
+    "WafSettings",
     "HourMinute",
     "IpOrCidr",
     "JaegerSettings",
@@ -134,6 +140,7 @@ __all__ = [
     "WorkloadIdentity",
     "Zone",
     "broker_rules",
+    "edge_rules",
     "default_slos",
     "document_with_reference",
     "environment_rules",
