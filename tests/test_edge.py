@@ -132,6 +132,13 @@ def test_gateway_api_crds_come_before_everything_that_needs_them(stack):
         assert issuer.urn in cert.dependencies
 
 
+def test_gateway_api_crds_are_the_pinned_standard_release(stack):
+    crds = stack.inputs("yaml/v2:ConfigFile", "gateway-api-crds")
+    assert crds["file"] == (
+        "https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.4.1/standard-install.yaml"
+    )
+
+
 def test_charts_are_pinned(stack):
     alb = stack.inputs("helm.sh/v3:Release", "alb-controller")
     assert (alb["chart"], alb["version"]) == (E.ALB_CONTROLLER.chart, "1.12.2")
@@ -187,6 +194,12 @@ def test_gateway_api_and_cert_manager_objects_match_their_crds(stack):
             # No public repository holds the ALB controller's CRDs (../shared/reference/README.md):
             # only its shape from Microsoft's docs is checked, in the WAF test above.
             assert not k8s_schemas.has_crd(m["apiVersion"], m["kind"])
+            assert k8s_schemas.documented_only_errors(m) == []
+            broken = copy.deepcopy(m)
+            broken["spec"]["webApplicationFirewall"]["ids"] = broken["spec"]["webApplicationFirewall"].pop("id")
+            assert k8s_schemas.documented_only_errors(broken) == [
+                "spec.webApplicationFirewall.ids: not a documented field"
+            ]
             continue
         assert k8s_schemas.custom_resource_errors(m) == [], (m["kind"], m["metadata"]["name"])
 
