@@ -6,6 +6,7 @@ chart, the DNS record, and the settings rules that guard it."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 
@@ -269,6 +270,30 @@ def test_issuer_is_lets_encrypt_staging_in_dev_and_production_in_prod(planned):
         assert re.match(UUID, azure["managedIdentity"]["clientID"])
         alb_client = stack.inputs("helm.sh/v3:Release", "alb-controller")["values"]["albController"]["podIdentity"]
         assert azure["managedIdentity"]["clientID"] != alb_client["clientID"]  # two identities
+
+
+def _mock_identity_guid(resource_name: str) -> str:
+    """What dryrun/mocks.py answers as a user-assigned identity's principal and client id."""
+    d = hashlib.md5(resource_name.encode()).hexdigest()
+    return f"{d[:8]}-{d[8:12]}-{d[12:16]}-{d[16:20]}-{d[20:32]}"
+
+
+def test_each_controller_runs_as_its_own_identity(stack):
+    """The client IDs in the ALB controller's values and in the ClusterIssuer are those of the
+    identities that hold the grants above, and of nothing else."""
+    alb = _mock_identity_guid(stack.settings.name("id", "alb-controller"))
+    cm = _mock_identity_guid(stack.settings.name("id", "cert-manager"))
+    values = stack.inputs("helm.sh/v3:Release", "alb-controller")["values"]
+    assert values["albController"]["podIdentity"]["clientID"] == alb
+    issuer = stack.inputs("cert-manager.io/v1:ClusterIssuer")["spec"]["acme"]["solvers"][0]
+    assert issuer["dns01"]["azureDNS"]["managedIdentity"]["clientID"] == cm
+    grants = _grants(stack)
+    assert {k for k, v in grants.items() if v["principalId"] == alb} == {
+        "alb-config-manager",
+        "alb-subnet-network-contributor",
+        "alb-node-rg-reader",
+    }
+    assert {k for k, v in grants.items() if v["principalId"] == cm} == {"cert-manager-dns-zone-contributor"}
 
 
 # ------------------------------------------------------------------ settings
