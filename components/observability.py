@@ -28,6 +28,7 @@ class Observability(pulumi.ComponentResource):
         settings: StackSettings,
         vault: Vault,
         provider: k8s.Provider,
+        client: pulumi.Output | None = None,  # authorization.get_client_config_output(): the tenant for sign-in
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("event-backbone:platform:Observability", name, None, opts)
@@ -56,6 +57,24 @@ class Observability(pulumi.ComponentResource):
             opts=in_ns,
         )
         extra: list[pulumi.Resource] = [grafana_admin, receivers, node_exporter_ns]
+        sign_in = o.grafana.sign_in
+        if sign_in is not None and sign_in.client_secret is not None:
+            # The app registration's secret: kept in Key Vault, handed to Grafana as a secret.
+            client_secret = pulumi.Output.secret(sign_in.client_secret)
+            vault.store(
+                "grafana-entra-client-secret",
+                client_secret,
+                "text/plain; source=stack-config",
+                tags={"clientId": sign_in.client_id},
+            )
+            extra.append(
+                k8s.core.v1.Secret(
+                    "grafana-entra",
+                    metadata={"name": helm_values.GRAFANA_ENTRA_SECRET, "namespace": o.namespace},
+                    string_data={"client-secret": client_secret},
+                    opts=in_ns,
+                )
+            )
         if o.jaeger.storage == "badger":
             extra.append(
                 apply_manifest(
@@ -83,7 +102,8 @@ class Observability(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=depends_on)),
             )
 
-        values = helm_values.all_values(s)
+        tenant = client.tenant_id if client is not None else helm_values.TENANT_PLACEHOLDER
+        values = helm_values.all_values(s, tenant)
         stack = release(helm_values.KUBE_PROMETHEUS_STACK, values[helm_values.KUBE_PROMETHEUS_STACK], extra)
         jaeger = release(helm_values.JAEGER, values[helm_values.JAEGER], extra)
         release(helm_values.OTEL_COLLECTOR, values[helm_values.OTEL_COLLECTOR], [stack, jaeger])

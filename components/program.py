@@ -14,6 +14,7 @@ from . import settings as settings_mod
 from .aks import Aks
 from .broker import Broker
 from .cloudamqp import CloudAmqpBroker
+from .edge import Edge, EdgeCertificates
 from .identities import ServiceIdentities
 from .keda import KedaAccess
 from .landing import ServiceLanding
@@ -51,7 +52,13 @@ def main(settings: StackSettings | None = None) -> None:
         aks.oidc_issuer_url,
         {db: identities.principal_ids[db] for db in databases},
     )
-    observability = Observability("observability", s, vault, aks.provider)
+    observability = Observability("observability", s, vault, aks.provider, client)
+    if s.edge.enabled:
+        edge = Edge("edge", s, net, aks, client)
+        certificates = EdgeCertificates("edge-certificates", s, net, aks, client, edge)
+        pulumi.export("edgeFrontendFqdn", edge.frontend_fqdn)
+        if certificates.zone_name_servers is not None:
+            pulumi.export("edgeDnsZoneNameServers", certificates.zone_name_servers)
     if s.broker.backend == "cloudamqp":
         broker = CloudAmqpBroker("broker", s, vault)
     else:

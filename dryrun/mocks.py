@@ -40,6 +40,14 @@ _NAME_INPUTS = (
     "federatedIdentityCredentialResourceName",
     "resourceName",
     "roleAssignmentName",
+    # Application Gateway for Containers children carry their parent's name too: theirs first.
+    "frontendName",
+    "associationName",
+    "securityPolicyName",
+    "trafficControllerName",
+    "policyName",
+    "relativeRecordSetName",
+    "zoneName",
 )
 
 
@@ -166,6 +174,10 @@ class PlatformMocks(pmocks.Mocks):
             return {"principalId": guid, "clientId": guid, "tenantId": TENANT}
         if kind == "Workspace":
             return {"customerId": "33333333-3333-3333-3333-333333333333"}
+        if kind == "FrontendsInterface":  # Application Gateway for Containers frontend
+            return {"fqdn": f"{hashlib.md5(name.encode()).hexdigest()[:16]}.fz12.alb.azure.com"}
+        if kind == "Zone":
+            return {"nameServers": ["ns1-01.azure-dns.com.", "ns2-01.azure-dns.net."]}
         return {}
 
     # ------------------------------------------------------------------ invokes

@@ -146,7 +146,7 @@ def test_broker_cluster_and_namespace_protected_in_prod(planned):
 
 
 def test_operator_is_pinned(stack):
-    operator = stack.inputs("yaml/v2:ConfigFile")
+    operator = stack.inputs("yaml/v2:ConfigFile", "cluster-operator")
     assert f"/v{stack.settings.broker.operator_version}/cluster-operator.yml" in operator["file"]
 
 

@@ -198,7 +198,7 @@ def test_namespace_check_applies_under_the_pulumi_cli(monkeypatch):
         "Pulumi.prod.yaml: event-backbon:observability is not a known namespace;"
         " did you mean 'event-backbone:observability'?",
         "Pulumi.prod.yaml: namePrefix has no namespace; did you mean 'event-backbone:namePrefix'?",
-        f"Pulumi.prod.yaml: {waiting(2)}",  # observability_rules, service_rules (reads the namespace)
+        f"Pulumi.prod.yaml: {waiting(3)}",  # observability_rules; service_rules, edge_rules read it
     ]
 
 
@@ -242,7 +242,7 @@ def test_type_error_of_a_bounded_number(tmp_path, capsys, stack):
     assert plan(tmp_path, stack, text, capsys) == [
         f"{tmp_path}/copy-{stack}.yaml: event-backbone:observability.tracing.samplingPercentage must be a number,"
         " greater than 0 and at most 100 (got 'half')",
-        f"{tmp_path}/copy-{stack}.yaml: {waiting(2)}",  # observability_rules, service_rules
+        f"{tmp_path}/copy-{stack}.yaml: {waiting(3)}",  # observability_rules, service_rules, edge_rules
     ]
 
 

@@ -9,7 +9,7 @@ one line naming the stack file, the full key, what is allowed and what was given
 Field names are snake_case in Python and camelCase in the stack files (aliases).
 
 Modules: ``base`` (the shared model base and value types), one per area (``network``, ``aks``,
-``postgres``, ``keyvault``, ``broker``, ``observability``, ``services``), ``stack`` (the root model) with
+``postgres``, ``keyvault``, ``broker``, ``observability``, ``services``, ``edge``), ``stack`` (the root model) with
 ``rules`` (cross-key and per-environment rules), ``errors`` and ``introspect`` (one line per
 problem), ``loading`` (the Pulumi config map) and ``reference`` (the generated key reference).
 Everything the rest of the program uses is importable from ``components.settings`` itself.
@@ -45,6 +45,7 @@ from .broker import (
     ServiceTopology,
     Topology,
 )
+from .edge import DnsZoneSettings, EdgeSettings, WafSettings
 from .errors import ConfigError, Problem, StackFileError
 from .keyvault import KeyVaultSettings
 from .loading import (
@@ -62,6 +63,7 @@ from .observability import (
     AlertmanagerSettings,
     Duration,
     GrafanaSettings,
+    GrafanaSignIn,
     JaegerSettings,
     LabelName,
     MetricContract,
@@ -83,7 +85,7 @@ from .reference import (
     reference_markdown,
     reference_rows,
 )
-from .rules import broker_rules, environment_rules, observability_rules, service_rules
+from .rules import broker_rules, edge_rules, environment_rules, observability_rules, service_rules
 from .services import RESERVED_SERVICE_NAMES, ServiceResources, Services, ServiceScaling, ServiceSettings
 from .stack import StackSettings
 
@@ -111,6 +113,10 @@ __all__ = [
     "Environment",
     "Gibibytes",
     "GrafanaSettings",
+    "GrafanaSignIn",
+    "DnsZoneSettings",
+    "EdgeSettings",
+    "WafSettings",
     "HourMinute",
     "IpOrCidr",
     "JaegerSettings",
@@ -150,6 +156,7 @@ __all__ = [
     "Uuid",
     "Zone",
     "broker_rules",
+    "edge_rules",
     "default_slos",
     "document_with_reference",
     "environment_rules",

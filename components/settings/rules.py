@@ -34,6 +34,8 @@ def network_rules(s: StackSettings) -> list[Problem]:
         "network.postgresSubnet": net.postgres_subnet,
         "network.endpointsSubnet": net.endpoints_subnet,
     }
+    if s.edge.enabled:
+        subnets["edge.subnet"] = s.edge.subnet  # delegated to the Application Gateway for Containers
     for key, cidr in subnets.items():
         if not ipaddress.IPv4Network(cidr).subnet_of(space):
             p.append(Problem(key=key, message=f"must lie inside network.addressSpace {net.address_space}", got=cidr))
@@ -410,6 +412,105 @@ def service_rules(s: StackSettings) -> list[Problem]:
     return p
 
 
+def edge_rules(s: StackSettings) -> list[Problem]:
+    """The HTTPS edge: what it needs when on, Grafana's hostname inside the zone, sign-in, and
+    prod's requirements (edge on, WAF in prevention, production certificates, Entra sign-in only)."""
+    e, g = s.edge, s.observability.grafana
+    p: list[Problem] = []
+    if e.enabled:
+        if ipaddress.IPv4Network(e.subnet).prefixlen > 24:
+            p.append(
+                Problem(
+                    key="edge.subnet",
+                    message="must be a /24 or larger (Application Gateway for Containers' delegated subnet)",
+                    got=e.subnet,
+                )
+            )
+        if e.dns_zone is None:
+            p.append(Problem(key="edge.dnsZone", message="is required when edge.enabled is true", has_got=False))
+        if e.acme_email is None:
+            p.append(
+                Problem(
+                    key="edge.acmeEmail",
+                    message="is required when edge.enabled is true (the Let's Encrypt account's contact)",
+                    has_got=False,
+                )
+            )
+        if g.hostname is None:
+            p.append(
+                Problem(
+                    key="observability.grafana.hostname",
+                    message="is required when edge.enabled is true (the edge serves Grafana)",
+                    has_got=False,
+                )
+            )
+        elif e.dns_zone is not None and not (
+            g.hostname == e.dns_zone.name or g.hostname.endswith(f".{e.dns_zone.name}")
+        ):
+            p.append(
+                Problem(
+                    key="observability.grafana.hostname",
+                    message=f"must lie inside edge.dnsZone.name {e.dns_zone.name}",
+                    got=g.hostname,
+                )
+            )
+    elif g.hostname is not None:
+        p.append(
+            Problem(
+                key="observability.grafana.hostname",
+                message="needs edge.enabled: true (nothing else serves Grafana outside the cluster)",
+                got=g.hostname,
+            )
+        )
+    if g.sign_in is not None:
+        if g.hostname is None:
+            p.append(
+                Problem(
+                    key="observability.grafana.signIn",
+                    message="needs observability.grafana.hostname (Entra redirects to https://<hostname>/login/azuread)",
+                    has_got=False,
+                )
+            )
+        if g.sign_in.client_secret is None:
+            p.append(
+                Problem(
+                    key="observability.grafana.signIn.clientSecret",
+                    message="is required (a secure value: pulumi config set --secret --path ...)",
+                    has_got=False,
+                )
+            )
+    if s.is_prod:
+        if not e.enabled:
+            p.append(Problem(key="edge.enabled", message="must be true in prod (HTTPS edge for Grafana)", got=False))
+        if e.waf.mode != "Prevention":
+            p.append(Problem(key="edge.waf.mode", message="must be 'Prevention' in prod", got=e.waf.mode))
+        if e.acme_server != "production":
+            p.append(
+                Problem(
+                    key="edge.acmeServer",
+                    message="must be 'production' in prod (staging certificates are not trusted by browsers)",
+                    got=e.acme_server,
+                )
+            )
+        if g.sign_in is None:
+            p.append(
+                Problem(
+                    key="observability.grafana.signIn",
+                    message="is required in prod (Entra ID sign-in)",
+                    has_got=False,
+                )
+            )
+        elif g.sign_in.local_admin_login:
+            p.append(
+                Problem(
+                    key="observability.grafana.signIn.localAdminLogin",
+                    message="must be false in prod (Entra sign-in only; the admin password is break-glass)",
+                    got=True,
+                )
+            )
+    return p
+
+
 # Every check, in the order its lines are reported. A check reads the parts of the stack it needs
 # (network, aks, ..., environment); ``loading.validate`` runs those whose parts all have a valid shape.
 CHECKS: list[Callable[[StackSettings], list[Problem]]] = [
@@ -422,6 +523,7 @@ CHECKS: list[Callable[[StackSettings], list[Problem]]] = [
     broker_rules,
     service_rules,
     observability_rules,
+    edge_rules,
     prod_broker_rules,
     prod_aks_rules,
     prod_postgres_rules,

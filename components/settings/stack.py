@@ -11,6 +11,7 @@ from pydantic_core import PydanticCustomError
 from .aks import AksSettings
 from .base import Environment, Model
 from .broker import BrokerSettings
+from .edge import EdgeSettings
 from .keyvault import KeyVaultSettings
 from .network import NetworkSettings
 from .observability import ObservabilitySettings
@@ -31,6 +32,7 @@ class StackSettings(Model):
     broker: BrokerSettings = BrokerSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     services: Services = Field(default_factory=dict)
+    edge: EdgeSettings = EdgeSettings()
 
     @property
     def is_prod(self) -> bool:
