@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..settings import StackSettings, Topology
+from ..settings import LOAD_TEST_PERMISSION, LOAD_TEST_USER, StackSettings, Topology
 
 HASHING = "rabbit_password_hashing_sha256"
 # Definitions imported at boot stop RabbitMQ from creating its default user, so the
@@ -100,6 +100,13 @@ def permissions(t: Topology, vhost: str) -> list[dict]:
     return out
 
 
+def load_test_permissions(s: StackSettings) -> dict:
+    """The load test's user (broker.loadTest, render/load_test.py) reaches exactly its own exchange
+    `perf-test` and queues `perf-test-<n>`: nothing of the services' queues or the events exchange."""
+    p = LOAD_TEST_PERMISSION
+    return {"user": LOAD_TEST_USER, "vhost": s.vhost, "configure": p, "write": p, "read": p}
+
+
 def definitions(s: StackSettings, password_hashes: Mapping[str, str]) -> dict:
     """RabbitMQ definitions (the format of ``rabbitmqctl export_definitions``)."""
     t, vhost = s.broker.topology, s.vhost
@@ -160,9 +167,16 @@ def definitions(s: StackSettings, password_hashes: Mapping[str, str]) -> dict:
                 "tags": [],
             }
             for svc in t.services
+        ]
+        + [
+            {"name": u, "password_hash": password_hashes[u], "hashing_algorithm": HASHING, "tags": []}
+            for u in [LOAD_TEST_USER]
+            if s.broker.load_test.enabled
         ],
         "vhosts": [{"name": vhost}],
-        "permissions": [admin] + permissions(t, vhost),
+        "permissions": [admin]
+        + permissions(t, vhost)
+        + ([load_test_permissions(s)] if s.broker.load_test.enabled else []),
         "topic_permissions": [],
         "parameters": [],
         "global_parameters": [],
@@ -175,7 +189,10 @@ def definitions(s: StackSettings, password_hashes: Mapping[str, str]) -> dict:
 
 def users_and_secrets(s: StackSettings) -> dict[str, str]:
     """RabbitMQ user -> the Key Vault secret holding its password."""
-    return {ADMIN_USER: "broker-admin", **{user_name(svc): f"broker-{svc}" for svc in s.broker.topology.services}}
+    users = {ADMIN_USER: "broker-admin", **{user_name(svc): f"broker-{svc}" for svc in s.broker.topology.services}}
+    if s.broker.load_test.enabled:  # its secret exists either way (StackSettings.secret_names)
+        users[LOAD_TEST_USER] = f"broker-{LOAD_TEST_USER}"
+    return users
 
 
 def placeholder_hashes(s: StackSettings) -> dict[str, str]:

@@ -33,12 +33,16 @@ from .base import (
 )
 from .broker import (
     DAY_MS,
+    PERF_TEST_IMAGE,
     BindingPattern,
     BrokerResources,
     BrokerSettings,
     CloudAmqpSettings,
+    LoadTestResources,
+    LoadTestSettings,
     Memory,
     ObjectName,
+    PinnedImage,
     Quantity,
     QueueDefaults,
     QueueOverrides,
@@ -83,11 +87,21 @@ from .reference import (
     reference_markdown,
     reference_rows,
 )
-from .rules import broker_rules, environment_rules, observability_rules
+from .rules import (
+    LOAD_TEST_PERMISSION,
+    LOAD_TEST_USER,
+    broker_rules,
+    environment_rules,
+    load_test_rules,
+    observability_rules,
+)
 from .stack import StackSettings
 
 __all__ = [
     "DAY_MS",
+    "LOAD_TEST_PERMISSION",
+    "LOAD_TEST_USER",
+    "PERF_TEST_IMAGE",
     "PROJECT",
     "PROVIDER_NAMESPACES",
     "DOCS_COMMAND",
@@ -116,12 +130,15 @@ __all__ = [
     "KeyVaultSettings",
     "LabelName",
     "MaintenanceWindow",
+    "LoadTestResources",
+    "LoadTestSettings",
     "Memory",
     "MetricContract",
     "MetricName",
     "Model",
     "NetworkSettings",
     "ObjectName",
+    "PinnedImage",
     "ObservabilitySettings",
     "PostgresMaintenance",
     "EntraAdminGroup",
@@ -147,6 +164,7 @@ __all__ = [
     "default_slos",
     "document_with_reference",
     "environment_rules",
+    "load_test_rules",
     "from_config_map",
     "load",
     "namespace_problems",

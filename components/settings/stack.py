@@ -62,6 +62,11 @@ class StackSettings(Model):
 
     def secret_names(self) -> list[str]:
         """Every secret the stack generates (the keys allowed under keyVault.rotation)."""
-        return ["postgres-admin", "broker-admin", "grafana-admin"] + [
+        names = ["postgres-admin", "broker-admin", "grafana-admin"] + [
             f"broker-{svc}" for svc in self.broker.topology.services
         ]
+        # The load test's user (broker.loadTest): generated whether or not the test runs, since
+        # Key Vault's purge protection would block re-creating a deleted secret of that name.
+        if self.broker.backend == "in-cluster":
+            names.append("broker-perf-test")
+        return names
