@@ -39,7 +39,9 @@ class LoadTest(pulumi.ComponentResource):
             string_data={"url": pulumi.Output.secret(url), "ca.crt": ca_cert_pem},
             opts=in_ns,
         )
-        policies = [apply_manifest(f"load-test-netpol-{p['metadata']['name']}", p, in_ns) for p in render.network_policies(s)]
+        policies = [
+            apply_manifest(f"load-test-netpol-{p['metadata']['name']}", p, in_ns) for p in render.network_policies(s)
+        ]
         policies.append(
             apply_manifest(
                 "load-test-broker-netpol",

@@ -37,6 +37,7 @@ class Node:
         self.node, self.s, self.passwords = node, s, passwords
 
     def connect(self, user: str, vhost: str | None = None) -> pika.BlockingConnection:
+        assert self.node.amqp_port is not None  # the node listens in plaintext on loopback
         return pika.BlockingConnection(
             pika.ConnectionParameters(
                 host="127.0.0.1",
