@@ -12,8 +12,9 @@ import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
 from .kube import apply_manifest
+from .load_test import LoadTest
 from .render import broker as render
-from .settings import StackSettings
+from .settings import LOAD_TEST_USER, StackSettings
 from .vault import Vault
 
 CA_VALIDITY_HOURS = 5 * 365 * 24
@@ -186,6 +187,17 @@ class Broker(pulumi.ComponentResource):
 
         self.connection_string_uris = store_connection_strings(s, vault, render.service_host(s))
         self.monitor_url_uri = store_monitor_connection_string(s, vault, render.service_host(s))
+
+        if b.load_test.enabled:  # opt-in: docs/runbooks/load-test.md
+            LoadTest(
+                "load-test",
+                s,
+                vault.secrets[users[LOAD_TEST_USER]].value,
+                ca.cert_pem,
+                provider,
+                broker=[cluster, ns],
+                opts=pulumi.ResourceOptions(parent=self),
+            )
 
         self.amqps_endpoint = pulumi.Output.from_input(render.amqps_endpoint(s))
         self.management_url = pulumi.Output.from_input(render.management_url(s))

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..settings import ServiceTopology, StackSettings, Topology
+from ..settings import LOAD_TEST_PERMISSION, LOAD_TEST_USER, ServiceTopology, StackSettings, Topology
 
 HASHING = "rabbit_password_hashing_sha256"
 # Definitions imported at boot stop RabbitMQ from creating its default user, so the
@@ -104,6 +104,13 @@ def permissions(t: Topology, services: Mapping[str, ServiceTopology], vhost: str
     return out
 
 
+def load_test_permissions(s: StackSettings) -> dict:
+    """The load test's user (broker.loadTest, render/load_test.py) reaches exactly its own exchange
+    `perf-test` and queues `perf-test-<n>`: nothing of the services' queues or the events exchange."""
+    p = LOAD_TEST_PERMISSION
+    return {"user": LOAD_TEST_USER, "vhost": s.vhost, "configure": p, "write": p, "read": p}
+
+
 def definitions(s: StackSettings, password_hashes: Mapping[str, str]) -> dict:
     """RabbitMQ definitions (the format of ``rabbitmqctl export_definitions``)."""
     t, vhost = s.broker.topology, s.vhost
@@ -172,9 +179,17 @@ def definitions(s: StackSettings, password_hashes: Mapping[str, str]) -> dict:
                 "hashing_algorithm": HASHING,
                 "tags": [],  # AMQP passive declare only: no management access at all
             }
+        ]
+        + [
+            {"name": u, "password_hash": password_hashes[u], "hashing_algorithm": HASHING, "tags": []}
+            for u in [LOAD_TEST_USER]
+            if s.broker.load_test.enabled
         ],
         "vhosts": [{"name": vhost}],
-        "permissions": [admin] + permissions(t, s.services, vhost) + [monitor_permissions(vhost)],
+        "permissions": [admin]
+        + permissions(t, s.services, vhost)
+        + [monitor_permissions(vhost)]
+        + ([load_test_permissions(s)] if s.broker.load_test.enabled else []),
         "topic_permissions": [],
         "parameters": [],
         "global_parameters": [],
@@ -195,11 +210,14 @@ def monitor_permissions(vhost: str) -> dict:
 
 def users_and_secrets(s: StackSettings) -> dict[str, str]:
     """RabbitMQ user -> the Key Vault secret holding its password."""
-    return {
+    users = {
         ADMIN_USER: "broker-admin",
         **{user_name(svc): f"broker-{svc}" for svc in s.services},
         MONITOR_USER: MONITOR_SECRET,
     }
+    if s.broker.load_test.enabled:  # its secret exists either way (StackSettings.secret_names)
+        users[LOAD_TEST_USER] = f"broker-{LOAD_TEST_USER}"
+    return users
 
 
 def placeholder_hashes(s: StackSettings) -> dict[str, str]:

@@ -33,12 +33,16 @@ from .base import (
 )
 from .broker import (
     DAY_MS,
+    PERF_TEST_IMAGE,
     BindingPattern,
     BrokerResources,
     BrokerSettings,
     CloudAmqpSettings,
+    LoadTestResources,
+    LoadTestSettings,
     Memory,
     ObjectName,
+    PinnedImage,
     Quantity,
     QueueDefaults,
     QueueOverrides,
@@ -85,12 +89,24 @@ from .reference import (
     reference_markdown,
     reference_rows,
 )
-from .rules import broker_rules, edge_rules, environment_rules, observability_rules, service_rules
+from .rules import (
+    LOAD_TEST_PERMISSION,
+    LOAD_TEST_USER,
+    broker_rules,
+    edge_rules,
+    environment_rules,
+    load_test_rules,
+    observability_rules,
+    service_rules,
+)
 from .services import RESERVED_SERVICE_NAMES, ServiceResources, Services, ServiceScaling, ServiceSettings
 from .stack import StackSettings
 
 __all__ = [
     "DAY_MS",
+    "LOAD_TEST_PERMISSION",
+    "LOAD_TEST_USER",
+    "PERF_TEST_IMAGE",
     "PROJECT",
     "PROVIDER_NAMESPACES",
     "DOCS_COMMAND",
@@ -123,12 +139,15 @@ __all__ = [
     "KeyVaultSettings",
     "LabelName",
     "MaintenanceWindow",
+    "LoadTestResources",
+    "LoadTestSettings",
     "Memory",
     "MetricContract",
     "MetricName",
     "Model",
     "NetworkSettings",
     "ObjectName",
+    "PinnedImage",
     "ObservabilitySettings",
     "PostgresMaintenance",
     "EntraAdminGroup",
@@ -160,6 +179,7 @@ __all__ = [
     "default_slos",
     "document_with_reference",
     "environment_rules",
+    "load_test_rules",
     "from_config_map",
     "load",
     "namespace_problems",

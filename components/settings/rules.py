@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -511,6 +512,58 @@ def edge_rules(s: StackSettings) -> list[Problem]:
     return p
 
 
+# The load test's own names on the broker (components/render/broker.py grants its user exactly these).
+LOAD_TEST_USER = "perf-test"
+LOAD_TEST_PERMISSION = r"^perf-test(-[0-9]+)?$"  # its exchange perf-test and queues perf-test-<n>
+LOAD_TEST_NAMES = re.compile(LOAD_TEST_PERMISSION)
+
+
+def load_test_rules(s: StackSettings) -> list[Problem]:
+    b, lt = s.broker, s.broker.load_test
+    p: list[Problem] = []
+    if b.backend == "in-cluster" and LOAD_TEST_USER in s.services:
+        p.append(
+            Problem(
+                key=f"services.{LOAD_TEST_USER}",
+                message=f"is reserved for the load test's user (Key Vault secret broker-{LOAD_TEST_USER})",
+                has_got=False,
+            )
+        )
+    t = b.topology
+    names = {"broker.topology.exchange": t.exchange, "broker.topology.deadLetterExchange": t.dead_letter_exchange}
+    names |= {f"services.{svc}.queue": cfg.queue for svc, cfg in s.services.items() if cfg.queue}
+    for key, name in names.items():
+        if LOAD_TEST_NAMES.match(name):
+            p.append(
+                Problem(key=key, message="must not use the load test's names (perf-test, perf-test-<n>)", got=name)
+            )
+    if not lt.enabled:
+        return p
+    if b.backend != "in-cluster":
+        p.append(
+            Problem(
+                key="broker.loadTest.enabled",
+                message="must be false when broker.backend is not 'in-cluster' (the load test runs in the cluster)",
+                got=True,
+            )
+        )
+    taken = {"broker.namespace": b.namespace, "broker.monitoringNamespace": b.monitoring_namespace}
+    taken |= {f"the service '{svc}'": svc for svc in s.services}
+    for what, ns in taken.items():
+        if lt.namespace == ns:
+            p.append(Problem(key="broker.loadTest.namespace", message=f"must differ from {what}'s namespace", got=ns))
+    for key, count in (("producers", lt.producers), ("consumers", lt.consumers)):
+        if lt.queues > count:
+            p.append(
+                Problem(
+                    key="broker.loadTest.queues",
+                    message=f"must not exceed broker.loadTest.{key} ({count}): every queue needs one",
+                    got=lt.queues,
+                )
+            )
+    return p
+
+
 # Every check, in the order its lines are reported. A check reads the parts of the stack it needs
 # (network, aks, ..., environment); ``loading.validate`` runs those whose parts all have a valid shape.
 CHECKS: list[Callable[[StackSettings], list[Problem]]] = [
@@ -522,6 +575,7 @@ CHECKS: list[Callable[[StackSettings], list[Problem]]] = [
     rotation_rules,
     broker_rules,
     service_rules,
+    load_test_rules,
     observability_rules,
     edge_rules,
     prod_broker_rules,

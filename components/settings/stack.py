@@ -76,6 +76,11 @@ class StackSettings(Model):
 
     def secret_names(self) -> list[str]:
         """Every secret the stack generates (the keys allowed under keyVault.rotation)."""
-        return ["postgres-admin", "broker-admin", "grafana-admin", "broker-keda-monitor"] + [
+        names = ["postgres-admin", "broker-admin", "grafana-admin", "broker-keda-monitor"] + [
             f"broker-{svc}" for svc in self.services
         ]
+        # The load test's user (broker.loadTest): generated whether or not the test runs, since
+        # Key Vault's purge protection would block re-creating a deleted secret of that name.
+        if self.broker.backend == "in-cluster":
+            names.append("broker-perf-test")
+        return names
