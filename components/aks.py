@@ -228,6 +228,7 @@ class Aks(pulumi.ComponentResource):
             opts=child,
         )
         self.cluster_name = cluster.name
+        self.cluster_id = cluster.id
         self.oidc_issuer_url = cluster.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else None)
         self.workspace_id = workspace.id
         self.register_outputs(

@@ -176,6 +176,7 @@ class Postgres(pulumi.ComponentResource):
             )
 
         self.server_name = server.name
+        self.server_id = server.id
         self.resource_group_name = net.resource_group_name
         self.fqdn = server.fully_qualified_domain_name
         self.tenant_id = client.tenant_id

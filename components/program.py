@@ -14,6 +14,7 @@ from . import settings as settings_mod
 from .aks import Aks
 from .broker import Broker
 from .cloudamqp import CloudAmqpBroker
+from .diagnostics import Diagnostics, Target, log_categories
 from .identities import ServiceIdentities
 from .network import Network
 from .observability import Observability
@@ -47,6 +48,17 @@ def main(settings: StackSettings | None = None) -> None:
         aks.provider,
         aks.oidc_issuer_url,
         {db: identities.principal_ids[db] for db in databases},
+    )
+    categories = log_categories(s)
+    Diagnostics(
+        "diagnostics",
+        s,
+        aks.workspace_id,
+        {
+            "cluster": Target(aks.cluster_id, categories["cluster"]),
+            "vault": Target(vault.vault_id, categories["vault"]),
+            "postgres": Target(pg.server_id, categories["postgres"], dedicated=False),
+        },
     )
     access = WorkloadSecretAccess("workload-secrets", s, net, vault, aks.oidc_issuer_url, client)
     observability = Observability("observability", s, vault, aks.provider)

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 
+import audit
 import backups
 import database_access
 import hardening
@@ -387,7 +388,10 @@ def test_every_policy_is_in_the_pack_and_mandatory():
     with PolicyHost(ROOT / "policies") as host:
         names = {p.name: p for p in host.info.policies}
         assert host.info.name == "event-backbone"
-    expected = {p.name for p in (*tls.POLICIES, *backups.POLICIES, *hardening.POLICIES, *database_access.POLICIES)}
+    expected = {
+        p.name
+        for p in (*audit.POLICIES, *tls.POLICIES, *backups.POLICIES, *hardening.POLICIES, *database_access.POLICIES)
+    }
     assert set(names) == expected and len(expected) >= 15
     assert all(p.enforcementLevel == 1 for p in names.values())  # MANDATORY
 
@@ -440,3 +444,66 @@ def test_gate_trips_on_a_broken_copy_of_prod(tmp_path):
         assert finding["urn"].startswith("urn:pulumi:prod::event-backbone::")
         assert "Fix:" in finding["message"]
     assert "[mandatory] postgres-backup-retention" in proc.stdout
+
+
+# ------------------------------------------------------------------------- audit trail
+def stack_resources(planned, stack: str = "prod", change=None) -> list[PolicyResource]:
+    """The recorded stack as the engine hands it to a stack policy: custom resources with their
+    dependencies resolved to resources. ``change(type, name, props)`` may return new props or
+    None to drop the resource."""
+    regs = [r for r in planned[stack].result.registrations if r.custom]
+    by_urn: dict[str, PolicyResource] = {}
+    for r in regs:
+        props = unwrap(r.inputs)
+        if change is not None:
+            props = change(r.type, r.name, copy.deepcopy(props))
+            if props is None:
+                continue
+        by_urn[r.urn] = PolicyResource(r.type, props, r.urn, r.name, opts(r.protect), None, None, [], {})
+    for r in regs:
+        if r.urn in by_urn:
+            by_urn[r.urn].dependencies = [by_urn[d] for d in r.dependencies if d in by_urn]
+    return list(by_urn.values())
+
+
+def run_stack_policy(policy, resources: list[PolicyResource], config: dict | None = None) -> list[str]:
+    messages: list[str] = []
+    policy.validate(
+        StackValidationArgs(resources, {**defaults(policy), **(config or {})}), lambda m, u=None: messages.append(m)
+    )
+    return messages
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_diagnostic_settings_to_workspace(planned, stack):
+    policy = audit.diagnostic_settings
+    assert run_stack_policy(policy, stack_resources(planned, stack)) == []
+
+    def drop_vault_setting(typ, name, props):
+        return None if name == "diag-vault" else props
+
+    one(run_stack_policy(policy, stack_resources(planned, stack, drop_vault_setting)), "keyvault:Vault", "not set")
+
+    def no_guard(typ, name, props):
+        if name == "diag-cluster":
+            props["logs"] = [log for log in props["logs"] if log["category"] != "guard"]
+        return props
+
+    one(run_stack_policy(policy, stack_resources(planned, stack, no_guard)), "diag-cluster", "guard")
+
+    def guard_disabled(typ, name, props):
+        if name == "diag-cluster":
+            for log in props["logs"]:
+                log["enabled"] = log["category"] != "guard"
+        return props
+
+    one(run_stack_policy(policy, stack_resources(planned, stack, guard_disabled)), "guard")
+
+    def drop_workspace(typ, name, props):
+        if typ == audit.WORKSPACE:
+            return None  # no workspace dependency left ...
+        if name == "diag-postgres":
+            props.pop("workspaceId")  # ... and no workspace id: the setting goes nowhere useful
+        return props
+
+    one(run_stack_policy(policy, stack_resources(planned, stack, drop_workspace)), "dbforpostgresql:Server", "not set")

@@ -11,6 +11,7 @@ from pydantic_core import PydanticCustomError
 from .aks import AksSettings
 from .base import Environment, Model
 from .broker import BrokerSettings
+from .budget import BudgetSettings
 from .keyvault import KeyVaultSettings
 from .network import NetworkSettings
 from .observability import ObservabilitySettings
@@ -29,6 +30,7 @@ class StackSettings(Model):
     key_vault: KeyVaultSettings
     broker: BrokerSettings = BrokerSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    budget: BudgetSettings = BudgetSettings()
 
     @property
     def is_prod(self) -> bool:
