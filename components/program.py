@@ -16,6 +16,7 @@ from .broker import Broker
 from .cloudamqp import CloudAmqpBroker
 from .diagnostics import Diagnostics, Target, log_categories
 from .identities import ServiceIdentities
+from .locks import Locks
 from .network import Network
 from .observability import Observability
 from .postgres import Postgres, PostgresBootstrap
@@ -58,6 +59,16 @@ def main(settings: StackSettings | None = None) -> None:
             "cluster": Target(aks.cluster_id, categories["cluster"]),
             "vault": Target(vault.vault_id, categories["vault"]),
             "postgres": Target(pg.server_id, categories["postgres"], dedicated=False),
+        },
+    )
+    Locks(
+        "locks",
+        s,
+        {
+            "cluster": aks.cluster_id,
+            "workspace": aks.workspace_id,
+            "vault": vault.vault_id,
+            "postgres": pg.server_id,
         },
     )
     access = WorkloadSecretAccess("workload-secrets", s, net, vault, aks.oidc_issuer_url, client)

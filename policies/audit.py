@@ -84,4 +84,58 @@ diagnostic_settings = StackValidationPolicy(
     ),
 )
 
-POLICIES = [diagnostic_settings]
+PG_SERVER = "azure-native:dbforpostgresql:Server"
+PG_CONFIG = "azure-native:dbforpostgresql:Configuration"
+AUDIT_PARAMETERS = ["connection_throttle.enable", "log_connections", "log_disconnections", "log_checkpoints"]
+
+
+def _postgres_audit(args, report):
+    """Each flexible server sets the audit parameters 'on' as explicit Configuration resources."""
+    wanted = config(args).get("parameters", AUDIT_PARAMETERS)
+    params: dict[str, dict[str, object]] = {}
+    for r in args.resources:
+        if r.resource_type == PG_CONFIG:
+            params.setdefault(str(get(r.props, "serverName", "")), {})[str(get(r.props, "configurationName", ""))] = r
+    for server in (r for r in args.resources if r.resource_type == PG_SERVER):
+        mine = params.get(str(get(server.props, "serverName", server.name)), {})
+        for name in wanted:
+            param = mine.get(name)
+            if param is None:
+                violation(
+                    report,
+                    PG_SERVER,
+                    server.name,
+                    f"the server parameter {name}",
+                    MISSING,
+                    f"add a dbforpostgresql.Configuration {name} = 'on' for this server (components/postgres.py)",
+                    server.urn,
+                )
+            elif str(get(param.props, "value", "")).lower() != "on":
+                violation(
+                    report,
+                    PG_CONFIG,
+                    param.name,
+                    f"value of {name}",
+                    get(param.props, "value"),
+                    "set it to 'on'",
+                    param.urn,
+                )
+
+
+postgres_audit = StackValidationPolicy(
+    name="postgres-audit-parameters",
+    description="PostgreSQL logs connections, disconnections and checkpoints and throttles failed sign-ins.",
+    validate=_postgres_audit,
+    enforcement_level=MANDATORY,
+    config_schema=schema(
+        {
+            "parameters": {
+                "type": "array",
+                "items": {"type": "string", "enum": AUDIT_PARAMETERS},
+                "default": AUDIT_PARAMETERS,
+            }
+        }
+    ),
+)
+
+POLICIES = [diagnostic_settings, postgres_audit]

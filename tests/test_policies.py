@@ -507,3 +507,17 @@ def test_diagnostic_settings_to_workspace(planned, stack):
         return props
 
     one(run_stack_policy(policy, stack_resources(planned, stack, drop_workspace)), "dbforpostgresql:Server", "not set")
+
+
+def test_postgres_audit_parameters(planned):
+    resources = pg_resources(planned)
+    params = {p["configurationName"]: p["value"] for t, p, n in resources if t.endswith("Configuration")}
+    assert {k: params.get(k) for k in audit.AUDIT_PARAMETERS} == dict.fromkeys(audit.AUDIT_PARAMETERS, "on")
+    assert check_stack(audit.postgres_audit, resources) == []
+    off = [
+        (t, mutated(p, "value", "off") if p.get("configurationName") == "log_disconnections" else p, n)
+        for t, p, n in resources
+    ]
+    one(check_stack(audit.postgres_audit, off), "log_disconnections", "'off'")
+    missing = [r for r in resources if r[1].get("configurationName") != "connection_throttle.enable"]
+    one(check_stack(audit.postgres_audit, missing), "connection_throttle.enable", "not set")

@@ -1,0 +1,152 @@
+"""Issue 12 as recorded for both stacks: audit trail, PostgreSQL audit parameters, locks,
+Defender, node OS disks and host encryption, egress, budget, Azure Policy assignments; and the
+settings that refuse the combinations that cannot work (one line per problem)."""
+
+from __future__ import annotations
+
+import pytest
+from test_settings import errors, mutate
+
+from components import settings as S
+from components.aks import os_disk
+
+
+def by_name(stack, type_suffix: str) -> dict[str, dict]:
+    return {r.name: stack.inputs(type_suffix, r.name) for r in stack.of_type(type_suffix)}
+
+
+# ------------------------------------------------------------------ 1. diagnostic settings
+def test_each_stateful_resource_logs_to_the_workspace(stack):
+    settings = {r.name: r for r in stack.of_type("monitor:DiagnosticSetting")}
+    assert set(settings) >= {"diag-cluster", "diag-vault", "diag-postgres"}
+    workspace = stack.one("operationalinsights:Workspace")
+    targets = {
+        "diag-cluster": stack.one("containerservice:ManagedCluster"),
+        "diag-vault": stack.one("keyvault:Vault"),
+        "diag-postgres": stack.one("dbforpostgresql:Server"),
+    }
+    for name, target in targets.items():
+        reg = settings[name]
+        assert target.urn in reg.dependencies and workspace.urn in reg.dependencies, name
+    cats = {n: [log["category"] for log in stack.inputs("monitor:DiagnosticSetting", n)["logs"]] for n in settings}
+    assert set(cats["diag-cluster"]) == set(stack.settings.aks.control_plane_logs) >= {"kube-audit-admin", "guard"}
+    assert cats["diag-vault"] == ["AuditEvent"]
+    assert "PostgreSQLLogs" in cats["diag-postgres"]
+    metrics = stack.inputs("monitor:DiagnosticSetting", "diag-vault").get("metrics")
+    # dev keeps platform metrics in Azure Monitor (free) instead of paying workspace ingestion
+    assert bool(metrics) is (stack.stack == "prod")
+
+
+def test_control_plane_audit_categories_cannot_be_dropped():
+    lines = errors("dev", mutate("dev", "aks.controlPlaneLogs", ["cluster-autoscaler"]))
+    assert lines == [
+        "Pulumi.dev.yaml: event-backbone:aks.controlPlaneLogs must include kube-audit-admin, guard"
+        ' (the audit trail of changes and sign-ins) (got ["cluster-autoscaler"])'
+    ]
+    lines = errors("dev", mutate("dev", "aks.controlPlaneLogs", ["guard", "kube-audit-everything"]))
+    assert len(lines) == 1 and "aks.controlPlaneLogs[1] must be one of" in lines[0]
+
+
+# ------------------------------------------------------------------ 2. PostgreSQL parameters
+def test_postgres_audit_parameters_are_chained_configurations(stack):
+    regs = {r.name: r for r in stack.of_type("dbforpostgresql:Configuration")}
+    values = {stack.inputs("dbforpostgresql:Configuration", n)["configurationName"]: r for n, r in regs.items()}
+    for param in ("connection_throttle.enable", "log_connections", "log_disconnections", "log_checkpoints"):
+        assert stack.inputs("dbforpostgresql:Configuration", values[param].name)["value"] == "on"
+    # Azure applies one parameter change at a time: each waits for the one before it
+    chained = [r for r in regs.values() if any("dbforpostgresql:Configuration::" in d for d in r.dependencies)]
+    assert len(chained) == len(regs) - 1
+
+
+# ------------------------------------------------------------------ 3. locks and protect
+def test_prod_locks_its_stateful_resources_dev_does_not(stack):
+    locks = by_name(stack, "authorization:ManagementLockByScope")
+    if stack.stack == "dev":
+        assert locks == {}
+        assert stack.one("containerservice:ManagedCluster").protect is False
+        return
+    assert set(locks) == {"lock-cluster", "lock-workspace", "lock-vault", "lock-postgres"}
+    assert {lock["level"] for lock in locks.values()} == {"CanNotDelete"}
+    scopes = {name: lock["scope"] for name, lock in locks.items()}
+    assert "/managedClusters/" in scopes["lock-cluster"] and "/vaults/" in scopes["lock-vault"]
+    assert stack.one("containerservice:ManagedCluster").protect is True
+
+
+# ------------------------------------------------------------------ 4. Defender
+def test_defender_on_in_prod_and_bound_to_the_workspace(stack):
+    profile = stack.inputs("containerservice:ManagedCluster")["securityProfile"]
+    atp = stack.of_type("security:AdvancedThreatProtection")
+    if stack.stack == "dev":
+        assert "defender" not in profile and atp == []
+        return
+    workspace_id = stack.inputs("operationalinsights:Workspace")["workspaceName"]
+    assert profile["defender"]["securityMonitoring"]["enabled"] is True
+    assert profile["defender"]["logAnalyticsWorkspaceResourceId"].endswith(f"/{workspace_id}")
+    (setting,) = atp
+    props = stack.inputs("security:AdvancedThreatProtection")
+    assert props["isEnabled"] is True and "/servers/" in props["resourceId"]
+    assert stack.one("dbforpostgresql:Server").urn in setting.dependencies
+
+
+def test_prod_cannot_switch_defender_or_host_encryption_off():
+    text = mutate("prod", "aks.defender", False)
+    assert errors("prod", text) == ["Pulumi.prod.yaml: event-backbone:aks.defender must be true in prod (got false)"]
+    text = mutate("prod", "aks.encryptionAtHost", False)
+    assert errors("prod", text) == [
+        "Pulumi.prod.yaml: event-backbone:aks.encryptionAtHost must be true in prod (got false)"
+    ]
+    text = mutate("prod", "postgres.defender", False)
+    assert errors("prod", text) == [
+        "Pulumi.prod.yaml: event-backbone:postgres.defender must be true in prod (got false)"
+    ]
+
+
+# ------------------------------------------------------------------ 5. node OS disks, host encryption
+def aks_settings(**kw) -> S.AksSettings:
+    return S.AksSettings.model_validate(kw)
+
+
+@pytest.mark.parametrize(
+    "vm_size,size_gb,expected",
+    [
+        ("Standard_D4ds_v5", 128, "Ephemeral"),  # 150 GiB temp disk
+        ("Standard_D2ds_v5", 75, "Ephemeral"),  # exactly fits
+        ("Standard_D2ds_v5", 76, "Managed"),  # one GiB too many
+        ("Standard_D4s_v5", 30, "Managed"),  # no local disk at all
+        ("Standard_D4s_v3", 64, "Ephemeral"),  # 100 GiB cache disk
+        ("Standard_E4bds_v5", 30, "Managed"),  # not in the table: unknown, stay managed
+    ],
+)
+def test_os_disk_is_ephemeral_only_where_it_fits(vm_size, size_gb, expected):
+    disk = os_disk(vm_size, aks_settings(osDiskSizeGb=size_gb))
+    assert (disk["os_disk_type"], disk["os_disk_size_gb"]) == (expected, size_gb)
+    assert os_disk(vm_size, aks_settings(osDiskSizeGb=size_gb, osDiskType="Managed"))["os_disk_type"] == "Managed"
+
+
+def test_ephemeral_forced_on_a_size_that_cannot_hold_it_is_refused():
+    text = mutate("prod", "aks.osDiskType", "Ephemeral")
+    text = text.replace("vmSize: Standard_D8ds_v5", "vmSize: Standard_D8s_v5")
+    lines = errors("prod", text)
+    assert lines == [
+        "Pulumi.prod.yaml: event-backbone:aks.userPool.vmSize cannot hold an ephemeral OS disk of aks.osDiskSizeGb"
+        " 128 GiB (its cache/temp disk holds 0 GiB): lower aks.osDiskSizeGb or use osDiskType auto"
+        " (got 'Standard_D8s_v5')"
+    ]
+    text = mutate("dev", "aks.osDiskType", "Ephemeral").replace("vmSize: Standard_D2ds_v5", "vmSize: Standard_X2")
+    (line,) = errors("dev", text)
+    assert line.startswith("Pulumi.dev.yaml: event-backbone:aks.systemPool.vmSize has unknown local disks")
+    assert line.endswith("(got 'Standard_X2')")
+
+
+def test_pools_carry_their_os_disk_and_host_encryption(stack):
+    system = stack.inputs("containerservice:ManagedCluster")["agentPoolProfiles"][0]
+    user = stack.inputs("containerservice:AgentPool", "user-pool")
+    a = stack.settings.aks
+    for pool, size in ((system, a.system_pool.vm_size), (user, a.user_pool.vm_size)):
+        assert pool["enableEncryptionAtHost"] is a.encryption_at_host
+        fits = S.ephemeral_capacity_gb(size) or 0
+        assert pool["osDiskType"] == ("Ephemeral" if fits >= a.os_disk_size_gb else "Managed")
+        assert pool["osDiskSizeGB"] == a.os_disk_size_gb
+    if stack.stack == "prod":  # D4ds_v5/D8ds_v5 hold the 128 GiB disk on their temp disk
+        assert system["osDiskType"] == user["osDiskType"] == "Ephemeral"
+        assert system["enableEncryptionAtHost"] is True
