@@ -10,7 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_azure_native import containerservice, managedidentity, operationalinsights
 
-from . import rbac
+from . import egress, rbac
 from .network import Network
 from .settings import AksSettings, StackSettings, ephemeral_capacity_gb
 
@@ -194,7 +194,7 @@ class Aks(pulumi.ComponentResource):
                 service_cidr=s.aks.service_cidr,
                 dns_service_ip=s.aks.dns_service_ip,
                 load_balancer_sku="standard",
-                outbound_type="loadBalancer",
+                outbound_type=egress.outbound_type(s),
             ),
             oidc_issuer_profile=containerservice.ManagedClusterOIDCIssuerProfileArgs(enabled=True),
             security_profile=containerservice.ManagedClusterSecurityProfileArgs(
@@ -213,7 +213,7 @@ class Aks(pulumi.ComponentResource):
             api_server_access_profile=api_server_profile(s),
             tags=tags,
             # protect stops Pulumi; the CanNotDelete lock (components/locks.py) stops everyone else
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[subnet_grant], protect=s.protect),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[subnet_grant, *net.egress_ready], protect=s.protect),
         )
 
         containerservice.AgentPool(

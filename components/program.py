@@ -10,6 +10,7 @@ import pulumi
 import pulumi_random as random
 from pulumi_azure_native import authorization
 
+from . import registry
 from . import settings as settings_mod
 from .aks import Aks
 from .broker import Broker
@@ -34,7 +35,7 @@ def main(settings: StackSettings | None = None) -> None:
         "name-suffix", random.RandomStringArgs(length=5, special=False, upper=False, numeric=True)
     ).result
 
-    net = Network("network", s)
+    net = Network("network", s, registry_login_server=registry.login_server(s, suffix))
     vault = Vault("vault", s, net, client, suffix)
     aks = Aks("aks", s, net, client)
     # The services with a database (the `services:` model will derive this list).

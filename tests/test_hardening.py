@@ -150,3 +150,121 @@ def test_pools_carry_their_os_disk_and_host_encryption(stack):
     if stack.stack == "prod":  # D4ds_v5/D8ds_v5 hold the 128 GiB disk on their temp disk
         assert system["osDiskType"] == user["osDiskType"] == "Ephemeral"
         assert system["enableEncryptionAtHost"] is True
+
+
+# ------------------------------------------------------------------ 6. egress
+def test_egress_per_environment(stack):
+    c = stack.inputs("containerservice:ManagedCluster")["networkProfile"]
+    vnet = stack.inputs("network:VirtualNetwork")
+    aks_subnet = next(sn for sn in vnet["subnets"] if sn["name"] == "snet-aks-nodes")
+    if stack.stack == "dev":  # the load balancer's outbound rules: nothing extra to pay for
+        assert c["outboundType"] == "loadBalancer"
+        assert stack.of_type("network:NatGateway") == [] and "natGateway" not in aks_subnet
+        return
+    assert c["outboundType"] == "userAssignedNATGateway"
+    nat = stack.inputs("network:NatGateway")
+    ips = by_name(stack, "network:PublicIPAddress")
+    assert len(nat["publicIpAddresses"]) == len(ips) == stack.settings.network.nat_gateway_public_ips == 2
+    assert all(ip["publicIPAllocationMethod"] == "Static" and ip["sku"]["name"] == "Standard" for ip in ips.values())
+    assert "/natGateways/" in aks_subnet["natGateway"]["id"]
+    assert stack.one("network:NatGateway").urn in stack.one("network:VirtualNetwork").dependencies
+
+
+@pytest.fixture(scope="module")
+def firewall_plan(tmp_path_factory):
+    """dev with network.egress: firewall, planned under the mocks like `make plan`."""
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+    from conftest import ROOT
+
+    out = tmp_path_factory.mktemp("firewall")
+    text = mutate("dev", "network.egress", "firewall")
+    doc = yaml.safe_load(text)
+    doc["config"]["event-backbone:network"]["firewallSubnet"] = "10.40.18.0/26"
+    (out / "Pulumi.dev.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    proc = subprocess.run(
+        [sys.executable, "-m", "dryrun", "dev", "--stack-file", str(out / "Pulumi.dev.yaml"), "--out", str(out / "b")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads((out / "b" / "plan.json").read_text())
+    return {r["name"]: r for r in doc["resources"] if r["type"].startswith("azure-native:")}
+
+
+def test_firewall_egress_routes_everything_through_the_firewall(firewall_plan):
+    res = firewall_plan
+    assert res["cluster"]["inputs"]["networkProfile"]["outboundType"] == "userDefinedRouting"
+    (route,) = res["route-table"]["inputs"]["routes"]
+    assert (route["addressPrefix"], route["nextHopType"]) == ("0.0.0.0/0", "VirtualAppliance")
+    assert route["nextHopIpAddress"] == "10.40.18.4"  # first usable address of AzureFirewallSubnet
+    subnets = {sn["name"]: sn for sn in res["vnet"]["inputs"]["subnets"]}
+    assert subnets["AzureFirewallSubnet"]["addressPrefix"] == "10.40.18.0/26"
+    assert "/routeTables/" in subnets["snet-aks-nodes"]["routeTable"]["id"]
+    assert res["route-table"]["urn"] in res["vnet"]["dependencies"]
+    fw = res["firewall"]["inputs"]
+    assert fw["ipConfigurations"][0]["subnet"]["id"].endswith("/subnets/AzureFirewallSubnet")
+    assert res["firewall"]["urn"] in res["cluster"]["dependencies"]
+    rules = {
+        rule["name"]: rule
+        for collection in res["firewall-rules"]["inputs"]["ruleCollections"]
+        for rule in collection["rules"]
+    }
+    assert rules["aks"]["fqdnTags"] == ["AzureKubernetesService"]
+    assert set(rules) >= {"registry", "mcr", "entra-id", "key-vault", "azure-monitor"}
+    assert rules["registry"]["targetFqdns"][0].endswith(".azurecr.io")
+    assert "login.microsoftonline.com" in rules["entra-id"]["targetFqdns"]
+    assert all(rule["sourceAddresses"] == ["10.40.0.0/20"] for rule in rules.values())
+    assert res["firewall-policy"]["inputs"]["threatIntelMode"] == "Deny"
+
+
+@pytest.mark.parametrize(
+    "changes,expected",
+    [
+        (
+            {"egress": "firewall"},
+            [
+                "event-backbone:network.firewallSubnet is required when network.egress is 'firewall'"
+                " (the AzureFirewallSubnet, /26 or larger)"
+            ],
+        ),
+        (
+            {"egress": "firewall", "firewallSubnet": "10.40.16.0/26"},
+            ["event-backbone:network.firewallSubnet must not overlap network.postgresSubnet 10.40.16.0/24"],
+        ),
+        (
+            {"egress": "firewall", "firewallSubnet": "10.99.0.0/26"},
+            ["event-backbone:network.firewallSubnet must lie inside network.addressSpace 10.40.0.0/16"],
+        ),
+        (
+            {"egress": "firewall", "firewallSubnet": "10.40.18.0/27"},
+            ["event-backbone:network.firewallSubnet must be /26 or larger (Azure Firewall's AzureFirewallSubnet)"],
+        ),
+        (
+            {"firewallSubnet": "10.40.18.0/26"},
+            ["event-backbone:network.firewallSubnet is only used when network.egress is 'firewall'"],
+        ),
+        ({"egress": "proxy"}, ["event-backbone:network.egress must be one of 'loadBalancer', 'natGateway' or"]),
+    ],
+)
+def test_egress_settings_are_validated(changes, expected):
+    import yaml
+
+    doc = yaml.safe_load(mutate("dev", "network.egress", "loadBalancer"))
+    doc["config"]["event-backbone:network"].update(changes)
+    lines = errors("dev", yaml.safe_dump(doc))
+    assert len(lines) == len(expected), lines
+    for line, want in zip(lines, expected, strict=True):
+        assert line.startswith("Pulumi.dev.yaml: " + want), line
+
+
+def test_prod_needs_static_egress():
+    assert errors("prod", mutate("prod", "network.egress", "loadBalancer")) == [
+        "Pulumi.prod.yaml: event-backbone:network.egress must be 'natGateway' or 'firewall' in prod"
+        " (static, known egress IPs) (got 'loadBalancer')"
+    ]
