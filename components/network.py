@@ -115,6 +115,7 @@ class Network(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=s.protect),
         )
         self.resource_group_name = rg.name
+        self.resource_group_id = rg.id
 
         nsgs = {}
         for subnet in ("aks", "postgres", "endpoints"):

@@ -14,6 +14,7 @@ from . import registry
 from . import settings as settings_mod
 from .aks import Aks
 from .broker import Broker
+from .budget import Budget
 from .cloudamqp import CloudAmqpBroker
 from .diagnostics import Diagnostics, Target, log_categories
 from .identities import ServiceIdentities
@@ -62,6 +63,7 @@ def main(settings: StackSettings | None = None) -> None:
             "postgres": Target(pg.server_id, categories["postgres"], dedicated=False),
         },
     )
+    Budget("budget", s, net.resource_group_name, net.resource_group_id)
     Locks(
         "locks",
         s,

@@ -11,6 +11,18 @@ from components import settings as S
 from components.aks import os_disk
 
 
+def has_secret(value) -> bool:
+    from pulumi.runtime import rpc
+
+    if rpc.is_rpc_secret(value):
+        return True
+    if isinstance(value, dict):
+        return any(has_secret(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_secret(v) for v in value)
+    return False
+
+
 def by_name(stack, type_suffix: str) -> dict[str, dict]:
     return {r.name: stack.inputs(type_suffix, r.name) for r in stack.of_type(type_suffix)}
 
@@ -267,4 +279,57 @@ def test_prod_needs_static_egress():
     assert errors("prod", mutate("prod", "network.egress", "loadBalancer")) == [
         "Pulumi.prod.yaml: event-backbone:network.egress must be 'natGateway' or 'firewall' in prod"
         " (static, known egress IPs) (got 'loadBalancer')"
+    ]
+
+
+# ------------------------------------------------------------------ 7. budget
+def test_budget_on_the_resource_group_alerts_the_action_group(stack):
+    budget = stack.inputs("consumption:Budget")
+    b = stack.settings.budget
+    assert budget["amount"] == b.amount == (1000 if stack.stack == "prod" else 200)
+    assert (budget["category"], budget["timeGrain"]) == ("Cost", "Monthly")
+    assert budget["scope"].endswith(f"/resourceGroups/{stack.inputs('resources:ResourceGroup')['resourceGroupName']}")
+    start = budget["timePeriod"]["startDate"]
+    assert start.endswith("-01T00:00:00Z") and start.startswith(b.start_date.isoformat()[:8])
+    notes = {(n["thresholdType"], n["threshold"]) for n in budget["notifications"].values()}
+    assert notes == {("Actual", 80), ("Actual", 100), ("Forecasted", 110)}
+    group = stack.one("monitor:ActionGroup")
+    assert group.urn in stack.one("consumption:Budget").dependencies
+    for n in budget["notifications"].values():
+        assert n["enabled"] is True and n["operator"] == "GreaterThanOrEqualTo"
+        assert n["contactEmails"] == b.contact_emails and len(n["contactGroups"]) == 1
+    ag = stack.inputs("monitor:ActionGroup")
+    assert [r["emailAddress"] for r in ag["emailReceivers"]] == b.contact_emails
+    assert len(ag["groupShortName"]) <= 12
+    if stack.stack == "prod":
+        (hook,) = ag["webhookReceivers"]
+        assert hook["name"] == "on-call" and hook["useCommonAlertSchema"] is True
+        assert has_secret(group.inputs["webhookReceivers"])  # the URL carries the integration key
+    else:
+        assert "webhookReceivers" not in ag
+
+
+@pytest.mark.parametrize(
+    "stack,key,value,expected",
+    [
+        (
+            "dev",
+            "budget.startDate",
+            "2026-12-15",
+            "Pulumi.dev.yaml: event-backbone:budget.startDate must be the first day of a month (YYYY-MM-01)"
+            " (got '2026-12-15')",
+        ),
+        ("prod", "budget.contactEmails", [], "Pulumi.prod.yaml: event-backbone:budget.contactEmails must list"),
+        ("dev", "budget.amount", 5, "Pulumi.dev.yaml: event-backbone:budget.amount must be between 10 and"),
+    ],
+)
+def test_budget_settings_are_validated(stack, key, value, expected):
+    (line,) = errors(stack, mutate(stack, key, value))
+    assert line.startswith(expected), line
+
+
+def test_prod_budget_needs_the_oncall_webhook():
+    assert errors("prod", mutate("prod", "budget.oncallWebhookUrl", delete=True)) == [
+        "Pulumi.prod.yaml: event-backbone:budget.oncallWebhookUrl is required in prod"
+        " (a secure value: pulumi config set --secret --path ...)"
     ]
