@@ -16,6 +16,7 @@ from .aks import Aks
 from .broker import Broker
 from .budget import Budget
 from .cloudamqp import CloudAmqpBroker
+from .cluster_policy import ClusterPolicies
 from .diagnostics import Diagnostics, Target, log_categories
 from .identities import ServiceIdentities
 from .locks import Locks
@@ -63,6 +64,7 @@ def main(settings: StackSettings | None = None) -> None:
             "postgres": Target(pg.server_id, categories["postgres"], dedicated=False),
         },
     )
+    ClusterPolicies("cluster-policies", s, aks.cluster_id, registry.login_server(s, suffix))
     Budget("budget", s, net.resource_group_name, net.resource_group_id)
     Locks(
         "locks",

@@ -333,3 +333,44 @@ def test_prod_budget_needs_the_oncall_webhook():
         "Pulumi.prod.yaml: event-backbone:budget.oncallWebhookUrl is required in prod"
         " (a secure value: pulumi config set --secret --path ...)"
     ]
+
+
+# ------------------------------------------------------------------ 8. Azure Policy assignments
+def test_policy_assignments_at_cluster_scope(stack):
+    import re
+
+    assignments = by_name(stack, "authorization:PolicyAssignment")
+    assert set(assignments) == {"pod-security", "allowed-images"}
+    cluster = stack.one("containerservice:ManagedCluster")
+    for name, a in assignments.items():
+        assert "/managedClusters/" in a["scope"], name
+        assert cluster.urn in stack.one("authorization:PolicyAssignment", name).dependencies
+        excluded = a["parameters"]["excludedNamespaces"]["value"]
+        assert {"kube-system", "gatekeeper-system"} <= set(excluded)
+    pod = assignments["pod-security"]
+    assert pod["policyDefinitionId"].endswith(
+        {"baseline": "a8640138-9b0a-4a28-b8cb-1666c838647d", "restricted": "42b8ef37-b724-4e24-bbc8-7a7708edfe00"}[
+            stack.settings.aks.azure_policy.pod_security
+        ]
+    )
+    assert pod["parameters"]["effect"]["value"] == ("Deny" if stack.stack == "prod" else "Audit")
+    images = assignments["allowed-images"]
+    assert images["policyDefinitionId"].endswith("/policyDefinitions/febd0533-8e55-448f-b837-bd0e06f16469")
+    regex = re.compile(images["parameters"]["allowedContainerImagesRegex"]["value"])
+    acr = f"{stack.settings.name_prefix}{stack.stack}acr"
+    suffix = regex.pattern.split(acr, 1)[1].split("\\.azurecr", 1)[0]
+    ok = [f"{acr}{suffix}.azurecr.io/docker/library/rabbitmq:4.1", "mcr.microsoft.com/oss/kubernetes/pause:3.6"]
+    bad = [
+        "docker.io/library/rabbitmq:4.1",
+        "quay.io/prometheus/prometheus:v3",
+        f"{acr}{suffix}.azurecr.io.evil.example/x:1",
+        f"evil.example/{acr}{suffix}.azurecr.io/x:1",
+        "mcr.microsoft.com.evil.example/x:1",
+    ]
+    assert all(regex.match(i) for i in ok) and not any(regex.match(i) for i in bad)
+
+
+def test_prod_pod_security_must_deny():
+    assert errors("prod", mutate("prod", "aks.azurePolicy.effect", "Audit")) == [
+        "Pulumi.prod.yaml: event-backbone:aks.azurePolicy.effect must be 'Deny' in prod (got 'Audit')"
+    ]
