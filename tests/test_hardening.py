@@ -30,12 +30,13 @@ def by_name(stack, type_suffix: str) -> dict[str, dict]:
 # ------------------------------------------------------------------ 1. diagnostic settings
 def test_each_stateful_resource_logs_to_the_workspace(stack):
     settings = {r.name: r for r in stack.of_type("monitor:DiagnosticSetting")}
-    assert set(settings) >= {"diag-cluster", "diag-vault", "diag-postgres"}
+    assert set(settings) == {"diag-cluster", "diag-vault", "diag-postgres", "diag-registry"}
     workspace = stack.one("operationalinsights:Workspace")
     targets = {
         "diag-cluster": stack.one("containerservice:ManagedCluster"),
         "diag-vault": stack.one("keyvault:Vault"),
         "diag-postgres": stack.one("dbforpostgresql:Server"),
+        "diag-registry": stack.one("containerregistry:Registry"),
     }
     for name, target in targets.items():
         reg = settings[name]
@@ -77,7 +78,7 @@ def test_prod_locks_its_stateful_resources_dev_does_not(stack):
         assert locks == {}
         assert stack.one("containerservice:ManagedCluster").protect is False
         return
-    assert set(locks) == {"lock-cluster", "lock-workspace", "lock-vault", "lock-postgres"}
+    assert set(locks) == {"lock-cluster", "lock-workspace", "lock-vault", "lock-postgres", "lock-registry"}
     assert {lock["level"] for lock in locks.values()} == {"CanNotDelete"}
     scopes = {name: lock["scope"] for name, lock in locks.items()}
     assert "/managedClusters/" in scopes["lock-cluster"] and "/vaults/" in scopes["lock-vault"]
@@ -373,4 +374,95 @@ def test_policy_assignments_at_cluster_scope(stack):
 def test_prod_pod_security_must_deny():
     assert errors("prod", mutate("prod", "aks.azurePolicy.effect", "Audit")) == [
         "Pulumi.prod.yaml: event-backbone:aks.azurePolicy.effect must be 'Deny' in prod (got 'Audit')"
+    ]
+
+
+# ------------------------------------------------------------------ 9. registry
+def test_registry_per_environment(stack):
+    acr = stack.inputs("containerregistry:Registry")
+    assert acr["adminUserEnabled"] is False and acr["anonymousPullEnabled"] is False
+    assert acr["registryName"].isalnum()
+    pe = [r for r in stack.of_type("network:PrivateEndpoint") if r.name == "registry-pe"]
+    if stack.stack == "dev":  # Standard: no private endpoint or network rules (cheaper profile)
+        assert acr["sku"]["name"] == "Standard" and pe == [] and acr["publicNetworkAccess"] == "Enabled"
+        return
+    assert acr["sku"]["name"] == "Premium"
+    assert acr["publicNetworkAccess"] == "Disabled"
+    assert acr["networkRuleSet"]["defaultAction"] == "Deny"
+    assert acr["zoneRedundancy"] == "Enabled"
+    assert acr["policies"]["exportPolicy"]["status"] == "disabled"
+    (endpoint,) = pe
+    conn = stack.inputs("network:PrivateEndpoint", "registry-pe")["privateLinkServiceConnections"][0]
+    assert conn["groupIds"] == ["registry"]
+    assert stack.one("containerregistry:Registry").urn in endpoint.dependencies
+    zone = stack.inputs("network:PrivateDnsZoneGroup", "registry-pe-dns")["privateDnsZoneConfigs"][0]
+    zones = {r.name: stack.inputs("privatedns:PrivateZone", r.name) for r in stack.of_type("privatedns:PrivateZone")}
+    assert zones["dns-registry"]["privateZoneName"] == "privatelink.azurecr.io"
+    assert zone["privateDnsZoneId"].endswith("/privatelink.azurecr.io")
+    assert stack.one("containerregistry:Registry").protect is True
+
+
+def test_kubelet_identity_pulls_from_the_registry(stack):
+    from components import rbac
+
+    grant = stack.inputs("authorization:RoleAssignment", "kubelet-acr-pull")
+    assert grant["roleDefinitionId"].endswith(f"/roleDefinitions/{rbac.ACR_PULL}")
+    assert "/microsoft.containerregistry/" in grant["scope"].lower()  # the registry (mock ids pluralise naively)
+    assert (
+        stack.one("containerregistry:Registry").urn
+        in stack.one("authorization:RoleAssignment", "kubelet-acr-pull").dependencies
+    )
+    kubelet = stack.inputs("managedidentity:UserAssignedIdentity", "kubelet-identity")
+    profile = stack.inputs("containerservice:ManagedCluster")["identityProfile"]["kubeletidentity"]
+    assert profile["resourceId"].endswith(f"/{kubelet['resourceName']}")
+    assert grant["principalId"] == profile["objectId"]
+    operator = stack.inputs("authorization:RoleAssignment", "control-plane-assigns-kubelet-identity")
+    assert operator["roleDefinitionId"].endswith(f"/roleDefinitions/{rbac.MANAGED_IDENTITY_OPERATOR}")
+
+
+def test_cache_rules_cover_the_upstreams(stack):
+    rules = {
+        r["sourceRepository"]: r["targetRepository"] for r in by_name(stack, "containerregistry:CacheRule").values()
+    }
+    assert rules == {
+        "docker.io/*": "docker/*",
+        "quay.io/*": "quay/*",
+        "ghcr.io/*": "ghcr/*",
+        "registry.k8s.io/*": "k8s/*",
+    }
+
+
+@pytest.mark.parametrize(
+    "image,expected",
+    [
+        ("rabbitmq:4.1-management", "acr.azurecr.io/docker/library/rabbitmq:4.1-management"),
+        ("rabbitmqoperator/cluster-operator:2.12", "acr.azurecr.io/docker/rabbitmqoperator/cluster-operator:2.12"),
+        ("quay.io/prometheus/prometheus:v3.1.0", "acr.azurecr.io/quay/prometheus/prometheus:v3.1.0"),
+        (
+            "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2",
+            "acr.azurecr.io/k8s/kube-state-metrics/kube-state-metrics:v2",
+        ),
+        ("acr.azurecr.io/docker/library/busybox:1", "acr.azurecr.io/docker/library/busybox:1"),
+    ],
+)
+def test_cached_image_references(image, expected):
+    from components.registry import cached_image
+
+    assert cached_image(image, "acr.azurecr.io") == expected
+
+
+def test_uncached_upstream_is_refused():
+    from components.registry import cached_image
+
+    with pytest.raises(ValueError, match="evil.example is not an upstream"):
+        cached_image("evil.example/x:1", "acr.azurecr.io")
+
+
+def test_registry_settings_are_validated():
+    assert errors("prod", mutate("prod", "registry.sku", "Standard")) == [
+        "Pulumi.prod.yaml: event-backbone:registry.sku must be 'Premium' in prod (private endpoint) (got 'Standard')"
+    ]
+    assert errors("dev", mutate("dev", "registry.allowedIpRanges", ["203.0.113.0/24"])) == [
+        "Pulumi.dev.yaml: event-backbone:registry.allowedIpRanges needs registry.sku Premium (network rules are a"
+        ' Premium feature) (got ["203.0.113.0/24"])'
     ]

@@ -281,7 +281,27 @@ def hardening_rules(s: StackSettings) -> list[Problem]:
                         got=size,
                     )
                 )
+    r = s.registry
+    if r.allowed_ip_ranges and r.sku != "Premium":
+        p.append(
+            Problem(
+                key="registry.allowedIpRanges",
+                message="needs registry.sku Premium (network rules are a Premium feature)",
+                got=list(r.allowed_ip_ranges),
+            )
+        )
+    for i, ip in enumerate(r.allowed_ip_ranges):
+        if ip.startswith("0.0.0.0"):
+            p.append(
+                Problem(
+                    key=f"registry.allowedIpRanges[{i}]",
+                    message="must not open the registry to the whole internet",
+                    got=ip,
+                )
+            )
     if s.is_prod:
+        if r.sku != "Premium":
+            p.append(Problem(key="registry.sku", message="must be 'Premium' in prod (private endpoint)", got=r.sku))
         for key, value in {
             "aks.defender": a.defender,
             "aks.encryptionAtHost": a.encryption_at_host,
