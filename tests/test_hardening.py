@@ -466,3 +466,22 @@ def test_registry_settings_are_validated():
         "Pulumi.dev.yaml: event-backbone:registry.allowedIpRanges needs registry.sku Premium (network rules are a"
         ' Premium feature) (got ["203.0.113.0/24"])'
     ]
+
+
+def test_pod_security_exempts_only_the_host_reading_namespace(stack):
+    pod = stack.inputs("authorization:PolicyAssignment", "pod-security")["parameters"]["excludedNamespaces"]["value"]
+    images = stack.inputs("authorization:PolicyAssignment", "allowed-images")["parameters"]["excludedNamespaces"]
+    monitoring = stack.settings.observability.namespace
+    assert monitoring in pod and monitoring not in images["value"]
+    assert set(pod) - {monitoring} == set(images["value"]) == set(stack.settings.aks.azure_policy.excluded_namespaces)
+
+
+def test_every_namespace_the_stack_creates_carries_pod_security_labels(stack):
+    namespaces = [r for r in stack.result.registrations if r.type == "kubernetes:core/v1:Namespace"]
+    assert len(namespaces) >= 3
+    for ns in namespaces:
+        from conftest import unwrap
+
+        labels = unwrap(ns.inputs)["metadata"]["labels"]
+        assert labels.get("pod-security.kubernetes.io/enforce") in ("privileged", "baseline", "restricted"), ns.urn
+        assert "pod-security.kubernetes.io/warn" in labels, ns.urn
