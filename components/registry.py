@@ -84,6 +84,9 @@ class Registry(pulumi.ComponentResource):
                 sku=CR.SkuArgs(name=r.sku),
                 admin_user_enabled=False,
                 anonymous_pull_enabled=False,
+                # dedicated data endpoint <name>.<region>.data.azurecr.io (Premium): the firewall
+                # allows exactly it instead of *.blob.core.windows.net
+                data_endpoint_enabled=premium,
                 public_network_access=(
                     CR.PublicNetworkAccess.ENABLED
                     if not premium or r.allowed_ip_ranges

@@ -197,6 +197,7 @@ def firewall_plan(tmp_path_factory):
     text = mutate("dev", "network.egress", "firewall")
     doc = yaml.safe_load(text)
     doc["config"]["event-backbone:network"]["firewallSubnet"] = "10.40.18.0/26"
+    doc["config"]["event-backbone:registry"]["sku"] = "Premium"
     (out / "Pulumi.dev.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     proc = subprocess.run(
         [sys.executable, "-m", "dryrun", "dev", "--stack-file", str(out / "Pulumi.dev.yaml"), "--out", str(out / "b")],
@@ -230,7 +231,9 @@ def test_firewall_egress_routes_everything_through_the_firewall(firewall_plan):
     }
     assert rules["aks"]["fqdnTags"] == ["AzureKubernetesService"]
     assert set(rules) >= {"registry", "mcr", "entra-id", "key-vault", "azure-monitor"}
-    assert rules["registry"]["targetFqdns"][0].endswith(".azurecr.io")
+    login, data = rules["registry"]["targetFqdns"]
+    assert login.endswith(".azurecr.io") and data == login.replace(".azurecr.io", ".westeurope.data.azurecr.io")
+    assert res["registry"]["inputs"]["dataEndpointEnabled"] is True
     assert "login.microsoftonline.com" in rules["entra-id"]["targetFqdns"]
     assert all(rule["sourceAddresses"] == ["10.40.0.0/20"] for rule in rules.values())
     assert res["firewall-policy"]["inputs"]["threatIntelMode"] == "Deny"
@@ -268,12 +271,23 @@ def test_firewall_egress_routes_everything_through_the_firewall(firewall_plan):
 def test_egress_settings_are_validated(changes, expected):
     import yaml
 
-    doc = yaml.safe_load(mutate("dev", "network.egress", "loadBalancer"))
+    doc = yaml.safe_load(mutate("dev", "registry.sku", "Premium"))
     doc["config"]["event-backbone:network"].update(changes)
     lines = errors("dev", yaml.safe_dump(doc))
     assert len(lines) == len(expected), lines
     for line, want in zip(lines, expected, strict=True):
         assert line.startswith("Pulumi.dev.yaml: " + want), line
+
+
+def test_firewall_egress_needs_a_premium_registry():
+    import yaml
+
+    doc = yaml.safe_load(mutate("dev", "network.egress", "firewall"))
+    doc["config"]["event-backbone:network"]["firewallSubnet"] = "10.40.18.0/26"
+    assert errors("dev", yaml.safe_dump(doc)) == [
+        "Pulumi.dev.yaml: event-backbone:registry.sku must be 'Premium' when network.egress is 'firewall' (the"
+        " firewall allows the registry's dedicated data endpoint, a Premium feature) (got 'Standard')"
+    ]
 
 
 def test_prod_needs_static_egress():
@@ -389,7 +403,7 @@ def test_registry_per_environment(stack):
     assert acr["sku"]["name"] == "Premium"
     assert acr["publicNetworkAccess"] == "Disabled"
     assert acr["networkRuleSet"]["defaultAction"] == "Deny"
-    assert acr["zoneRedundancy"] == "Enabled"
+    assert acr["zoneRedundancy"] == "Enabled" and acr["dataEndpointEnabled"] is True
     assert acr["policies"]["exportPolicy"]["status"] == "disabled"
     (endpoint,) = pe
     conn = stack.inputs("network:PrivateEndpoint", "registry-pe")["privateLinkServiceConnections"][0]

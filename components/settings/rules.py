@@ -232,6 +232,15 @@ def egress_rules(s: StackSettings) -> list[Problem]:
         }.items():
             if fw.overlaps(ipaddress.IPv4Network(cidr)):
                 p.append(Problem(key="network.firewallSubnet", message=f"must not overlap {key} {cidr}", got=str(fw)))
+    if net.egress == "firewall" and s.registry.sku != "Premium":
+        p.append(
+            Problem(
+                key="registry.sku",
+                message="must be 'Premium' when network.egress is 'firewall' (the firewall allows the registry's"
+                " dedicated data endpoint, a Premium feature)",
+                got=s.registry.sku,
+            )
+        )
     if s.is_prod and net.egress == "loadBalancer":
         p.append(
             Problem(
