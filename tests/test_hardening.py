@@ -179,6 +179,7 @@ def test_egress_per_environment(stack):
     ips = by_name(stack, "network:PublicIPAddress")
     assert len(nat["publicIpAddresses"]) == len(ips) == stack.settings.network.nat_gateway_public_ips == 2
     assert all(ip["publicIPAllocationMethod"] == "Static" and ip["sku"]["name"] == "Standard" for ip in ips.values())
+    assert all("zones" not in ip for ip in ips.values())  # no-zone IPs for the no-zone NAT gateway
     assert "/natGateways/" in aks_subnet["natGateway"]["id"]
     assert stack.one("network:NatGateway").urn in stack.one("network:VirtualNetwork").dependencies
 
