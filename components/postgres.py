@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi_azure_native import dbforpostgresql, managedidentity
+from pulumi_azure_native import dbforpostgresql, managedidentity, security
 
 from . import rbac
 from .kube import apply_manifest
@@ -35,6 +35,16 @@ def tls_parameters(s: StackSettings) -> dict[str, str]:
         "require_secure_transport": "on",
         "ssl_min_protocol_version": s.postgres.ssl_min_protocol_version,
     }
+
+
+# Audit and abuse protection: log every connection and disconnection and each checkpoint
+# (PostgreSQLLogs in the workspace), and throttle repeated failed sign-ins per IP.
+AUDIT_PARAMETERS = {
+    "connection_throttle.enable": "on",
+    "log_connections": "on",
+    "log_disconnections": "on",
+    "log_checkpoints": "on",
+}
 
 
 class Postgres(pulumi.ComponentResource):
@@ -109,7 +119,8 @@ class Postgres(pulumi.ComponentResource):
 
         # Azure applies one parameter change at a time per server: chain them.
         previous: list[pulumi.Resource] = [server]
-        for param, value in tls_parameters(s).items():
+        # audit parameters first: the TLS ones stay last, later operations wait for them
+        for param, value in {**AUDIT_PARAMETERS, **tls_parameters(s)}.items():
             previous = [
                 dbforpostgresql.Configuration(
                     param.replace("_", "-"),
@@ -123,6 +134,16 @@ class Postgres(pulumi.ComponentResource):
                     opts=pulumi.ResourceOptions(parent=self, depends_on=previous),
                 )
             ]
+
+        if pg.defender:
+            # Defender for open-source relational databases on this server (the SDK exposes the
+            # resource-level Microsoft.Security/advancedThreatProtectionSettings, not the
+            # flexible server's own advancedThreatProtectionSettings child).
+            security.AdvancedThreatProtection(
+                "defender",
+                security.AdvancedThreatProtectionArgs(resource_id=server.id, setting_name="current", is_enabled=True),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
 
         # The platform admin group administers the server through Entra ID.
         self.admins: list[pulumi.Resource] = []
@@ -176,6 +197,7 @@ class Postgres(pulumi.ComponentResource):
             )
 
         self.server_name = server.name
+        self.server_id = server.id
         self.resource_group_name = net.resource_group_name
         self.fqdn = server.fully_qualified_domain_name
         self.tenant_id = client.tenant_id

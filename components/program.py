@@ -10,14 +10,19 @@ import pulumi
 import pulumi_random as random
 from pulumi_azure_native import authorization
 
+from . import registry
 from . import settings as settings_mod
 from .aks import Aks
 from .broker import Broker
+from .budget import Budget
 from .cloudamqp import CloudAmqpBroker
+from .cluster_policy import ClusterPolicies
+from .diagnostics import Diagnostics, Target, log_categories
 from .edge import Edge, EdgeCertificates
 from .identities import ServiceIdentities
 from .keda import KedaAccess
 from .landing import ServiceLanding
+from .locks import Locks
 from .network import Network
 from .observability import Observability
 from .postgres import Postgres, PostgresBootstrap
@@ -35,11 +40,12 @@ def main(settings: StackSettings | None = None) -> None:
         "name-suffix", random.RandomStringArgs(length=5, special=False, upper=False, numeric=True)
     ).result
 
-    net = Network("network", s)
+    net = Network("network", s, registry_login_server=registry.login_server(s, suffix))
     vault = Vault("vault", s, net, client, suffix)
     aks = Aks("aks", s, net, client)
     # The services with a database (`services.<name>.database: true`).
     databases = s.databases
+    acr = registry.Registry("registry", s, net, client, suffix, aks.kubelet_principal_id)
     pg = Postgres("postgres", s, net, vault, client, suffix, databases)
     # Every service has its own identity: its PostgreSQL role (if any), its secrets, its pods.
     identities = ServiceIdentities("service-identities", s, net, list(s.services))
@@ -51,6 +57,31 @@ def main(settings: StackSettings | None = None) -> None:
         aks.provider,
         aks.oidc_issuer_url,
         {db: identities.principal_ids[db] for db in databases},
+    )
+    categories = log_categories(s)
+    Diagnostics(
+        "diagnostics",
+        s,
+        aks.workspace_id,
+        {
+            "cluster": Target(aks.cluster_id, categories["cluster"]),
+            "vault": Target(vault.vault_id, categories["vault"]),
+            "postgres": Target(pg.server_id, categories["postgres"], dedicated=False),
+            "registry": Target(acr.registry_id, categories["registry"]),
+        },
+    )
+    ClusterPolicies("cluster-policies", s, aks.cluster_id, registry.login_server(s, suffix))
+    Budget("budget", s, net.resource_group_name, net.resource_group_id)
+    Locks(
+        "locks",
+        s,
+        {
+            "cluster": aks.cluster_id,
+            "workspace": aks.workspace_id,
+            "vault": vault.vault_id,
+            "postgres": pg.server_id,
+            "registry": acr.registry_id,
+        },
     )
     observability = Observability("observability", s, vault, aks.provider, client)
     if s.edge.enabled:

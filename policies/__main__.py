@@ -1,8 +1,9 @@
 """The event-backbone policy pack. PolicyPack(...) serves gRPC and never returns, so only
-this file builds it; the policies live in access.py, tls.py, backups.py, hardening.py, database_access.py
-and edge.py."""
+this file builds it; the policies live in access.py, audit.py, tls.py, backups.py, hardening.py,
+database_access.py and edge.py."""
 
 import access
+import audit
 import backups
 import database_access
 import edge
@@ -15,6 +16,7 @@ PolicyPack(
     enforcement_level=EnforcementLevel.MANDATORY,
     policies=[
         *access.POLICIES,
+        *audit.POLICIES,
         *tls.POLICIES,
         *backups.POLICIES,
         *hardening.POLICIES,

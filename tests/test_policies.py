@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 import access
+import audit
 import backups
 import database_access
 import edge
@@ -454,7 +455,7 @@ def test_every_policy_is_in_the_pack_and_mandatory():
     with PolicyHost(ROOT / "policies") as host:
         names = {p.name: p for p in host.info.policies}
         assert host.info.name == "event-backbone"
-    packs = (access, tls, backups, hardening, database_access, edge)
+    packs = (access, audit, tls, backups, hardening, database_access, edge)
     expected = {p.name for pack in packs for p in pack.POLICIES}
     assert set(names) == expected and len(expected) >= 15
     assert all(p.enforcementLevel == 1 for p in names.values())  # MANDATORY
@@ -598,3 +599,133 @@ def test_every_namespace_the_stack_creates_has_an_enforce_level(planned):
             assert labels["pod-security.kubernetes.io/enforce"] in ("restricted", "baseline", "privileged"), reg.name
     names = {unwrap(r.inputs)["metadata"]["name"] for r in planned["prod"].of_type("core/v1:Namespace")}
     assert {"monitoring", "monitoring-node-exporter", "messaging", "platform-bootstrap"} <= names
+
+
+# ------------------------------------------------------------------------- audit trail
+def stack_resources(planned, stack: str = "prod", change=None) -> list[PolicyResource]:
+    """The recorded stack as the engine hands it to a stack policy: custom resources with their
+    dependencies resolved to resources. ``change(type, name, props)`` may return new props or
+    None to drop the resource."""
+    regs = [r for r in planned[stack].result.registrations if r.custom]
+    by_urn: dict[str, PolicyResource] = {}
+    for r in regs:
+        props = unwrap(r.inputs)
+        if change is not None:
+            props = change(r.type, r.name, copy.deepcopy(props))
+            if props is None:
+                continue
+        by_urn[r.urn] = PolicyResource(r.type, props, r.urn, r.name, opts(r.protect), None, None, [], {})
+    for r in regs:
+        if r.urn in by_urn:
+            by_urn[r.urn].dependencies = [by_urn[d] for d in r.dependencies if d in by_urn]
+    return list(by_urn.values())
+
+
+def run_stack_policy(policy, resources: list[PolicyResource], config: dict | None = None) -> list[str]:
+    messages: list[str] = []
+    policy.validate(
+        StackValidationArgs(resources, {**defaults(policy), **(config or {})}), lambda m, u=None: messages.append(m)
+    )
+    return messages
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_diagnostic_settings_to_workspace(planned, stack):
+    policy = audit.diagnostic_settings
+    assert run_stack_policy(policy, stack_resources(planned, stack)) == []
+
+    def drop_vault_setting(typ, name, props):
+        return None if name == "diag-vault" else props
+
+    one(run_stack_policy(policy, stack_resources(planned, stack, drop_vault_setting)), "keyvault:Vault", "not set")
+
+    def no_guard(typ, name, props):
+        if name == "diag-cluster":
+            props["logs"] = [log for log in props["logs"] if log["category"] != "guard"]
+        return props
+
+    one(run_stack_policy(policy, stack_resources(planned, stack, no_guard)), "diag-cluster", "guard")
+
+    def guard_disabled(typ, name, props):
+        if name == "diag-cluster":
+            for log in props["logs"]:
+                log["enabled"] = log["category"] != "guard"
+        return props
+
+    one(run_stack_policy(policy, stack_resources(planned, stack, guard_disabled)), "guard")
+
+    def drop_workspace(typ, name, props):
+        if typ == audit.WORKSPACE:
+            return None  # no workspace dependency left ...
+        if name == "diag-postgres":
+            props.pop("workspaceId")  # ... and no workspace id: the setting goes nowhere useful
+        return props
+
+    one(run_stack_policy(policy, stack_resources(planned, stack, drop_workspace)), "dbforpostgresql:Server", "not set")
+
+
+def test_postgres_audit_parameters(planned):
+    resources = pg_resources(planned)
+    params = {p["configurationName"]: p["value"] for t, p, n in resources if t.endswith("Configuration")}
+    assert {k: params.get(k) for k in audit.AUDIT_PARAMETERS} == dict.fromkeys(audit.AUDIT_PARAMETERS, "on")
+    assert check_stack(audit.postgres_audit, resources) == []
+    off = [
+        (t, mutated(p, "value", "off") if p.get("configurationName") == "log_disconnections" else p, n)
+        for t, p, n in resources
+    ]
+    one(check_stack(audit.postgres_audit, off), "log_disconnections", "'off'")
+    missing = [r for r in resources if r[1].get("configurationName") != "connection_throttle.enable"]
+    one(check_stack(audit.postgres_audit, missing), "connection_throttle.enable", "not set")
+
+
+def test_aks_defender(planned):
+    cfg = CONFIG["prod"]["aks-defender"]
+    typ, props = recorded(planned, "containerservice:ManagedCluster")
+    assert check(hardening.aks_defender, typ, props, config=cfg) == []
+    one(check(hardening.aks_defender, typ, mutated(props, "securityProfile.defender"), config=cfg), "defender")
+    unbound = mutated(props, "securityProfile.defender.logAnalyticsWorkspaceResourceId")
+    one(check(hardening.aks_defender, typ, unbound, config=cfg), "securityProfile.defender")
+    dev_typ, dev_props = (
+        planned["dev"].one("containerservice:ManagedCluster").type,
+        planned["dev"].inputs("containerservice:ManagedCluster"),
+    )
+    assert "defender" not in dev_props["securityProfile"]
+    assert check(hardening.aks_defender, dev_typ, dev_props, config=CONFIG["dev"]["aks-defender"]) == []
+    one(check(hardening.aks_defender, dev_typ, dev_props, config=cfg), "aks.defender")
+
+
+def test_aks_host_encryption(planned):
+    cfg = CONFIG["prod"]["aks-host-encryption"]
+    typ, props = recorded(planned, "containerservice:ManagedCluster")
+    assert check(hardening.aks_host_encryption, typ, props, config=cfg) == []
+    off = copy.deepcopy(props)
+    off["agentPoolProfiles"][0]["enableEncryptionAtHost"] = False
+    one(
+        check(hardening.aks_host_encryption, typ, off, config=cfg),
+        "agentPoolProfiles.0.enableEncryptionAtHost",
+        "false",
+    )
+    ptyp, pool = recorded(planned, "containerservice:AgentPool", "user-pool")
+    assert check(hardening.aks_host_encryption, ptyp, pool, config=cfg) == []
+    one(check(hardening.aks_host_encryption, ptyp, mutated(pool, "enableEncryptionAtHost"), config=cfg), "not set")
+
+
+def test_stateful_resources_locked(planned):
+    policy = hardening.stateful_locked
+    cfg = CONFIG["prod"]["stateful-resources-locked"]
+    assert run_stack_policy(policy, stack_resources(planned, "prod"), cfg) == []
+
+    def unlock_vault(typ, name, props):
+        return None if name == "lock-vault" else props
+
+    one(run_stack_policy(policy, stack_resources(planned, "prod", unlock_vault), cfg), "keyvault:Vault", "lock")
+
+    def read_level_none(typ, name, props):
+        if name == "lock-registry":
+            props["level"] = "NotSpecified"
+        return props
+
+    one(run_stack_policy(policy, stack_resources(planned, "prod", read_level_none), cfg), "containerregistry:Registry")
+    # dev has no locks and does not require them
+    assert run_stack_policy(policy, stack_resources(planned, "dev"), CONFIG["dev"]["stateful-resources-locked"]) == []
+    assert len(run_stack_policy(policy, stack_resources(planned, "dev"), cfg)) == 5

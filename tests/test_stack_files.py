@@ -149,11 +149,12 @@ def test_misspelt_config_section(tmp_path, capsys, stack):
 @pytest.mark.parametrize("stack", STACKS)
 def test_misspelt_project_namespace(tmp_path, capsys, stack):
     text = edit(stack, "  event-backbone:postgres:", "  event-backbon:postgres:")
-    # the postgres checks wait (they would otherwise judge the defaults); prod has two of them
+    # the postgres checks wait (they would otherwise judge the defaults): postgres_rules and
+    # in prod also prod_postgres_rules and hardening_rules (which reads postgres.defender there)
     assert plan(tmp_path, stack, text, capsys) == [
         f"{tmp_path}/copy-{stack}.yaml: event-backbon:postgres is not a known namespace;"
         " did you mean 'event-backbone:postgres'?",
-        f"{tmp_path}/copy-{stack}.yaml: {waiting(2 if stack == 'prod' else 1)}",
+        f"{tmp_path}/copy-{stack}.yaml: {waiting(3 if stack == 'prod' else 1)}",  # + hardening_rules in prod
     ]
 
 
@@ -232,7 +233,7 @@ def test_type_error_gives_the_range(tmp_path, capsys, stack):
     assert plan(tmp_path, stack, text, capsys) == [
         f"{tmp_path}/copy-{stack}.yaml: event-backbone:postgres.storageSizeGb must be a whole number"
         " between 32 and 16384 (got 'lots')",
-        f"{tmp_path}/copy-{stack}.yaml: {waiting(2 if stack == 'prod' else 1)}",
+        f"{tmp_path}/copy-{stack}.yaml: {waiting(3 if stack == 'prod' else 1)}",  # + hardening_rules in prod
     ]
 
 
@@ -252,7 +253,7 @@ def test_unquoted_zone_says_to_quote_it(tmp_path, capsys, stack):
     assert plan(tmp_path, stack, text, capsys) == [
         f"{tmp_path}/copy-{stack}.yaml: event-backbone:postgres.availabilityZone must be one of '1', '2' or '3'"
         ' (got 1; YAML reads an unquoted 1 as a number: quote it, "1")',
-        f"{tmp_path}/copy-{stack}.yaml: {waiting(2 if stack == 'prod' else 1)}",
+        f"{tmp_path}/copy-{stack}.yaml: {waiting(3 if stack == 'prod' else 1)}",  # + hardening_rules in prod
     ]
 
 
@@ -263,8 +264,8 @@ def test_unquoted_number_where_a_string_is_expected(tmp_path, capsys, stack):
     assert lines == [
         f"{tmp_path}/copy-{stack}.yaml: event-backbone:aks.kubernetesVersion must be a string"
         " (Kubernetes version `1.NN[.P]`) (got 1.33; YAML reads it unquoted as a number: quote the value)",
-        # aks_network_rules, aks_rules (+ prod_aks_rules in prod)
-        f"{tmp_path}/copy-{stack}.yaml: {waiting(3 if stack == 'prod' else 2)}",
+        # aks_network_rules, aks_rules, hardening_rules (+ prod_aks_rules in prod)
+        f"{tmp_path}/copy-{stack}.yaml: {waiting(4 if stack == 'prod' else 3)}",
     ]
 
 
@@ -280,7 +281,7 @@ def test_three_mistakes_in_prod_take_one_run(tmp_path, capsys):
         f"{f}: event-backbone:postgres.storageSizeGb must be between 32 and 16384 (got 10)",
         f"{f}: event-backbone:broker.replicas must be at least 3 in prod (one broker per zone) (got 1)",
         f"{f}: event-backbone:aks.tier must be 'Standard' or 'Premium' in prod (uptime SLA) (got 'Free')",
-        f"{f}: {waiting(2)}",  # postgres_rules, prod_postgres_rules
+        f"{f}: {waiting(3)}",  # postgres_rules, prod_postgres_rules, hardening_rules
     ]
 
 
@@ -294,7 +295,7 @@ def test_three_mistakes_in_dev_take_one_run(tmp_path, capsys):
         f"{f}: event-backbone:tag is not a known key; did you mean 'tags'?",
         f"{f}: event-backbone:keyVault.rotation.postgres-admn is not a generated secret;"
         " did you mean 'postgres-admin'?",
-        f"{f}: {waiting(2)}",  # aks_network_rules, aks_rules
+        f"{f}: {waiting(3)}",  # aks_network_rules, aks_rules, hardening_rules
     ]
 
 

@@ -9,7 +9,8 @@ one line naming the stack file, the full key, what is allowed and what was given
 Field names are snake_case in Python and camelCase in the stack files (aliases).
 
 Modules: ``base`` (the shared model base and value types), one per area (``network``, ``aks``,
-``postgres``, ``keyvault``, ``broker``, ``observability``, ``services``, ``edge``), ``stack`` (the root model) with
+``postgres``, ``keyvault``, ``broker``, ``observability``, ``services``, ``edge``, ``budget``,
+``registry``; ``vm_sizes`` is the table of node VM sizes' local disks), ``stack`` (the root model) with
 ``rules`` (cross-key and per-environment rules), ``errors`` and ``introspect`` (one line per
 problem), ``loading`` (the Pulumi config map) and ``reference`` (the generated key reference).
 Everything the rest of the program uses is importable from ``components.settings`` itself.
@@ -17,7 +18,7 @@ Everything the rest of the program uses is importable from ``components.settings
 
 from __future__ import annotations
 
-from .aks import AksSettings, ApiServer, MaintenanceWindow, SystemPool, UserPool
+from .aks import AksSettings, ApiServer, AzurePolicy, MaintenanceWindow, SystemPool, UserPool
 from .base import (
     PROJECT,
     Cidr,
@@ -49,6 +50,7 @@ from .broker import (
     ServiceTopology,
     Topology,
 )
+from .budget import BudgetSettings
 from .edge import DnsZoneSettings, EdgeSettings, WafSettings
 from .errors import ConfigError, Problem, StackFileError
 from .keyvault import KeyVaultSettings
@@ -89,18 +91,22 @@ from .reference import (
     reference_markdown,
     reference_rows,
 )
+from .registry import RegistrySettings
 from .rules import (
     LOAD_TEST_PERMISSION,
     LOAD_TEST_USER,
     broker_rules,
     edge_rules,
+    egress_rules,
     environment_rules,
+    hardening_rules,
     load_test_rules,
     observability_rules,
     service_rules,
 )
 from .services import RESERVED_SERVICE_NAMES, ServiceResources, Services, ServiceScaling, ServiceSettings
 from .stack import StackSettings
+from .vm_sizes import VM_LOCAL_DISKS, LocalDisks, ephemeral_capacity_gb
 
 __all__ = [
     "DAY_MS",
@@ -114,6 +120,14 @@ __all__ = [
     "DOCS_FILE",
     "DOCS_START",
     "AksSettings",
+    "AzurePolicy",
+    "RegistrySettings",
+    "BudgetSettings",
+    "LocalDisks",
+    "VM_LOCAL_DISKS",
+    "egress_rules",
+    "ephemeral_capacity_gb",
+    "hardening_rules",
     "Alerting",
     "AlertmanagerSettings",
     "ApiServer",

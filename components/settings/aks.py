@@ -27,6 +27,44 @@ class MaintenanceWindow(Model):
     utc_offset: Annotated[str, Field(pattern=r"^[+-]([01]\d|2[0-3]):[0-5]\d$")] = "+00:00"
 
 
+ControlPlaneLog = Literal[
+    "kube-apiserver",
+    "kube-audit",
+    "kube-audit-admin",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "cluster-autoscaler",
+    "cloud-controller-manager",
+    "guard",
+    "csi-azuredisk-controller",
+    "csi-azurefile-controller",
+    "csi-snapshot-controller",
+]
+# aks-baseline's selection: the admin audit (writes, no get/list noise), Entra sign-ins (guard),
+# scaling and controller decisions. kube-audit (every read) and kube-apiserver are opt-in: costly.
+DEFAULT_CONTROL_PLANE_LOGS: list[ControlPlaneLog] = [
+    "kube-audit-admin",
+    "guard",
+    "cluster-autoscaler",
+    "kube-controller-manager",
+]
+# System namespaces exempt from the cluster's Azure Policy assignments (as aks-baseline does).
+SYSTEM_NAMESPACES: list[str] = ["kube-system", "gatekeeper-system", "azure-arc", "calico-system", "tigera-operator"]
+
+
+class AzurePolicy(Model):
+    """Azure Policy for Kubernetes assignments at cluster scope."""
+
+    pod_security: Literal["baseline", "restricted"] = "baseline"
+    effect: Literal["Audit", "Deny"] = "Deny"  # pod security; prod: Deny, dev may Audit
+    # Allowed images (the stack's registry and mcr.microsoft.com): Audit until every rendered image
+    # reference points at the registry (docs/hardening.md), then Deny.
+    allowed_images_effect: Literal["Audit", "Deny"] = "Audit"
+    excluded_namespaces: list[Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]] = Field(
+        default_factory=lambda: list(SYSTEM_NAMESPACES)
+    )
+
+
 class ApiServer(Model):
     authorized_ip_ranges: list[IpOrCidr] = Field(default_factory=list)
     private_cluster: bool = False
@@ -50,6 +88,17 @@ class AksSettings(Model):
     admin_group_object_ids: list[Uuid] = Field(default_factory=list)
     log_retention_days: int = Field(default=30, ge=30, le=730)
     image_cleaner_interval_hours: int = Field(default=168, ge=24, le=2160)
+    # Control-plane log categories sent to the stack's Log Analytics workspace.
+    control_plane_logs: list[ControlPlaneLog] = Field(default_factory=lambda: list(DEFAULT_CONTROL_PLANE_LOGS))
+    # Microsoft Defender for Containers (securityProfile.defender, bound to the workspace).
+    defender: bool = True
+    # Host-based encryption of OS/data disks and temp disk (needs the subscription feature
+    # Microsoft.Compute/EncryptionAtHost registered: docs/hardening.md).
+    encryption_at_host: bool = True
+    # auto: ephemeral where the VM size's cache/temp disk holds osDiskSizeGb (vm_sizes.py), else managed.
+    os_disk_type: Literal["auto", "Ephemeral", "Managed"] = "auto"
+    os_disk_size_gb: int = Field(default=64, ge=30, le=2040)
+    azure_policy: AzurePolicy = AzurePolicy()
 
     @field_validator("pod_cidr", "service_cidr")
     @classmethod

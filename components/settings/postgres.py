@@ -45,3 +45,5 @@ class PostgresSettings(Model):
     # off in prod and is break-glass only where on.
     password_auth: bool = True
     entra_admin_group: EntraAdminGroup | None = None
+    # Microsoft Defender for open-source relational databases on this server.
+    defender: bool = True

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from pydantic.alias_generators import to_camel
 
 from .errors import Problem
+from .vm_sizes import VM_LOCAL_DISKS, ephemeral_capacity_gb
 
 if TYPE_CHECKING:
     from .stack import StackSettings
@@ -226,6 +227,160 @@ def prod_postgres_rules(s: StackSettings) -> list[Problem]:
                     key="postgres.backupRetentionDays",
                     message="must be at least 30 in prod",
                     got=s.postgres.backup_retention_days,
+                )
+            )
+    return p
+
+
+# Control-plane logs every environment keeps: who changed what (admin audit) and who signed in.
+REQUIRED_CONTROL_PLANE_LOGS = ("kube-audit-admin", "guard")
+
+
+def egress_rules(s: StackSettings) -> list[Problem]:
+    """network.egress and the firewall subnet: present when needed, inside the address space,
+    clear of the other subnets, big enough for Azure Firewall (/26)."""
+    net = s.network
+    p: list[Problem] = []
+    if net.egress == "firewall" and net.firewall_subnet is None:
+        p.append(
+            Problem(
+                key="network.firewallSubnet",
+                message="is required when network.egress is 'firewall' (the AzureFirewallSubnet, /26 or larger)",
+                has_got=False,
+            )
+        )
+    if net.firewall_subnet is not None:
+        fw = ipaddress.IPv4Network(net.firewall_subnet)
+        if net.egress != "firewall":
+            p.append(
+                Problem(
+                    key="network.firewallSubnet",
+                    message=f"is only used when network.egress is 'firewall' (it is '{net.egress}')",
+                    got=net.firewall_subnet,
+                )
+            )
+        if not fw.subnet_of(ipaddress.IPv4Network(net.address_space)):
+            p.append(
+                Problem(
+                    key="network.firewallSubnet",
+                    message=f"must lie inside network.addressSpace {net.address_space}",
+                    got=net.firewall_subnet,
+                )
+            )
+        if fw.prefixlen > 26:
+            p.append(
+                Problem(
+                    key="network.firewallSubnet",
+                    message="must be /26 or larger (Azure Firewall's AzureFirewallSubnet)",
+                    got=net.firewall_subnet,
+                )
+            )
+        others = {
+            "network.aksSubnet": net.aks_subnet,
+            "network.postgresSubnet": net.postgres_subnet,
+            "network.endpointsSubnet": net.endpoints_subnet,
+        }
+        if s.edge.enabled:
+            others["edge.subnet"] = s.edge.subnet  # the edge's delegated subnet shares the VNet
+        for key, cidr in others.items():
+            if fw.overlaps(ipaddress.IPv4Network(cidr)):
+                p.append(Problem(key="network.firewallSubnet", message=f"must not overlap {key} {cidr}", got=str(fw)))
+    if net.egress == "firewall" and s.registry.sku != "Premium":
+        p.append(
+            Problem(
+                key="registry.sku",
+                message="must be 'Premium' when network.egress is 'firewall' (the firewall allows the registry's"
+                " dedicated data endpoint, a Premium feature)",
+                got=s.registry.sku,
+            )
+        )
+    if s.is_prod and net.egress == "loadBalancer":
+        p.append(
+            Problem(
+                key="network.egress",
+                message="must be 'natGateway' or 'firewall' in prod (static, known egress IPs)",
+                got=net.egress,
+            )
+        )
+    return p
+
+
+def hardening_rules(s: StackSettings) -> list[Problem]:
+    """Audit logs, node OS disks, Defender, Azure Policy and budget: what every environment
+    needs and what prod may not switch off."""
+    a = s.aks
+    p: list[Problem] = []
+    missing = [c for c in REQUIRED_CONTROL_PLANE_LOGS if c not in a.control_plane_logs]
+    if missing:
+        p.append(
+            Problem(
+                key="aks.controlPlaneLogs",
+                message=f"must include {', '.join(missing)} (the audit trail of changes and sign-ins)",
+                got=list(a.control_plane_logs),
+            )
+        )
+    if a.os_disk_type == "Ephemeral":
+        for key, size in {
+            "aks.systemPool.vmSize": a.system_pool.vm_size,
+            "aks.userPool.vmSize": a.user_pool.vm_size,
+        }.items():
+            capacity = ephemeral_capacity_gb(size)
+            if capacity is None:
+                p.append(
+                    Problem(
+                        key=key,
+                        message="has unknown local disks: aks.osDiskType Ephemeral needs one of "
+                        + ", ".join(sorted(VM_LOCAL_DISKS)),
+                        got=size,
+                    )
+                )
+            elif capacity < a.os_disk_size_gb:
+                p.append(
+                    Problem(
+                        key=key,
+                        message=f"cannot hold an ephemeral OS disk of aks.osDiskSizeGb {a.os_disk_size_gb} GiB"
+                        f" (its cache/temp disk holds {capacity} GiB): lower aks.osDiskSizeGb or use osDiskType auto",
+                        got=size,
+                    )
+                )
+    r = s.registry
+    if r.allowed_ip_ranges and r.sku != "Premium":
+        p.append(
+            Problem(
+                key="registry.allowedIpRanges",
+                message="needs registry.sku Premium (network rules are a Premium feature)",
+                got=list(r.allowed_ip_ranges),
+            )
+        )
+    for i, ip in enumerate(r.allowed_ip_ranges):
+        if ip.startswith("0.0.0.0"):
+            p.append(
+                Problem(
+                    key=f"registry.allowedIpRanges[{i}]",
+                    message="must not open the registry to the whole internet",
+                    got=ip,
+                )
+            )
+    if s.is_prod:
+        if r.sku != "Premium":
+            p.append(Problem(key="registry.sku", message="must be 'Premium' in prod (private endpoint)", got=r.sku))
+        for key, value in {
+            "aks.defender": a.defender,
+            "aks.encryptionAtHost": a.encryption_at_host,
+            "postgres.defender": s.postgres.defender,
+        }.items():
+            if not value:
+                p.append(Problem(key=key, message="must be true in prod", got=value))
+        if a.azure_policy.effect != "Deny":
+            p.append(Problem(key="aks.azurePolicy.effect", message="must be 'Deny' in prod", got=a.azure_policy.effect))
+        if not s.budget.contact_emails:
+            p.append(Problem(key="budget.contactEmails", message="must list at least one address in prod", got=[]))
+        if s.budget.oncall_webhook_url is None:
+            p.append(
+                Problem(
+                    key="budget.oncallWebhookUrl",
+                    message="is required in prod (a secure value: pulumi config set --secret --path ...)",
+                    has_got=False,
                 )
             )
     return p
@@ -578,6 +733,8 @@ CHECKS: list[Callable[[StackSettings], list[Problem]]] = [
     load_test_rules,
     observability_rules,
     edge_rules,
+    egress_rules,
+    hardening_rules,
     prod_broker_rules,
     prod_aks_rules,
     prod_postgres_rules,

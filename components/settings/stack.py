@@ -11,11 +11,13 @@ from pydantic_core import PydanticCustomError
 from .aks import AksSettings
 from .base import Environment, Model
 from .broker import BrokerSettings
+from .budget import BudgetSettings
 from .edge import EdgeSettings
 from .keyvault import KeyVaultSettings
 from .network import NetworkSettings
 from .observability import ObservabilitySettings
 from .postgres import PostgresSettings
+from .registry import RegistrySettings
 from .rules import environment_rules
 from .services import Services
 
@@ -33,6 +35,8 @@ class StackSettings(Model):
     observability: ObservabilitySettings = ObservabilitySettings()
     services: Services = Field(default_factory=dict)
     edge: EdgeSettings = EdgeSettings()
+    budget: BudgetSettings = BudgetSettings()
+    registry: RegistrySettings = RegistrySettings()
 
     @property
     def is_prod(self) -> bool:
