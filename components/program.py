@@ -18,6 +18,7 @@ from .identities import ServiceIdentities
 from .network import Network
 from .observability import Observability
 from .postgres import Postgres, PostgresBootstrap
+from .rollouts import Rollouts
 from .settings import StackSettings
 from .vault import Vault, WorkloadSecretAccess
 
@@ -50,6 +51,8 @@ def main(settings: StackSettings | None = None) -> None:
     )
     access = WorkloadSecretAccess("workload-secrets", s, net, vault, aks.oidc_issuer_url, client)
     observability = Observability("observability", s, vault, aks.provider)
+    if s.rollouts.enabled:
+        Rollouts("rollouts", s, aks.provider, crds=observability.crds)
     if s.broker.backend == "cloudamqp":
         broker = CloudAmqpBroker("broker", s, vault)
     else:

@@ -9,7 +9,7 @@ one line naming the stack file, the full key, what is allowed and what was given
 Field names are snake_case in Python and camelCase in the stack files (aliases).
 
 Modules: ``base`` (the shared model base and value types), one per area (``network``, ``aks``,
-``postgres``, ``keyvault``, ``broker``, ``observability``), ``stack`` (the root model) with
+``postgres``, ``keyvault``, ``broker``, ``observability``, ``rollouts``), ``stack`` (the root model) with
 ``rules`` (cross-key and per-environment rules), ``errors`` and ``introspect`` (one line per
 problem), ``loading`` (the Pulumi config map) and ``reference`` (the generated key reference).
 Everything the rest of the program uses is importable from ``components.settings`` itself.
@@ -83,6 +83,7 @@ from .reference import (
     reference_markdown,
     reference_rows,
 )
+from .rollouts import RolloutAnalysis, RolloutsController, RolloutsSettings
 from .rules import broker_rules, environment_rules, observability_rules
 from .stack import StackSettings
 
@@ -131,6 +132,9 @@ __all__ = [
     "Quantity",
     "QueueDefaults",
     "QueueOverrides",
+    "RolloutAnalysis",
+    "RolloutsController",
+    "RolloutsSettings",
     "ServiceName",
     "ServiceTopology",
     "Slo",

@@ -352,6 +352,20 @@ def broker_rules(s: StackSettings) -> list[Problem]:
     return p
 
 
+def prod_rollouts_rules(s: StackSettings) -> list[Problem]:
+    r = s.rollouts
+    p: list[Problem] = []
+    if s.is_prod and r.enabled and r.controller.replicas < 2:
+        p.append(
+            Problem(
+                key="rollouts.controller.replicas",
+                message="must be at least 2 in prod (a node drain must not stop every rollout; a PDB keeps one)",
+                got=r.controller.replicas,
+            )
+        )
+    return p
+
+
 # Every check, in the order its lines are reported. A check reads the parts of the stack it needs
 # (network, aks, ..., environment); ``loading.validate`` runs those whose parts all have a valid shape.
 CHECKS: list[Callable[[StackSettings], list[Problem]]] = [
@@ -366,4 +380,5 @@ CHECKS: list[Callable[[StackSettings], list[Problem]]] = [
     prod_broker_rules,
     prod_aks_rules,
     prod_postgres_rules,
+    prod_rollouts_rules,
 ]

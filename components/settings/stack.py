@@ -15,6 +15,7 @@ from .keyvault import KeyVaultSettings
 from .network import NetworkSettings
 from .observability import ObservabilitySettings
 from .postgres import PostgresSettings
+from .rollouts import RolloutsSettings
 from .rules import environment_rules
 
 
@@ -29,6 +30,7 @@ class StackSettings(Model):
     key_vault: KeyVaultSettings
     broker: BrokerSettings = BrokerSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    rollouts: RolloutsSettings = RolloutsSettings()
 
     @property
     def is_prod(self) -> bool:
