@@ -84,9 +84,9 @@ def test_prod_settings_follow_the_environment_rules():
         ),
         (
             "dev",
-            dict(key="aks.userPool.maxCount", value="many"),
+            dict(key="aks.userPools.user.maxCount", value="many"),
             [
-                "Pulumi.dev.yaml: event-backbone:aks.userPool.maxCount must be a whole number between 1 and 100"
+                "Pulumi.dev.yaml: event-backbone:aks.userPools.user.maxCount must be a whole number between 1 and 100"
                 " (got 'many')"
             ],
         ),

@@ -17,7 +17,7 @@ Everything the rest of the program uses is importable from ``components.settings
 
 from __future__ import annotations
 
-from .aks import AksSettings, ApiServer, MaintenanceWindow, SystemPool, UserPool
+from .aks import POOL_NAME_PATTERN, AksSettings, ApiServer, MaintenanceWindow, SystemPool, UpgradeSettings, UserPool
 from .base import (
     PROJECT,
     Cidr,
@@ -89,6 +89,7 @@ from .stack import StackSettings
 
 __all__ = [
     "DAY_MS",
+    "POOL_NAME_PATTERN",
     "PROJECT",
     "PROVIDER_NAMESPACES",
     "DOCS_COMMAND",
@@ -143,6 +144,7 @@ __all__ = [
     "Thresholds",
     "Topology",
     "TracingSettings",
+    "UpgradeSettings",
     "UserPool",
     "Uuid",
     "WorkloadIdentity",

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import json
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pydantic.alias_generators import to_camel
 
+from .aks import POOL_NAME_PATTERN
 from .errors import Problem
+
+POOL_NAME_RULE = "lowercase letters and digits, starting with a letter, 1-12 characters"
 
 if TYPE_CHECKING:
     from .stack import StackSettings
@@ -65,14 +70,7 @@ def aks_rules(s: StackSettings) -> list[Problem]:
                 got=s.aks.dns_service_ip,
             )
         )
-    if s.aks.user_pool.min_count > s.aks.user_pool.max_count:
-        p.append(
-            Problem(
-                key="aks.userPool.minCount",
-                message=f"must not exceed aks.userPool.maxCount ({s.aks.user_pool.max_count})",
-                got=s.aks.user_pool.min_count,
-            )
-        )
+    p.extend(node_pool_rules(s))
 
     api = s.aks.api_server
     if not api.private_cluster and not api.authorized_ip_ranges:
@@ -91,6 +89,49 @@ def aks_rules(s: StackSettings) -> list[Problem]:
                     key=f"aks.apiServer.authorizedIpRanges[{i}]",
                     message="must not open the API server to the whole internet",
                     got=r,
+                )
+            )
+    return p
+
+
+def node_pool_rules(s: StackSettings) -> list[Problem]:
+    """At least one user pool; names AKS accepts, none taken twice (the system pool included);
+    min <= max; a pool's zones among the cluster's."""
+    a = s.aks
+    p: list[Problem] = []
+    if not a.user_pools:
+        p.append(Problem(key="aks.userPools", message="must list at least one user pool", got={}))
+    if not re.match(POOL_NAME_PATTERN, a.system_pool.name):
+        p.append(
+            Problem(
+                key="aks.systemPool.name",
+                message=f"must be a valid AKS pool name ({POOL_NAME_RULE})",
+                got=a.system_pool.name,
+            )
+        )
+    for name, pool in a.user_pools.items():
+        key = f"aks.userPools.{name}"
+        if not re.match(POOL_NAME_PATTERN, name):
+            p.append(Problem(key=key, message=f"is not a valid AKS pool name ({POOL_NAME_RULE})", has_got=False))
+        if name == a.system_pool.name:
+            p.append(
+                Problem(key=key, message=f"must not reuse the system pool's name '{a.system_pool.name}'", has_got=False)
+            )
+        if pool.min_count > pool.max_count:
+            p.append(
+                Problem(
+                    key=f"{key}.minCount",
+                    message=f"must not exceed {key}.maxCount ({pool.max_count})",
+                    got=pool.min_count,
+                )
+            )
+        outside = sorted(set(pool.zones or []) - set(a.availability_zones))
+        if outside:
+            p.append(
+                Problem(
+                    key=f"{key}.zones",
+                    message=f"must lie within aks.availabilityZones {json.dumps(list(a.availability_zones))}",
+                    got=pool.zones,
                 )
             )
     return p
