@@ -106,13 +106,15 @@ def record(metric: RO.AnalysisMetric) -> str:
     return f"rollout_analysis:{metric.name.replace('-', '_')}"
 
 
-def outcomes(revision: str, per_minute: float, error_fraction: float) -> dict[str, str]:
-    """Published and stored events of one revision's pod, `error_fraction` of them failed."""
+def outcomes(s, revision: str, per_minute: float, error_fraction: float) -> dict[str, str]:
+    """Published and stored events of one revision's pod, `error_fraction` of them failed
+    (names and labels from the metric contract in the settings)."""
+    m, rev = s.observability.metrics, s.rollouts.analysis.revision_label
     out = {}
-    for metric in ("events_published_total", "events_stored_total"):
-        for outcome, share in (("success", 1 - error_fraction), ("failure", error_fraction)):
+    for metric in (m.events_published, m.events_stored):
+        for outcome, share in ((m.success_value, 1 - error_fraction), (m.failure_value, error_fraction)):
             labels = (
-                f'service="{SERVICE}",outcome="{outcome}",rollouts_pod_template_hash="{revision}",'
+                f'{m.service_label}="{SERVICE}",{m.outcome_label}="{outcome}",{rev}="{revision}",'
                 f'pod="{SERVICE}-{revision}-x1"'
             )
             out[f"{metric}{{{labels}}}"] = counter((per_minute * share, MINUTES))
@@ -122,13 +124,14 @@ def outcomes(revision: str, per_minute: float, error_fraction: float) -> dict[st
 BUCKETS = ("0.1", "0.25", "0.5", "1", "+Inf")
 
 
-def latency(revision: str, per_minute: float, upper: str) -> dict[str, str]:
+def latency(s, revision: str, per_minute: float, upper: str) -> dict[str, str]:
     """Every event of one revision's pod takes between the bucket below `upper` and `upper`."""
+    m, rev = s.observability.metrics, s.rollouts.analysis.revision_label
     out = {}
     for le in BUCKETS:
         inside = BUCKETS.index(le) >= BUCKETS.index(upper)
-        labels = f'service="{SERVICE}",rollouts_pod_template_hash="{revision}",le="{le}"'
-        out[f"event_end_to_end_latency_seconds_bucket{{{labels}}}"] = counter((per_minute if inside else 0, MINUTES))
+        labels = f'{m.service_label}="{SERVICE}",{rev}="{revision}",le="{le}"'
+        out[f"{m.end_to_end_latency}_bucket{{{labels}}}"] = counter((per_minute if inside else 0, MINUTES))
     return out
 
 
@@ -169,31 +172,31 @@ def proof(s) -> tuple[dict, dict]:
         ]
     }
     # the stable version is unhealthy throughout: the canary's verdict must not read its pods
-    stable = {**outcomes(STABLE, 1000, 0.2), **latency(STABLE, 1000, "+Inf")}
+    stable = {**outcomes(s, STABLE, 1000, 0.2), **latency(s, STABLE, 1000, "+Inf")}
     healthy_lat = p99_between(0.1, 0.25)
     cases = [
         verdict_case(
             s,
             "healthy canary passes",
-            {**stable, **outcomes(CANARY, 100, 0.01), **latency(CANARY, 100, "0.25")},
+            {**stable, **outcomes(s, CANARY, 100, 0.01), **latency(s, CANARY, 100, "0.25")},
             {"error-ratio": 0.01, "latency-p99": healthy_lat},
         ),
         verdict_case(
             s,
             "a canary at exactly the error threshold passes",
-            {**stable, **outcomes(CANARY, 100, 0.02), **latency(CANARY, 100, "0.25")},
+            {**stable, **outcomes(s, CANARY, 100, 0.02), **latency(s, CANARY, 100, "0.25")},
             {"error-ratio": 0.02, "latency-p99": healthy_lat},
         ),
         verdict_case(
             s,
             "3 % errors fail",
-            {**stable, **outcomes(CANARY, 100, 0.03), **latency(CANARY, 100, "0.25")},
+            {**stable, **outcomes(s, CANARY, 100, 0.03), **latency(s, CANARY, 100, "0.25")},
             {"error-ratio": 0.03, "latency-p99": healthy_lat},
         ),
         verdict_case(
             s,
             "a slow canary fails",
-            {**stable, **outcomes(CANARY, 100, 0.0), **latency(CANARY, 100, "1")},
+            {**stable, **outcomes(s, CANARY, 100, 0.0), **latency(s, CANARY, 100, "1")},
             {"error-ratio": 0.0, "latency-p99": p99_between(0.5, 1)},
         ),
         verdict_case(
@@ -205,7 +208,7 @@ def proof(s) -> tuple[dict, dict]:
         verdict_case(
             s,
             "new pods without traffic (0/0): inconclusive",
-            {**stable, **outcomes(CANARY, 0, 0.0), **latency(CANARY, 0, "0.25")},
+            {**stable, **outcomes(s, CANARY, 0, 0.0), **latency(s, CANARY, 0, "0.25")},
             {"error-ratio": None, "latency-p99": None},
         ),
     ]
@@ -223,6 +226,35 @@ def test_promtool_proves_the_analysis(planned, tmp_path, name):
         [promtool, "check", "rules", "rollout-analysis.yaml"], cwd=tmp_path, capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout + check.stderr
+    proc = subprocess.run(
+        [promtool, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+
+
+def test_promtool_proves_the_analysis_with_a_renamed_contract(tmp_path):
+    """A team with other metric names changes the stack file; the analysis follows (promtool)."""
+    promtool = require_tool("promtool")
+    from components import settings as S
+    from dryrun.runner import config_from_yaml
+
+    text = mutate(
+        "prod",
+        "observability.metrics",
+        {
+            "eventsPublished": "bus_publishes_total",
+            "endToEndLatency": "bus_latency_seconds",
+            "serviceLabel": "app",
+            "outcomeLabel": "result",
+            "successValue": "ok",
+            "failureValue": "error",
+        },
+    )
+    s = S.from_config_map(config_from_yaml(text)[0], "prod")
+    rules, tests = proof(s)
+    assert "bus_publishes_total" in to_yaml(rules) and "events_published_total" not in to_yaml(rules)
+    (tmp_path / "rollout-analysis.yaml").write_text(to_yaml(rules))
+    (tmp_path / "tests.yaml").write_text(to_yaml(tests))
     proc = subprocess.run(
         [promtool, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
