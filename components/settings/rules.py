@@ -297,6 +297,14 @@ def observability_rules(s: StackSettings) -> list[Problem]:
                     got=o.prometheus.retention,
                 )
             )
+        if o.prometheus.replicas < 2:
+            p.append(
+                Problem(
+                    key="observability.prometheus.replicas",
+                    message="must be at least 2 in prod (alerts keep being evaluated while a node drains)",
+                    got=o.prometheus.replicas,
+                )
+            )
         if o.alertmanager.replicas < 2:
             p.append(
                 Problem(
@@ -393,20 +401,6 @@ def broker_rules(s: StackSettings) -> list[Problem]:
     return p
 
 
-def prod_drain_rules(s: StackSettings) -> list[Problem]:
-    """What must keep serving through a node drain runs at least twice in prod (with a PDB)."""
-    p: list[Problem] = []
-    if s.is_prod and s.observability.prometheus.replicas < 2:
-        p.append(
-            Problem(
-                key="observability.prometheus.replicas",
-                message="must be at least 2 in prod (alerts keep being evaluated while a node drains)",
-                got=s.observability.prometheus.replicas,
-            )
-        )
-    return p
-
-
 def prod_rollouts_rules(s: StackSettings) -> list[Problem]:
     r = s.rollouts
     p: list[Problem] = []
@@ -436,5 +430,4 @@ CHECKS: list[Callable[[StackSettings], list[Problem]]] = [
     prod_aks_rules,
     prod_postgres_rules,
     prod_rollouts_rules,
-    prod_drain_rules,
 ]
