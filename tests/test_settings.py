@@ -227,7 +227,7 @@ def test_dryrun_cli_prints_the_lines_and_exits_non_zero(tmp_path):
         timeout=120,
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [  # the file read; what waits: the postgres, prod postgres and hardening checks
+    assert proc.stderr.strip().splitlines() == [  # the file read; 3 checks wait
         f"{bad}: event-backbone:postgres.backupRetentionDays must be between 7 and 35 (got 3)",
         f"{bad}: 3 further cross-key/environment checks wait on the errors above and run once they are fixed",
     ]
