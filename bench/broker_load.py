@@ -40,6 +40,7 @@ import os
 import platform
 import random
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -244,7 +245,9 @@ def worker(spec: dict, results: Any) -> None:
 
         def on_channel(self, ch) -> None:
             ch.add_on_close_callback(close_connection)
-            ch.basic_qos(prefetch_count=100, callback=lambda _: ch.basic_consume(self.queue, self.on_message))
+            ch.basic_qos(
+                prefetch_count=spec["prefetch"], callback=lambda _: ch.basic_consume(self.queue, self.on_message)
+            )
             self.up = True
             connected["consumers"] += 1
 
@@ -403,6 +406,7 @@ def run(args: argparse.Namespace) -> dict:
                 "publishers": args.publishers // args.workers + (w < args.publishers % args.workers),
                 "consumers": args.consumers // args.workers + (w < args.consumers % args.workers),
                 "rate": args.rate,
+                "prefetch": args.prefetch,
                 "size": args.size,
                 "stagger": args.stagger,
                 "t0": t0,
@@ -451,7 +455,8 @@ def run(args: argparse.Namespace) -> dict:
         result = report(args, cluster, overview, out, t0, t_end, events, connections, fd_limit, leftover, killed_port)
         result["leaders_before_the_kill"] = leaders
         result["killed_node"] = cluster.nodes[victim].name
-        result["broker_logs"] = str(work / "cluster")
+        if args.keep:
+            result["broker_logs"] = str(work / "cluster")  # node<N>/log/*.log
         return result
     finally:
         for p in procs:
@@ -459,6 +464,8 @@ def run(args: argparse.Namespace) -> dict:
                 p.kill()  # by PID: multiprocessing's own handle
                 p.join(timeout=5)
         cluster.close()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)  # ~90 MB of node data per run
 
 
 def _text(value: Any) -> str:
@@ -725,6 +732,7 @@ def main() -> None:
     ap.add_argument("--publishers", type=int, default=800)
     ap.add_argument("--consumers", type=int, default=200)
     ap.add_argument("--rate", type=float, default=0.25, help="messages per second per publisher")
+    ap.add_argument("--prefetch", type=int, default=100, help="consumer prefetch (basic.qos) per channel")
     ap.add_argument("--size", type=int, default=256, help="padding bytes per message")
     ap.add_argument("--workers", type=int, default=4, help="client processes")
     ap.add_argument("--duration", type=float, default=100.0, help="seconds of load")
@@ -736,6 +744,7 @@ def main() -> None:
     )
     ap.add_argument("--stagger", type=float, default=0.01, help="seconds between connection opens per process")
     ap.add_argument("--settle", type=float, default=10.0, help="seconds between the last connection open and the load")
+    ap.add_argument("--keep", action="store_true", help="keep the cluster's data and node logs (path in the result)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "broker_load.json")
     ap.add_argument("--plot", type=Path, default=ROOT / "docs" / "broker-load.png")
     args = ap.parse_args()
