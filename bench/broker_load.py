@@ -101,10 +101,12 @@ def worker(spec: dict, results: Any) -> None:
     finished = asyncio.Event()
     connected = {"publishers": 0, "consumers": 0}
 
-    def params(user: str, node: int) -> pika.ConnectionParameters:
+    consumer_ports: list[int] = spec["consumer_ports"]
+
+    def params(user: str, node: int, among: list[int] = ports) -> pika.ConnectionParameters:
         return pika.ConnectionParameters(
             host="127.0.0.1",
-            port=ports[node % len(ports)],
+            port=among[node % len(among)],
             virtual_host=spec["vhost"],
             credentials=pika.PlainCredentials(user, spec["passwords"][user]),
             heartbeat=30,
@@ -236,7 +238,7 @@ def worker(spec: dict, results: Any) -> None:
 
         def connect(self) -> None:
             self.conn = AsyncioConnection(
-                params(self.user, self.node),
+                params(self.user, self.node, consumer_ports),
                 on_open_callback=lambda c: c.channel(on_open_callback=self.on_channel),
                 on_open_error_callback=self.on_error,
                 on_close_callback=self.on_close,
@@ -259,7 +261,9 @@ def worker(spec: dict, results: Any) -> None:
             if method.redelivered:
                 redelivered[self.queue] += 1
             count = int((props.headers or {}).get("x-delivery-count", 0))
-            received_meta[self.queue].append((now, bool(method.redelivered), count, ports[self.node % len(ports)]))
+            received_meta[self.queue].append(
+                (now, bool(method.redelivered), count, consumer_ports[self.node % len(consumer_ports)])
+            )
             max_delivery_count[self.queue] = max(max_delivery_count[self.queue], count)
             ch.basic_ack(method.delivery_tag)
 
@@ -396,10 +400,14 @@ def run(args: argparse.Namespace) -> dict:
         t_end = t0 + args.duration
         drain_end = t_end + args.drain
         passwords = {u: cluster.passwords[u] for u in ("svc-bloodbank", *QUEUES.values())}
+        consumer_ports = cluster.amqp_ports()
+        if args.consumers_avoid_victim:  # no consumer on the node that will be killed
+            consumer_ports = [p for i, p in enumerate(consumer_ports) if i != cluster.leader("candystore.events")]
         for w in range(args.workers):
             spec = {
                 "index": w,
                 "ports": cluster.amqp_ports(),
+                "consumer_ports": consumer_ports,
                 "vhost": cluster.vhost,
                 "exchange": prod.broker.topology.exchange,
                 "passwords": passwords,
@@ -744,6 +752,11 @@ def main() -> None:
     )
     ap.add_argument("--stagger", type=float, default=0.01, help="seconds between connection opens per process")
     ap.add_argument("--settle", type=float, default=10.0, help="seconds between the last connection open and the load")
+    ap.add_argument(
+        "--consumers-avoid-victim",
+        action="store_true",
+        help="consumers connect only to the nodes not holding candystore.events' leader (the one killed)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the cluster's data and node logs (path in the result)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "broker_load.json")
     ap.add_argument("--plot", type=Path, default=ROOT / "docs" / "broker-load.png")
