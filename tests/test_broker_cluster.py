@@ -322,7 +322,7 @@ def test_cluster_boots_the_prod_definitions_with_three_members_everywhere(cluste
     }
     assert wanted <= ports, f"expected listeners missing: {wanted - ports}"
     prod = cluster.settings
-    expected = {p.queue: p.arguments for p in render.queue_plans(prod.broker.topology)}
+    expected = {p.queue: p.arguments for p in render.queue_plans(prod.broker.topology, prod.services)}
     for q in cluster.queue_names():
         info = cluster.queue(q)
         assert info["type"] == "quorum" and info["durable"] is True, q

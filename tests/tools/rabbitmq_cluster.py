@@ -242,7 +242,7 @@ class RabbitCluster:
         from components.render import broker as render
 
         t = self.settings.broker.topology
-        plans = render.queue_plans(t)
+        plans = render.queue_plans(t, self.settings.services)
         return [p.queue for p in plans] + ["dlq.all"] + [p.dead_letter_queue for p in plans if p.dead_letter_queue]
 
     def queue(self, name: str) -> dict:
