@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     from components.settings import ConfigError
 
     from . import plan
+    from .exports import write_exports
     from .runner import run_stack
 
     stack_file = args.stack_file or PROJECT_DIR / f"Pulumi.{args.stack}.yaml"
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             print(line, file=sys.stderr)
         return 2
     doc = plan.write_plan(result, out)
-    written = plan.write_artefacts(result, out)
+    written = plan.write_artefacts(result, out) + write_exports(result, out)  # + arm/, k8s/ for Checkov
     print(plan.summary(doc, result.warnings))
     for path in ["plan.json", *written]:
         print(f"wrote {out}/{path}")
