@@ -6,8 +6,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STACK  ?= dev
 STAMP  := $(VENV)/.requirements-installed
+# Checkov has a large dependency tree of its own: it gets its own virtualenv, never .venv.
+CHECKOV_VENV  := .tools/checkov
+CHECKOV_PIN   := tests/tools/checkov-requirements.txt
+CHECKOV_STAMP := $(CHECKOV_VENV)/.requirements-installed
 
-.PHONY: plan test tools venv bench clean
+.PHONY: plan test tools checkov venv bench clean
 
 # (Re)create the virtualenv whenever requirements change.
 $(STAMP): requirements.txt policies/requirements.txt
@@ -25,7 +29,15 @@ plan: $(STAMP)
 tools:
 	@bash tests/tools/install.sh
 
-test: $(STAMP) tools
+# Checkov (pinned) for tests/test_checkov.py: scans build/<stack>/arm, build/<stack>/k8s, .github/workflows.
+$(CHECKOV_STAMP): $(CHECKOV_PIN)
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q --disable-pip-version-check -r $(CHECKOV_PIN)
+	touch $@
+
+checkov: $(CHECKOV_STAMP)
+
+test: $(STAMP) tools checkov
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

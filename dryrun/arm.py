@@ -40,7 +40,14 @@ class ArmType:
     name_keys: tuple[str, ...]  # inputs that form the ARM name, outermost first ("vault/secret")
     scope_key: str | None = None  # extension resources: the input holding the target resource ID
     envelope: frozenset[str] = ENVELOPE
-    path_keys: tuple[str, ...] = ("resourceGroupName",)  # other URL path parameters (dropped)
+    path_keys: tuple[str, ...] | None = None  # other URL path parameters (dropped); default: resourceGroupName,
+    # or nothing for extension resources (scope_key set)
+
+    @property
+    def dropped(self) -> tuple[str, ...]:
+        if self.path_keys is not None:
+            return self.path_keys
+        return () if self.scope_key else ("resourceGroupName",)
 
 
 def _without(*keys: str) -> frozenset[str]:
@@ -137,9 +144,7 @@ TYPES: dict[str, ArmType] = {
         "azure-native:privatedns:VirtualNetworkLink": ArmType(
             "Microsoft.Network/privateDnsZones/virtualNetworkLinks", ("privateZoneName", "virtualNetworkLinkName")
         ),
-        "azure-native:security:Pricing": ArmType(
-            "Microsoft.Security/pricings", ("pricingName",), "scopeId", path_keys=()
-        ),
+        "azure-native:security:Pricing": ArmType("Microsoft.Security/pricings", ("pricingName",), "scopeId"),
     }.items()
 }
 
@@ -229,7 +234,7 @@ def arm_resource(type_token: str, name: str, inputs: dict, params: _Parameters) 
     spec = TYPES[type_token]
     body = dict(inputs)
     segments = [str(_plain(body.pop(k))) if k in body else name for k in spec.name_keys]
-    for key in spec.path_keys:
+    for key in spec.dropped:
         body.pop(key, None)
     scope = _plain(body.pop(spec.scope_key, None)) if spec.scope_key else None
     resource: dict[str, Any] = {

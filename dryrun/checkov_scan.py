@@ -64,7 +64,8 @@ def stage(build_dirs: dict[str, Path], root: Path, workflows: Path = WORKFLOWS) 
     """One scan tree: <root>/<stack>/{arm,k8s} and <root>/.github/workflows."""
     for stack, build in build_dirs.items():
         for part in ("arm", "k8s"):
-            shutil.copytree(build / part, root / stack / part, dirs_exist_ok=True)
+            if (build / part).is_dir():
+                shutil.copytree(build / part, root / stack / part, dirs_exist_ok=True)
     shutil.copytree(workflows, root / ".github" / "workflows", dirs_exist_ok=True)
     return root
 
@@ -84,10 +85,13 @@ def _documents(text: str) -> list[dict]:
 
 
 def parse(text: str) -> list[Result]:
+    """Checkov's JSON reports as results; a file Checkov could not parse is an error."""
     results = []
     for doc in _documents(text):
         if "check_type" not in doc:
             continue  # an empty report: {"passed": 0, ...}
+        if doc.get("summary", {}).get("parsing_errors"):
+            raise RuntimeError(f"checkov could not parse {doc['results'].get('parsing_errors')}")
         for key, passed in (("passed_checks", True), ("failed_checks", False)):
             for c in doc["results"].get(key, []):
                 results.append(
