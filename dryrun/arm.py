@@ -95,6 +95,9 @@ TYPES: dict[str, ArmType] = {
         "azure-native:dbforpostgresql:Administrator": ArmType(
             "Microsoft.DBforPostgreSQL/flexibleServers/administrators", ("serverName", "objectId")
         ),
+        "azure-native:dbforpostgresql:AdministratorsMicrosoftEntra": ArmType(
+            "Microsoft.DBforPostgreSQL/flexibleServers/administrators", ("serverName", "objectId")
+        ),
         "azure-native:keyvault:Vault": ArmType("Microsoft.KeyVault/vaults", ("vaultName",)),
         "azure-native:keyvault:Secret": ArmType("Microsoft.KeyVault/vaults/secrets", ("vaultName", "secretName")),
         "azure-native:managedidentity:UserAssignedIdentity": ArmType(
@@ -304,6 +307,7 @@ def export(registrations: Iterable[Any], stack: str) -> Export:
         "metadata": {
             "generator": "event-backbone dryrun.arm (from the recorded plan)",
             "stack": stack,
+            "unmapped": sorted(set(unmapped)),
             "notInTemplate": sorted(
                 {f"{t}: {NOT_IN_TEMPLATE[t]}" for t in (r.type for r in regs) if t in NOT_IN_TEMPLATE}
             ),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from . import arm, manifests
@@ -13,8 +14,10 @@ from .runner import RunResult
 
 def write_exports(result: RunResult, out_dir: Path) -> list[str]:
     exported = arm.export(result.registrations, result.stack)
-    if exported.unmapped:
-        raise ValueError(f"no ARM mapping for {', '.join(exported.unmapped)} (add them to dryrun.arm.TYPES)")
+    if exported.unmapped:  # the plan still succeeds; tests/test_checkov.py fails on it
+        print(
+            f"warning: not in the ARM export (add to dryrun.arm.TYPES): {', '.join(exported.unmapped)}", file=sys.stderr
+        )
     written = ["arm/template.json"]
     write(result, out_dir, written[0], json.dumps(exported.template, indent=2) + "\n")
     k8s = manifests.export(result.registrations)
