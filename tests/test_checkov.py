@@ -193,7 +193,7 @@ def test_docs_show_the_score_of_this_run(scan):
 # ----------------------------------------------------------------------------- coverage cross-check
 def policy_violated(policy_name: str, reg, scope: str) -> bool:
     policy = POLICIES[policy_name]
-    config = CONFIG["prod" if scope == "variants" else scope]
+    config = CONFIG["prod" if scope == "variants" else scope].get(policy_name, {})
     return bool(check(policy, reg.type, unwrap(reg.inputs), name=reg.name, protect=reg.protect, config=config))
 
 
