@@ -268,8 +268,9 @@ def arm_resource(type_token: str, name: str, inputs: dict, params: _Parameters) 
 @dataclass
 class Export:
     template: dict
-    # resource key as Checkov names it ("<ARM type>.<name>") -> the Pulumi URN it came from
-    urns: dict[str, str]
+    # resource key as Checkov names it ("<ARM type>.<name>") -> the Pulumi URNs it came from (several
+    # when extension resources share a name, e.g. one diagnostic setting name on several scopes)
+    urns: dict[str, list[str]]
     unmapped: list[str]
 
 
@@ -278,7 +279,7 @@ def export(registrations: Iterable[Any], stack: str) -> Export:
     dependencies and inputs, e.g. dryrun.mocks.Registration)."""
     params = _Parameters()
     resources: list[tuple[Any, dict]] = []
-    urns: dict[str, str] = {}
+    urns: dict[str, list[str]] = {}
     ids: dict[str, str] = {}
     unmapped: list[str] = []
     regs = [r for r in registrations if r.type.startswith("azure-native:")]
@@ -290,7 +291,7 @@ def export(registrations: Iterable[Any], stack: str) -> Export:
             continue
         res = arm_resource(reg.type, reg.name, copy.deepcopy(reg.inputs), params)
         key = f"{res['type']}.{res['name']}"
-        urns[key] = reg.urn
+        urns.setdefault(key, []).append(reg.urn)
         if "scope" not in res:
             segs = ", ".join(f"'{s}'" for s in res["name"].split("/"))
             ids[reg.urn] = f"[resourceId('{res['type']}', {segs})]"

@@ -206,11 +206,11 @@ def verdicts(scan: Scan, policy: str, check_id: str) -> list[tuple[str, bool, bo
     for r in scan.results:
         if r.framework != "arm" or r.check_id != check_id:
             continue
-        urn = scan.exports[r.scope].urns[r.resource]
-        if r.scope == "variants" and not re.search(f"::{check_id}-\\d+$", urn):
+        urns = scan.exports[r.scope].urns[r.resource]
+        if r.scope == "variants" and not any(re.search(f"::{check_id}-\\d+$", u) for u in urns):
             continue
-        reg = scan.registrations[r.scope][urn]
-        out.append((f"{r.scope}:{r.resource}", policy_violated(policy, reg, r.scope), not r.passed))
+        violated = any(policy_violated(policy, scan.registrations[r.scope][u], r.scope) for u in urns)
+        out.append((f"{r.scope}:{r.resource}", violated, not r.passed))
     return out
 
 
@@ -253,7 +253,7 @@ def test_arm_export_covers_every_azure_resource(stack):
     exported = arm.export(stack.result.registrations, stack.stack)
     assert exported.unmapped == []
     expected = [r for r in stack.result.registrations if r.type in arm.TYPES]
-    assert len(exported.template["resources"]) == len(expected) == len(exported.urns)
+    assert len(exported.template["resources"]) == len(expected) == sum(len(u) for u in exported.urns.values())
     skipped = {r.type for r in stack.result.registrations if r.type.startswith("azure-native:")} - set(arm.TYPES)
     assert skipped <= set(arm.NOT_IN_TEMPLATE)
 
