@@ -10,9 +10,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_azure_native import containerservice, managedidentity, operationalinsights
 
-from . import rbac
+from . import egress, rbac
 from .network import Network
-from .settings import StackSettings
+from .settings import AksSettings, StackSettings, ephemeral_capacity_gb
 
 SYSTEM_TAINT = "CriticalAddonsOnly=true:NoSchedule"
 
@@ -30,6 +30,18 @@ def addon_profiles(s: StackSettings, workspace_id: pulumi.Input[str]) -> dict:
             config={"logAnalyticsWorkspaceResourceID": workspace_id, "useAADAuth": "true"},
         ),
     }
+
+
+def defender_profile(
+    s: StackSettings, workspace_id: pulumi.Input[str]
+) -> containerservice.ManagedClusterSecurityProfileDefenderArgs | None:
+    """Microsoft Defender for Containers (runtime threat detection), reporting to the stack's workspace."""
+    if not s.aks.defender:
+        return None
+    return containerservice.ManagedClusterSecurityProfileDefenderArgs(
+        log_analytics_workspace_resource_id=workspace_id,
+        security_monitoring=containerservice.ManagedClusterSecurityProfileDefenderSecurityMonitoringArgs(enabled=True),
+    )
 
 
 def api_server_profile(s: StackSettings) -> containerservice.ManagedClusterAPIServerAccessProfileArgs:
@@ -58,9 +70,26 @@ def maintenance_window(s: StackSettings) -> containerservice.MaintenanceWindowAr
     )
 
 
+def os_disk(vm_size: str, aks: AksSettings) -> dict:
+    """A pool's OS disk for its VM size: ephemeral (on the size's cache or temp disk, free and
+    faster to reimage) where ``aks.osDiskSizeGb`` fits on it, otherwise managed. ``osDiskType:
+    Ephemeral`` on a size that cannot hold it is refused in settings (rules.py); ``Managed``
+    forces a managed disk. Sizes: components/settings/vm_sizes.py."""
+    if aks.os_disk_type == "Managed":
+        kind = containerservice.OSDiskType.MANAGED
+    else:
+        capacity = ephemeral_capacity_gb(vm_size)
+        fits = capacity is not None and capacity >= aks.os_disk_size_gb
+        kind = containerservice.OSDiskType.EPHEMERAL if fits else containerservice.OSDiskType.MANAGED
+    return {"os_disk_type": kind, "os_disk_size_gb": aks.os_disk_size_gb}
+
+
 def _pool_common(s: StackSettings, subnet_id: pulumi.Input[str], vm_size: str) -> dict:
-    """What the system and the user pool share: zones, pod density, no public IPs, OS, subnet."""
+    """What the system and the user pool share: zones, pod density, no public IPs, OS, subnet,
+    OS disk and host encryption."""
     return dict(
+        **os_disk(vm_size, s.aks),
+        enable_encryption_at_host=s.aks.encryption_at_host,
         vm_size=vm_size,
         availability_zones=list(s.aks.availability_zones) or None,
         max_pods=s.aks.max_pods,
@@ -165,10 +194,11 @@ class Aks(pulumi.ComponentResource):
                 service_cidr=s.aks.service_cidr,
                 dns_service_ip=s.aks.dns_service_ip,
                 load_balancer_sku="standard",
-                outbound_type="loadBalancer",
+                outbound_type=egress.outbound_type(s),
             ),
             oidc_issuer_profile=containerservice.ManagedClusterOIDCIssuerProfileArgs(enabled=True),
             security_profile=containerservice.ManagedClusterSecurityProfileArgs(
+                defender=defender_profile(s, workspace.id),
                 workload_identity=containerservice.ManagedClusterSecurityProfileWorkloadIdentityArgs(enabled=True),
                 image_cleaner=containerservice.ManagedClusterSecurityProfileImageCleanerArgs(
                     enabled=True,
@@ -182,7 +212,8 @@ class Aks(pulumi.ComponentResource):
             ),
             api_server_access_profile=api_server_profile(s),
             tags=tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[subnet_grant]),
+            # protect stops Pulumi; the CanNotDelete lock (components/locks.py) stops everyone else
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[subnet_grant, *net.egress_ready], protect=s.protect),
         )
 
         containerservice.AgentPool(
@@ -228,6 +259,7 @@ class Aks(pulumi.ComponentResource):
             opts=child,
         )
         self.cluster_name = cluster.name
+        self.cluster_id = cluster.id
         self.oidc_issuer_url = cluster.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else None)
         self.workspace_id = workspace.id
         self.register_outputs(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 from pulumi_azure_native import network, privatedns, resources
 
+from . import egress
 from .settings import StackSettings
 
 POSTGRES_DELEGATION = "Microsoft.DBforPostgreSQL/flexibleServers"
@@ -95,7 +96,14 @@ class Network(pulumi.ComponentResource):
     postgres_dns_zone_id: pulumi.Output[str]
     keyvault_dns_zone_id: pulumi.Output[str]
 
-    def __init__(self, name: str, settings: StackSettings, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self,
+        name: str,
+        settings: StackSettings,
+        opts: pulumi.ResourceOptions | None = None,
+        registry_login_server: pulumi.Input[str] = "",
+    ):
+        """``registry_login_server``: the stack's registry, allowed through the firewall (egress: firewall)."""
         super().__init__("event-backbone:platform:Network", name, None, opts)
         s = settings
         child = pulumi.ResourceOptions(parent=self)
@@ -107,6 +115,7 @@ class Network(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=s.protect),
         )
         self.resource_group_name = rg.name
+        self.resource_group_id = rg.id
 
         nsgs = {}
         for subnet in ("aks", "postgres", "endpoints"):
@@ -122,6 +131,15 @@ class Network(pulumi.ComponentResource):
                 opts=child,
             )
 
+        # Egress of the node subnet (components/egress.py): NAT gateway or a route to the firewall.
+        nat = egress.nat_gateway(s, rg.name, tags, child) if s.network.egress == "natGateway" else None
+        routes = egress.route_table(s, rg.name, tags, child) if s.network.egress == "firewall" else None
+        firewall_subnet = (
+            [network.SubnetArgs(name=egress.FIREWALL_SUBNET, address_prefix=s.network.firewall_subnet)]
+            if s.network.egress == "firewall"
+            else []
+        )
+
         subnet_names = {"aks": "snet-aks-nodes", "postgres": "snet-postgres", "endpoints": "snet-private-endpoints"}
         vnet = network.VirtualNetwork(
             "vnet",
@@ -136,6 +154,8 @@ class Network(pulumi.ComponentResource):
                         name=subnet_names["aks"],
                         address_prefix=s.network.aks_subnet,
                         network_security_group=network.NetworkSecurityGroupArgs(id=nsgs["aks"].id),
+                        nat_gateway=network.SubResourceArgs(id=nat.id) if nat else None,
+                        route_table=network.RouteTableArgs(id=routes.id) if routes else None,
                         default_outbound_access=False,
                     ),
                     network.SubnetArgs(
@@ -154,12 +174,17 @@ class Network(pulumi.ComponentResource):
                         private_endpoint_network_policies="Enabled",
                         default_outbound_access=False,
                     ),
+                    *firewall_subnet,
                 ],
                 tags=tags,
             ),
             opts=child,
         )
         self.vnet_id = vnet.id
+        # what must exist before nodes can reach the internet (the cluster waits for it)
+        self.egress_ready: list[pulumi.Resource] = [vnet]
+        if s.network.egress == "firewall":
+            self.egress_ready.append(egress.firewall(s, rg.name, vnet.id, registry_login_server, tags, child))
         self.aks_subnet_id = vnet.id.apply(lambda i: f"{i}/subnets/{subnet_names['aks']}")
         self.postgres_subnet_id = vnet.id.apply(lambda i: f"{i}/subnets/{subnet_names['postgres']}")
         self.endpoints_subnet_id = vnet.id.apply(lambda i: f"{i}/subnets/{subnet_names['endpoints']}")

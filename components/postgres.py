@@ -1,14 +1,31 @@
 """PostgreSQL Flexible Server 16: private access only, TLS enforced by explicit server
 parameters, backups (geo-redundant in prod), zone-redundant HA in prod, one database per
-service, Entra auth alongside a generated admin password."""
+service, and database access by identity:
+
+* :class:`Postgres` (Azure side): Entra authentication on, password authentication off in
+  prod (``postgres.passwordAuth``), the platform admin group as Entra administrator, and the
+  generated admin password readable only by the deployer and that group (break-glass,
+  docs/runbooks/postgres-break-glass.md).
+* :class:`PostgresBootstrap` (cluster side): a user-assigned identity that is the second
+  Entra administrator, federated to the ``platform-bootstrap/postgres-bootstrap`` service
+  account, and a Job that runs the rendered bootstrap SQL (components/render/database.py)
+  with a token: each service's managed identity becomes a role that owns its database.
+"""
 
 from __future__ import annotations
 
-import pulumi
-from pulumi_azure_native import dbforpostgresql
+from collections.abc import Mapping, Sequence
 
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi_azure_native import dbforpostgresql, managedidentity, security
+
+from . import rbac
+from .kube import apply_manifest
 from .network import Network
+from .render import database as render
 from .settings import StackSettings
+from .vault import Vault
 
 
 def tls_parameters(s: StackSettings) -> dict[str, str]:
@@ -20,6 +37,16 @@ def tls_parameters(s: StackSettings) -> dict[str, str]:
     }
 
 
+# Audit and abuse protection: log every connection and disconnection and each checkpoint
+# (PostgreSQLLogs in the workspace), and throttle repeated failed sign-ins per IP.
+AUDIT_PARAMETERS = {
+    "connection_throttle.enable": "on",
+    "log_connections": "on",
+    "log_disconnections": "on",
+    "log_checkpoints": "on",
+}
+
+
 class Postgres(pulumi.ComponentResource):
     server_name: pulumi.Output[str]
     fqdn: pulumi.Output[str]
@@ -29,14 +56,16 @@ class Postgres(pulumi.ComponentResource):
         name: str,
         settings: StackSettings,
         net: Network,
-        admin_password: pulumi.Output[str],
+        vault: Vault,
         client: pulumi.Output,
         suffix: pulumi.Output[str],
+        databases: Sequence[str],
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("event-backbone:platform:Postgres", name, None, opts)
         s = settings
         pg = s.postgres
+        admin_secret = vault.secrets[ADMIN_SECRET]
         tags = {**s.tags, "environment": s.environment, "managedBy": "pulumi"}
 
         ha = (
@@ -67,12 +96,15 @@ class Postgres(pulumi.ComponentResource):
                     public_network_access="Disabled",
                 ),
                 auth_config=dbforpostgresql.AuthConfigArgs(
-                    active_directory_auth="Enabled",
-                    password_auth="Enabled",
+                    active_directory_auth=dbforpostgresql.MicrosoftEntraAuth.ENABLED,
+                    password_auth=dbforpostgresql.PasswordBasedAuth.ENABLED
+                    if pg.password_auth
+                    else dbforpostgresql.PasswordBasedAuth.DISABLED,
                     tenant_id=client.tenant_id,
                 ),
+                # Kept for break-glass only (docs/runbooks/postgres-break-glass.md).
                 administrator_login=pg.admin_login,
-                administrator_login_password=admin_password,
+                administrator_login_password=admin_secret.value,
                 maintenance_window=dbforpostgresql.MaintenanceWindowArgs(
                     custom_window="Enabled",
                     day_of_week=pg.maintenance_window.day_of_week,
@@ -87,7 +119,8 @@ class Postgres(pulumi.ComponentResource):
 
         # Azure applies one parameter change at a time per server: chain them.
         previous: list[pulumi.Resource] = [server]
-        for param, value in tls_parameters(s).items():
+        # audit parameters first: the TLS ones stay last, later operations wait for them
+        for param, value in {**AUDIT_PARAMETERS, **tls_parameters(s)}.items():
             previous = [
                 dbforpostgresql.Configuration(
                     param.replace("_", "-"),
@@ -102,19 +135,163 @@ class Postgres(pulumi.ComponentResource):
                 )
             ]
 
-        for db in pg.databases:
-            dbforpostgresql.Database(
-                f"db-{db}",
-                dbforpostgresql.DatabaseArgs(
-                    resource_group_name=net.resource_group_name,
-                    server_name=server.name,
-                    database_name=db,
-                    charset="UTF8",
-                    collation="en_US.utf8",
+        if pg.defender:
+            # Defender for open-source relational databases on this server (the SDK exposes the
+            # resource-level Microsoft.Security/advancedThreatProtectionSettings, not the
+            # flexible server's own advancedThreatProtectionSettings child).
+            security.AdvancedThreatProtection(
+                "defender",
+                security.AdvancedThreatProtectionArgs(resource_id=server.id, setting_name="current", is_enabled=True),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+
+        # The platform admin group administers the server through Entra ID.
+        self.admins: list[pulumi.Resource] = []
+        if pg.entra_admin_group is not None:
+            group = pg.entra_admin_group
+            previous = [
+                dbforpostgresql.AdministratorsMicrosoftEntra(
+                    "entra-admin-group",
+                    dbforpostgresql.AdministratorsMicrosoftEntraArgs(
+                        resource_group_name=net.resource_group_name,
+                        server_name=server.name,
+                        object_id=group.object_id,
+                        principal_name=group.display_name,
+                        principal_type=dbforpostgresql.PrincipalType.GROUP,
+                        tenant_id=client.tenant_id,
+                    ),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=previous),
+                )
+            ]
+            self.admins = list(previous)
+
+            # Break-glass: besides the deployer (Secrets Officer on the vault, to write it),
+            # only the admin group reads the generated admin password, on that secret alone.
+            rbac.grant(
+                "admin-group-reads-break-glass-password",
+                role=rbac.KEY_VAULT_SECRETS_USER,
+                principal_id=group.object_id,
+                scope=pulumi.Output.all(vault.vault_id, admin_secret.uri).apply(
+                    lambda args: f"{args[0]}/secrets/{ADMIN_SECRET}"
                 ),
-                opts=pulumi.ResourceOptions(parent=self, protect=s.protect, depends_on=previous),
+                client=client,
+                description="platform admins read the PostgreSQL break-glass password",
+                opts=pulumi.ResourceOptions(parent=self),
+                principal_type="Group",
+            )
+
+        self.databases: list[pulumi.Resource] = []
+        for db in databases:
+            self.databases.append(
+                dbforpostgresql.Database(
+                    f"db-{db}",
+                    dbforpostgresql.DatabaseArgs(
+                        resource_group_name=net.resource_group_name,
+                        server_name=server.name,
+                        database_name=db,
+                        charset="UTF8",
+                        collation="en_US.utf8",
+                    ),
+                    opts=pulumi.ResourceOptions(parent=self, protect=s.protect, depends_on=previous),
+                )
             )
 
         self.server_name = server.name
+        self.server_id = server.id
+        self.resource_group_name = net.resource_group_name
         self.fqdn = server.fully_qualified_domain_name
+        self.tenant_id = client.tenant_id
+        # Azure applies one change at a time per server: later operations wait for these.
+        self.last_operations = previous
         self.register_outputs({"serverName": self.server_name, "fqdn": self.fqdn})
+
+
+class PostgresBootstrap(pulumi.ComponentResource):
+    """The bootstrap identity (an Entra administrator of the server) and the Job that maps
+    each service's managed identity to the role owning its database."""
+
+    client_id: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        settings: StackSettings,
+        net: Network,
+        postgres: Postgres,
+        provider: k8s.Provider,
+        oidc_issuer_url: pulumi.Output[str],
+        principals: Mapping[str, pulumi.Input[str]],
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        """``principals``: database (= service) name -> Entra object (principal) id of the
+        managed identity that owns it."""
+        super().__init__("event-backbone:platform:PostgresBootstrap", name, None, opts)
+        s = settings
+        child = pulumi.ResourceOptions(parent=self)
+        login = bootstrap_login(s)
+
+        identity = managedidentity.UserAssignedIdentity(
+            "bootstrap-identity",
+            resource_group_name=net.resource_group_name,
+            resource_name_=login,
+            location=s.location,
+            tags={**s.tags, "environment": s.environment},
+            opts=child,
+        )
+        federation = managedidentity.FederatedIdentityCredential(
+            "bootstrap-federation",
+            resource_group_name=net.resource_group_name,
+            resource_name_=identity.name,
+            federated_identity_credential_resource_name=f"{render.NAMESPACE}-{render.SERVICE_ACCOUNT}",
+            issuer=oidc_issuer_url,
+            subject=f"system:serviceaccount:{render.NAMESPACE}:{render.SERVICE_ACCOUNT}",
+            audiences=["api://AzureADTokenExchange"],
+            opts=child,
+        )
+        admin = dbforpostgresql.AdministratorsMicrosoftEntra(
+            "entra-admin-bootstrap",
+            dbforpostgresql.AdministratorsMicrosoftEntraArgs(
+                resource_group_name=postgres.resource_group_name,
+                server_name=postgres.server_name,
+                object_id=identity.principal_id,
+                principal_name=login,
+                principal_type=dbforpostgresql.PrincipalType.SERVICE_PRINCIPAL,
+                tenant_id=postgres.tenant_id,
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=postgres.last_operations),
+        )
+
+        names = sorted(principals)
+        grants = pulumi.Output.all(*[principals[n] for n in names]).apply(
+            lambda ids: [render.DatabaseGrant(n, str(i)) for n, i in zip(names, ids, strict=True)]
+        )
+        sql = grants.apply(render.bootstrap_sql)
+        kube = pulumi.ResourceOptions(parent=self, provider=provider)
+        ns = apply_manifest("namespace", render.bootstrap_namespace(), kube)
+        in_ns = pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[ns]))
+        for policy in render.bootstrap_network_policies(s.network.postgres_subnet):
+            apply_manifest(f"netpol-{policy['metadata']['name']}", policy, in_ns)
+        sa = apply_manifest("service-account", render.bootstrap_service_account(identity.client_id), in_ns)
+        script = apply_manifest(
+            "bootstrap-sql", render.bootstrap_sql_configmap(sql, grants.apply(render.grants_json)), in_ns
+        )
+        apply_manifest(
+            "bootstrap-job",
+            render.bootstrap_job(name=sql.apply(render.job_name), server_fqdn=postgres.fqdn, login=login),
+            pulumi.ResourceOptions.merge(
+                in_ns,
+                pulumi.ResourceOptions(
+                    depends_on=[sa, script, federation, admin, *postgres.databases], delete_before_replace=True
+                ),
+            ),
+        )
+        self.client_id = identity.client_id
+        self.register_outputs({"clientId": self.client_id})
+
+
+ADMIN_SECRET = "postgres-admin"
+
+
+def bootstrap_login(s: StackSettings) -> str:
+    """The bootstrap identity's name, which is also its PostgreSQL login (Entra admin role)."""
+    return s.name("id", "pg-bootstrap")

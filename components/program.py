@@ -10,13 +10,19 @@ import pulumi
 import pulumi_random as random
 from pulumi_azure_native import authorization
 
+from . import registry
 from . import settings as settings_mod
 from .aks import Aks
 from .broker import Broker
+from .budget import Budget
 from .cloudamqp import CloudAmqpBroker
+from .cluster_policy import ClusterPolicies
+from .diagnostics import Diagnostics, Target, log_categories
+from .identities import ServiceIdentities
+from .locks import Locks
 from .network import Network
 from .observability import Observability
-from .postgres import Postgres
+from .postgres import Postgres, PostgresBootstrap
 from .settings import StackSettings
 from .vault import Vault, WorkloadSecretAccess
 
@@ -31,10 +37,45 @@ def main(settings: StackSettings | None = None) -> None:
         "name-suffix", random.RandomStringArgs(length=5, special=False, upper=False, numeric=True)
     ).result
 
-    net = Network("network", s)
+    net = Network("network", s, registry_login_server=registry.login_server(s, suffix))
     vault = Vault("vault", s, net, client, suffix)
     aks = Aks("aks", s, net, client)
-    pg = Postgres("postgres", s, net, vault.secrets["postgres-admin"].value, client, suffix)
+    # The services with a database (the `services:` model will derive this list).
+    databases = list(s.postgres.databases)
+    pg = Postgres("postgres", s, net, vault, client, suffix, databases)
+    identities = ServiceIdentities("service-identities", s, net, databases)
+    PostgresBootstrap(
+        "postgres-bootstrap",
+        s,
+        net,
+        pg,
+        aks.provider,
+        aks.oidc_issuer_url,
+        {db: identities.principal_ids[db] for db in databases},
+    )
+    categories = log_categories(s)
+    Diagnostics(
+        "diagnostics",
+        s,
+        aks.workspace_id,
+        {
+            "cluster": Target(aks.cluster_id, categories["cluster"]),
+            "vault": Target(vault.vault_id, categories["vault"]),
+            "postgres": Target(pg.server_id, categories["postgres"], dedicated=False),
+        },
+    )
+    ClusterPolicies("cluster-policies", s, aks.cluster_id, registry.login_server(s, suffix))
+    Budget("budget", s, net.resource_group_name, net.resource_group_id)
+    Locks(
+        "locks",
+        s,
+        {
+            "cluster": aks.cluster_id,
+            "workspace": aks.workspace_id,
+            "vault": vault.vault_id,
+            "postgres": pg.server_id,
+        },
+    )
     access = WorkloadSecretAccess("workload-secrets", s, net, vault, aks.oidc_issuer_url, client)
     observability = Observability("observability", s, vault, aks.provider)
     if s.broker.backend == "cloudamqp":

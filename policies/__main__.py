@@ -1,7 +1,9 @@
 """The event-backbone policy pack. PolicyPack(...) serves gRPC and never returns, so only
-this file builds it; the policies live in tls.py, backups.py and hardening.py."""
+this file builds it; the policies live in tls.py, backups.py, hardening.py, database_access.py and audit.py."""
 
+import audit
 import backups
+import database_access
 import hardening
 import tls
 from pulumi_policy import EnforcementLevel, PolicyPack
@@ -9,6 +11,6 @@ from pulumi_policy import EnforcementLevel, PolicyPack
 PolicyPack(
     name="event-backbone",
     enforcement_level=EnforcementLevel.MANDATORY,
-    policies=[*tls.POLICIES, *backups.POLICIES, *hardening.POLICIES],
+    policies=[*audit.POLICIES, *tls.POLICIES, *backups.POLICIES, *hardening.POLICIES, *database_access.POLICIES],
     description="No change may drop TLS or backups on the event-backbone platform.",
 )

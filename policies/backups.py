@@ -197,6 +197,8 @@ STATEFUL = [
     "azure-native:keyvault:Vault",
     "azure-native:resources:ResourceGroup",
     "azure-native:operationalinsights:Workspace",
+    "azure-native:containerservice:ManagedCluster",
+    "azure-native:containerregistry:Registry",
     "kubernetes:core/v1:PersistentVolumeClaim",
     "cloudamqp:index/instance:Instance",
     "kubernetes:rabbitmq.com/v1beta1:RabbitmqCluster",

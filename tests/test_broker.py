@@ -135,8 +135,8 @@ def test_broker_cluster_and_namespace_protected_in_prod(planned):
     for name, expected in (("prod", True), ("dev", False)):
         assert planned[name].one("RabbitmqCluster").protect is expected
         namespaces = {r.inputs["metadata"]["name"]: r for r in planned[name].of_type("core/v1:Namespace")}
-        assert set(namespaces) == {"messaging", "monitoring"}
-        assert all(r.protect is expected for r in namespaces.values())  # they hold the volumes
+        assert {"messaging", "monitoring"} <= set(namespaces)
+        assert all(namespaces[n].protect is expected for n in ("messaging", "monitoring"))  # they hold the volumes
 
 
 def test_operator_is_pinned(stack):

@@ -8,7 +8,9 @@ import json
 import subprocess
 import sys
 
+import audit
 import backups
+import database_access
 import hardening
 import pytest
 import tls
@@ -197,6 +199,42 @@ def test_storage_account_secure_transport():
     one(check(tls.storage_account_tls, typ, mutated(good, "minimumTlsVersion")), "not set")
 
 
+# ------------------------------------------------------------------------- database access
+def entra_resources(planned, stack: str = "prod") -> list[tuple[str, dict, str]]:
+    out = []
+    for suffix in ("dbforpostgresql:Server", "dbforpostgresql:AdministratorsMicrosoftEntra"):
+        for reg in planned[stack].of_type(suffix):
+            out.append((reg.type, unwrap(reg.inputs), reg.name))
+    return out
+
+
+def test_postgres_entra_auth(planned):
+    policy = database_access.postgres_entra
+    prod_cfg = CONFIG["prod"]["postgres-entra-auth"]
+    resources = entra_resources(planned)
+    assert len(resources) == 3  # the server, the admin group, the bootstrap identity
+    assert check_stack(policy, resources, prod_cfg) == []
+    server_type = "azure-native:dbforpostgresql:Server"
+    with_password = [
+        (t, mutated(p, "authConfig.passwordAuth", "Enabled") if t == server_type else p, n) for t, p, n in resources
+    ]
+    one(check_stack(policy, with_password, prod_cfg), "authConfig.passwordAuth", "'Enabled'", "postgres.passwordAuth")
+    assert check_stack(policy, with_password, CONFIG["dev"]["postgres-entra-auth"]) == []
+    no_admins = [r for r in resources if r[0] == server_type]
+    one(check_stack(policy, no_admins, prod_cfg), "Entra administrators", "not set")
+    other_server = [
+        (t, mutated(p, "serverName", "another-server") if t != server_type else p, n) for t, p, n in resources
+    ]
+    one(check_stack(policy, other_server, prod_cfg), "Entra administrators")
+    no_entra = [
+        (t, mutated(p, "authConfig.activeDirectoryAuth", "Disabled") if t == server_type else p, n)
+        for t, p, n in resources
+    ]
+    one(check_stack(policy, no_entra, prod_cfg), "activeDirectoryAuth", "'Disabled'")
+    # dev keeps its password (allowed there) but still has its Entra administrators
+    assert check_stack(policy, entra_resources(planned, "dev"), CONFIG["dev"]["postgres-entra-auth"]) == []
+
+
 # ------------------------------------------------------------------------- backups
 def test_postgres_backup_retention(planned):
     typ, props = recorded(planned, "dbforpostgresql:Server")
@@ -350,7 +388,10 @@ def test_every_policy_is_in_the_pack_and_mandatory():
     with PolicyHost(ROOT / "policies") as host:
         names = {p.name: p for p in host.info.policies}
         assert host.info.name == "event-backbone"
-    expected = {p.name for p in (*tls.POLICIES, *backups.POLICIES, *hardening.POLICIES)}
+    expected = {
+        p.name
+        for p in (*audit.POLICIES, *tls.POLICIES, *backups.POLICIES, *hardening.POLICIES, *database_access.POLICIES)
+    }
     assert set(names) == expected and len(expected) >= 15
     assert all(p.enforcementLevel == 1 for p in names.values())  # MANDATORY
 
@@ -396,9 +437,87 @@ def test_gate_trips_on_a_broken_copy_of_prod(tmp_path):
         "broker-tls",
         "stateful-resources-protected",
         "observability-persistent-storage",
+        "postgres-entra-auth",
     } <= violated
     for finding in report:
         assert set(finding) == {"policyPack", "policy", "enforcementLevel", "urn", "message"}
         assert finding["urn"].startswith("urn:pulumi:prod::event-backbone::")
         assert "Fix:" in finding["message"]
     assert "[mandatory] postgres-backup-retention" in proc.stdout
+
+
+# ------------------------------------------------------------------------- audit trail
+def stack_resources(planned, stack: str = "prod", change=None) -> list[PolicyResource]:
+    """The recorded stack as the engine hands it to a stack policy: custom resources with their
+    dependencies resolved to resources. ``change(type, name, props)`` may return new props or
+    None to drop the resource."""
+    regs = [r for r in planned[stack].result.registrations if r.custom]
+    by_urn: dict[str, PolicyResource] = {}
+    for r in regs:
+        props = unwrap(r.inputs)
+        if change is not None:
+            props = change(r.type, r.name, copy.deepcopy(props))
+            if props is None:
+                continue
+        by_urn[r.urn] = PolicyResource(r.type, props, r.urn, r.name, opts(r.protect), None, None, [], {})
+    for r in regs:
+        if r.urn in by_urn:
+            by_urn[r.urn].dependencies = [by_urn[d] for d in r.dependencies if d in by_urn]
+    return list(by_urn.values())
+
+
+def run_stack_policy(policy, resources: list[PolicyResource], config: dict | None = None) -> list[str]:
+    messages: list[str] = []
+    policy.validate(
+        StackValidationArgs(resources, {**defaults(policy), **(config or {})}), lambda m, u=None: messages.append(m)
+    )
+    return messages
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_diagnostic_settings_to_workspace(planned, stack):
+    policy = audit.diagnostic_settings
+    assert run_stack_policy(policy, stack_resources(planned, stack)) == []
+
+    def drop_vault_setting(typ, name, props):
+        return None if name == "diag-vault" else props
+
+    one(run_stack_policy(policy, stack_resources(planned, stack, drop_vault_setting)), "keyvault:Vault", "not set")
+
+    def no_guard(typ, name, props):
+        if name == "diag-cluster":
+            props["logs"] = [log for log in props["logs"] if log["category"] != "guard"]
+        return props
+
+    one(run_stack_policy(policy, stack_resources(planned, stack, no_guard)), "diag-cluster", "guard")
+
+    def guard_disabled(typ, name, props):
+        if name == "diag-cluster":
+            for log in props["logs"]:
+                log["enabled"] = log["category"] != "guard"
+        return props
+
+    one(run_stack_policy(policy, stack_resources(planned, stack, guard_disabled)), "guard")
+
+    def drop_workspace(typ, name, props):
+        if typ == audit.WORKSPACE:
+            return None  # no workspace dependency left ...
+        if name == "diag-postgres":
+            props.pop("workspaceId")  # ... and no workspace id: the setting goes nowhere useful
+        return props
+
+    one(run_stack_policy(policy, stack_resources(planned, stack, drop_workspace)), "dbforpostgresql:Server", "not set")
+
+
+def test_postgres_audit_parameters(planned):
+    resources = pg_resources(planned)
+    params = {p["configurationName"]: p["value"] for t, p, n in resources if t.endswith("Configuration")}
+    assert {k: params.get(k) for k in audit.AUDIT_PARAMETERS} == dict.fromkeys(audit.AUDIT_PARAMETERS, "on")
+    assert check_stack(audit.postgres_audit, resources) == []
+    off = [
+        (t, mutated(p, "value", "off") if p.get("configurationName") == "log_disconnections" else p, n)
+        for t, p, n in resources
+    ]
+    one(check_stack(audit.postgres_audit, off), "log_disconnections", "'off'")
+    missing = [r for r in resources if r[1].get("configurationName") != "connection_throttle.enable"]
+    one(check_stack(audit.postgres_audit, missing), "connection_throttle.enable", "not set")

@@ -65,6 +65,8 @@ def test_prod_settings_follow_the_environment_rules():
     assert s.postgres.high_availability == "ZoneRedundant"
     assert s.postgres.geo_redundant_backup is True
     assert s.postgres.backup_retention_days == 35
+    assert s.postgres.password_auth is False
+    assert s.postgres.entra_admin_group is not None
 
 
 @pytest.mark.parametrize(
@@ -169,6 +171,16 @@ def test_one_exact_line_per_problem(stack, change, expected):
         (
             dict(key="postgres.backupRetentionDays", value=14),
             "Pulumi.prod.yaml: event-backbone:postgres.backupRetentionDays must be at least 30 in prod (got 14)",
+        ),
+        (
+            dict(key="postgres.passwordAuth", value=True),
+            "Pulumi.prod.yaml: event-backbone:postgres.passwordAuth must be false in prod"
+            " (Entra ID sign-in only; the admin password is break-glass) (got true)",
+        ),
+        (
+            dict(key="postgres.entraAdminGroup", delete=True),
+            "Pulumi.prod.yaml: event-backbone:postgres.entraAdminGroup is required in prod"
+            " (the Microsoft Entra group that administers PostgreSQL)",
         ),
     ],
     ids=lambda v: v["key"] if isinstance(v, dict) else None,

@@ -67,7 +67,7 @@ def test_secrets_written_only_after_the_deployer_may_write(stack):
 
 def test_workload_identity_federated_with_secrets_user_role(stack):
     wi = stack.settings.key_vault.workload_identity
-    fed = stack.inputs("managedidentity:FederatedIdentityCredential")
+    fed = stack.inputs("managedidentity:FederatedIdentityCredential", "federation")
     assert fed["subject"] == f"system:serviceaccount:{wi.namespace}:{wi.service_account}"
     assert fed["audiences"] == ["api://AzureADTokenExchange"]
     assert fed["issuer"].startswith("https://") and "oic.prod-aks" in fed["issuer"]

@@ -219,7 +219,8 @@ def management_url(s: StackSettings) -> str:
 
 def connection_string(s: StackSettings, service: str, password: str, host: str | None = None) -> str:
     user = urllib.parse.quote(user_name(service), safe="")
-    return f"amqps://{user}:{urllib.parse.quote(password, safe='')}@{host or service_host(s)}:{AMQPS}/{urllib.parse.quote(s.vhost, safe='')}"
+    secret, vhost = urllib.parse.quote(password, safe=""), urllib.parse.quote(s.vhost, safe="")
+    return f"amqps://{user}:{secret}@{host or service_host(s)}:{AMQPS}/{vhost}"
 
 
 # ----------------------------------------------------------------- RabbitMQ config
@@ -451,11 +452,14 @@ def network_policies(s: StackSettings) -> list[dict]:
     ]
 
 
+PATH_LABEL = {"sourceLabels": ["__metrics_path__"], "targetLabel": "metrics_path"}
+
+
 def service_monitor(s: StackSettings, ca_secret: str) -> dict:
     """Scrapes the aggregated metrics and the per-queue family the DLQ alerts need."""
     b = s.broker
     tls = not b.plaintext_listener
-    common = {
+    common: dict[str, object] = {
         "port": "prometheus-tls" if tls else "prometheus",
         "scheme": "https" if tls else "http",
         "interval": "30s",
@@ -473,12 +477,16 @@ def service_monitor(s: StackSettings, ca_secret: str) -> dict:
         "spec": {
             "selector": {"matchLabels": selector(s)},
             "namespaceSelector": {"matchNames": [b.namespace]},
+            # Both endpoints are the same port of the same pod: without a label of its own,
+            # their `up` series are one series written by two scrapes (it flaps, samples are
+            # dropped; tests/test_alert_drill.py), so each target carries its metrics path.
             "endpoints": [
-                {**common, "path": "/metrics"},
+                {**common, "path": "/metrics", "relabelings": [PATH_LABEL]},
                 {
                     **common,
                     "path": "/metrics/detailed",
                     "params": {"family": ["queue_coarse_metrics", "queue_consumer_count"]},
+                    "relabelings": [PATH_LABEL],
                 },
             ],
         },

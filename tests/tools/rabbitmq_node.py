@@ -1,15 +1,21 @@
 """A throwaway RabbitMQ node on loopback ports, in its own directory.
 
 Everything binds 127.0.0.1 (AMQP, AMQPS, management, prometheus, Erlang distribution and
-its own epmd on a private port); the node runs in its own process group so that it can be
-killed as a whole, and ``close()`` leaves nothing behind. Debian's ``rabbitmq-server``
-(``/usr/lib/rabbitmq/bin/rabbitmq-server``, the real script, not the su wrapper)."""
+an epmd on a private port that this module starts itself and stops by its PID); the node
+runs in its own process group so that it can be killed as a whole, and ``close()`` leaves
+nothing behind. Debian's ``rabbitmq-server`` (``/usr/lib/rabbitmq/bin/rabbitmq-server``,
+the real script, not the su wrapper). Ports are taken below 32768, outside Linux's
+ephemeral range, where an outgoing connection can grab a port between the check and the
+bind (``eaddrinuse`` was seen there for the distribution port).
+
+tests/tools/rabbitmq_cluster.py builds an N-node cluster out of these nodes."""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -20,16 +26,84 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
+EPMD = "epmd"
 PLUGINS = ["rabbitmq_management", "rabbitmq_prometheus", "rabbitmq_shovel", "rabbitmq_shovel_management"]
 
 
+# Below the ephemeral range (32768-60999). The CLI tools use distribution ports
+# RABBITMQ_DIST_PORT + 10000..10010, so every port handed out stays under 22700.
+PORT_RANGE = (12000, 22700)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port below 32768 that is free now and not handed out before by this process."""
+    for _ in range(500):
+        port = random.randrange(*PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port in {PORT_RANGE}")
+
+
+def wait_for_port(port: int, timeout: float, alive=lambda: True) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not alive():
+            raise RuntimeError(f"the process meant to listen on 127.0.0.1:{port} exited")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+class Epmd:
+    """The Erlang port mapper on a private loopback port, started here in its own session
+    (not daemonised) so that its PID is known and ``stop()`` ends exactly this process.
+    Nodes find it through ERL_EPMD_PORT; an epmd a node would start itself daemonises out
+    of the node's process group and could then only be found by name."""
+
+    def __init__(self, port: int | None = None):
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 10) -> Epmd:
+        self.proc = subprocess.Popen(
+            [EPMD, "-address", "127.0.0.1", "-port", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        proc = self.proc
+        wait_for_port(self.port, timeout, alive=lambda: proc.poll() is None)
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def stop(self) -> None:
+        """SIGTERM by PID, SIGKILL if it lingers; reaped either way."""
+        if not self.proc or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
 
 
 @dataclass
@@ -48,16 +122,31 @@ class RabbitNode:
         tls: TlsFiles | None = None,
         plaintext: bool = True,
         admin: tuple[str, str] = ("guest", "guest"),
+        name: str | None = None,
+        epmd: Epmd | None = None,
+        cookie: str | None = None,
     ):
+        """``epmd``: a shared, already started port mapper (a cluster's); without one the node
+        starts its own on ``start()`` and stops it on ``close()``. ``cookie``: the Erlang
+        cookie (nodes of one cluster share it); without one Erlang makes one up."""
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.name = f"rabbit-test-{secrets.token_hex(3)}@localhost"
+        self.name = name or f"rabbit-test-{secrets.token_hex(3)}@localhost"
         self.amqp_port = free_port() if plaintext else None
         self.node_port = self.amqp_port or free_port()  # what RABBITMQ_NODE_PORT names
         self.amqps_port = free_port() if tls else None
-        self.mgmt_port, self.prom_port, self.dist_port, self.epmd_port = (free_port() for _ in range(4))
+        self.mgmt_port, self.prom_port, self.dist_port = (free_port() for _ in range(3))
+        self.own_epmd = epmd is None
+        self.epmd = epmd or Epmd()
+        self.epmd_port = self.epmd.port
         self.admin = admin
         self.proc: subprocess.Popen | None = None
+        if cookie:
+            path = self.dir / ".erlang.cookie"
+            if path.exists():
+                path.chmod(0o600)
+            path.write_text(cookie)
+            path.chmod(0o400)
         lines = []
         lines.append(f"listeners.tcp.1 = 127.0.0.1:{self.amqp_port}" if plaintext else "listeners.tcp = none")
         if tls:
@@ -98,11 +187,32 @@ class RabbitNode:
         }
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self, timeout: float = 90) -> RabbitNode:
-        log = open(self.dir / "server.out", "ab")
-        self.proc = subprocess.Popen(
-            [SERVER], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "rabbit.pid"
+
+    def launch(self) -> RabbitNode:
+        """Start the node (and its own epmd if it has no shared one) without waiting for it.
+        The same data directory is reused, so a relaunch after ``kill()`` is a node restart."""
+        if self.own_epmd and (self.epmd.proc is None or self.epmd.proc.poll() is not None):
+            self.epmd.start()
+        self.pid_file.unlink(missing_ok=True)  # a stale one would make `rabbitmqctl wait` watch a dead PID
+        with open(self.dir / "server.out", "ab") as log:
+            self.proc = subprocess.Popen(
+                [SERVER], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        return self
+
+    def wait_booted(self, timeout: float = 140) -> None:
+        """`rabbitmqctl wait <pidfile>`: returns once the rabbit application runs (unlike
+        `await_startup`, it works before the node has registered with epmd)."""
+        proc = self.ctl("wait", "--timeout", str(int(timeout)), str(self.pid_file), timeout=timeout + 30, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{self.name} did not boot: {proc.stdout}{proc.stderr}\n{self.tail()}")
+
+    def wait_ready(self, timeout: float = 90) -> RabbitNode:
+        """Until the management API answers and the AMQP(S) listeners accept."""
+        assert self.proc is not None, "launch() first"
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -118,11 +228,26 @@ class RabbitNode:
                 time.sleep(0.5)
         raise TimeoutError(f"RabbitMQ did not answer on 127.0.0.1:{self.mgmt_port} in {timeout}s: {self.tail()}")
 
+    def start(self, timeout: float = 90) -> RabbitNode:
+        return self.launch().wait_ready(timeout)
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def ctl(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+        """rabbitmqctl against this node, with the node's own environment (cookie, epmd)."""
+        proc = subprocess.run(
+            [CTL, "-n", self.name, *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)} on {self.name}: {proc.stdout}{proc.stderr}")
+        return proc
+
     def stop(self, timeout: float = 60) -> None:
         """Graceful: rabbitmqctl stop, then wait for the process group to end."""
         if not self.proc or self.proc.poll() is not None:
             return
-        subprocess.run([CTL, "-n", self.name, "stop"], env=self.env, capture_output=True, timeout=timeout)
+        self.ctl("stop", timeout=timeout, check=False)
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -140,9 +265,8 @@ class RabbitNode:
 
     def close(self) -> None:
         self.kill()
-        subprocess.run(["epmd", "-kill"], env=self.env, capture_output=True, timeout=10)
-        # epmd daemonises out of our group: find it by its private port as a last resort.
-        subprocess.run(["pkill", "-f", f"epmd.*-port {self.epmd_port}"], capture_output=True)
+        if self.own_epmd:
+            self.epmd.stop()
 
     def tail(self, lines: int = 30) -> str:
         out = []
@@ -152,7 +276,7 @@ class RabbitNode:
         return "\n".join(out[-lines:])
 
     # ------------------------------------------------------------------ HTTP API
-    def api(self, method: str, path: str, body=None, auth: tuple[str, str] | None = None, timeout: float = 10):
+    def api(self, method: str, path: str, body=None, auth: tuple[str, str] | None = None, timeout: float = 10) -> Any:
         user, password = auth or self.admin
         req = urllib.request.Request(
             f"http://127.0.0.1:{self.mgmt_port}{path}",

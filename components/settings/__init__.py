@@ -1,0 +1,157 @@
+"""Typed stack settings: one pydantic model for the whole stack.
+
+The model is read from the stack's structured Pulumi config (``event-backbone:<key>``),
+validated in full before any resource is registered, and every problem is reported as
+one line naming the stack file, the full key, what is allowed and what was given::
+
+    Pulumi.prod.yaml: event-backbone:postgres.backupRetentionDays must be between 7 and 35 (got 3)
+
+Field names are snake_case in Python and camelCase in the stack files (aliases).
+
+Modules: ``base`` (the shared model base and value types), one per area (``network``, ``aks``,
+``postgres``, ``keyvault``, ``broker``, ``observability``, ``budget``; ``vm_sizes`` is the table of
+node VM sizes' local disks), ``stack`` (the root model) with
+``rules`` (cross-key and per-environment rules), ``errors`` and ``introspect`` (one line per
+problem), ``loading`` (the Pulumi config map) and ``reference`` (the generated key reference).
+Everything the rest of the program uses is importable from ``components.settings`` itself.
+"""
+
+from __future__ import annotations
+
+from .aks import AksSettings, ApiServer, AzurePolicy, MaintenanceWindow, SystemPool, UserPool
+from .base import (
+    PROJECT,
+    Cidr,
+    DayOfWeek,
+    Environment,
+    Gibibytes,
+    HourMinute,
+    IpOrCidr,
+    Model,
+    ServiceName,
+    Uuid,
+    Zone,
+)
+from .broker import (
+    DAY_MS,
+    BindingPattern,
+    BrokerResources,
+    BrokerSettings,
+    CloudAmqpSettings,
+    Memory,
+    ObjectName,
+    Quantity,
+    QueueDefaults,
+    QueueOverrides,
+    ServiceTopology,
+    Topology,
+)
+from .budget import BudgetSettings
+from .errors import ConfigError, Problem
+from .keyvault import KeyVaultSettings, WorkloadIdentity
+from .loading import from_config_map, load, parse_value, validate
+from .network import NetworkSettings
+from .observability import (
+    Alerting,
+    AlertmanagerSettings,
+    Duration,
+    GrafanaSettings,
+    JaegerSettings,
+    LabelName,
+    MetricContract,
+    MetricName,
+    ObservabilitySettings,
+    PrometheusSettings,
+    Slo,
+    Thresholds,
+    TracingSettings,
+    default_slos,
+)
+from .postgres import EntraAdminGroup, PostgresMaintenance, PostgresSettings
+from .reference import (
+    DOCS_COMMAND,
+    DOCS_END,
+    DOCS_FILE,
+    DOCS_START,
+    document_with_reference,
+    reference_markdown,
+    reference_rows,
+)
+from .rules import broker_rules, egress_rules, environment_rules, hardening_rules, observability_rules
+from .stack import StackSettings
+from .vm_sizes import VM_LOCAL_DISKS, LocalDisks, ephemeral_capacity_gb
+
+__all__ = [
+    "DAY_MS",
+    "PROJECT",
+    "DOCS_COMMAND",
+    "DOCS_END",
+    "DOCS_FILE",
+    "DOCS_START",
+    "AksSettings",
+    "AzurePolicy",
+    "BudgetSettings",
+    "LocalDisks",
+    "VM_LOCAL_DISKS",
+    "egress_rules",
+    "ephemeral_capacity_gb",
+    "hardening_rules",
+    "Alerting",
+    "AlertmanagerSettings",
+    "ApiServer",
+    "BindingPattern",
+    "BrokerResources",
+    "BrokerSettings",
+    "Cidr",
+    "CloudAmqpSettings",
+    "ConfigError",
+    "DayOfWeek",
+    "Duration",
+    "Environment",
+    "Gibibytes",
+    "GrafanaSettings",
+    "HourMinute",
+    "IpOrCidr",
+    "JaegerSettings",
+    "KeyVaultSettings",
+    "LabelName",
+    "MaintenanceWindow",
+    "Memory",
+    "MetricContract",
+    "MetricName",
+    "Model",
+    "NetworkSettings",
+    "ObjectName",
+    "ObservabilitySettings",
+    "PostgresMaintenance",
+    "EntraAdminGroup",
+    "PostgresSettings",
+    "Problem",
+    "PrometheusSettings",
+    "Quantity",
+    "QueueDefaults",
+    "QueueOverrides",
+    "ServiceName",
+    "ServiceTopology",
+    "Slo",
+    "StackSettings",
+    "SystemPool",
+    "Thresholds",
+    "Topology",
+    "TracingSettings",
+    "UserPool",
+    "Uuid",
+    "WorkloadIdentity",
+    "Zone",
+    "broker_rules",
+    "default_slos",
+    "document_with_reference",
+    "environment_rules",
+    "from_config_map",
+    "load",
+    "observability_rules",
+    "parse_value",
+    "reference_markdown",
+    "reference_rows",
+    "validate",
+]

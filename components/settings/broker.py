@@ -1,0 +1,78 @@
+"""Broker settings: the RabbitMQ cluster (in-cluster or CloudAMQP) and its event topology."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from .base import Gibibytes, Model, ServiceName
+
+# Topic-exchange binding pattern: dot-separated words, each a literal word, '*' or '#'.
+BindingPattern = Annotated[str, Field(pattern=r"^(\*|#|[a-z0-9_-]+)(\.(\*|#|[a-z0-9_-]+))*$")]
+ObjectName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,120}$")]  # queue / exchange / vhost
+Quantity = Annotated[str, Field(pattern=r"^\d+(\.\d+)?(m)?$")]
+Memory = Annotated[str, Field(pattern=r"^\d+(Mi|Gi)$")]
+DAY_MS = 86_400_000
+
+
+class QueueDefaults(Model):
+    message_ttl_ms: int = Field(default=DAY_MS, ge=1000, le=30 * DAY_MS)
+    max_length: int = Field(default=10_000, ge=1, le=10_000_000)
+    delivery_limit: int = Field(default=5, ge=1, le=100)
+
+
+class QueueOverrides(Model):
+    message_ttl_ms: Annotated[int, Field(ge=1000, le=30 * DAY_MS)] | None = None
+    max_length: Annotated[int, Field(ge=1, le=10000000)] | None = None
+    delivery_limit: Annotated[int, Field(ge=1, le=100)] | None = None
+    dead_letter_exchange: ObjectName | None = None
+
+
+class ServiceTopology(Model):
+    queue: ObjectName | None = None  # default: <service>.events
+    bindings: list[BindingPattern] = Field(default_factory=list)  # none: a publisher only
+    dead_letter_queue: bool = False  # a dlq.<service> queue of its own, besides dlq.all
+    overrides: QueueOverrides = QueueOverrides()
+
+
+class Topology(Model):
+    vhost: ObjectName | None = None  # default: events-<environment>
+    exchange: ObjectName = "bloodbank.events.v1"
+    dead_letter_exchange: ObjectName = "bloodbank.events.dlq"
+    dead_letter_retention_days: int = Field(default=7, ge=1, le=90)
+    defaults: QueueDefaults = QueueDefaults()
+    services: dict[ServiceName, ServiceTopology] = Field(default_factory=dict)
+
+
+class BrokerResources(Model):
+    cpu_request: Quantity = "500m"
+    cpu_limit: Quantity | None = None
+    memory: Memory = "2Gi"  # request = limit: RabbitMQ sizes its memory alarm from it
+
+
+class CloudAmqpSettings(Model):
+    plan: str = "penguin-1"
+    region: str = "azure-arm::westeurope"
+    pagerduty_routing_key: str | None = None  # a secure value in the stack file
+    slack_webhook_url: str | None = None  # a secure value in the stack file
+    dlq_alarm_messages: int = Field(default=1000, ge=1)
+    disk_alarm_percent: int = Field(default=80, ge=10, le=95)
+    memory_alarm_percent: int = Field(default=80, ge=10, le=95)
+
+
+class BrokerSettings(Model):
+    backend: Literal["in-cluster", "cloudamqp"] = "in-cluster"
+    namespace: ServiceName = "messaging"
+    cluster_name: ServiceName = "rabbitmq"
+    operator_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = "2.22.3"
+    image: str = "rabbitmq:4.1.4-management"
+    replicas: int = Field(default=3, ge=1, le=7)
+    storage_size: Gibibytes = "20Gi"
+    storage_class: ServiceName = "rabbitmq-premium-zrs"
+    resources: BrokerResources = BrokerResources()
+    plaintext_listener: bool = False
+    event_services_label: Annotated[str, Field(pattern=r"^[a-z0-9./-]+$")] = "event-backbone.io/event-services"
+    monitoring_namespace: ServiceName = "monitoring"
+    topology: Topology = Topology()
+    cloudamqp: CloudAmqpSettings | None = None

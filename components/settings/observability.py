@@ -1,0 +1,103 @@
+"""Observability settings: the metric contract, SLOs, alert thresholds and routing, and the
+Prometheus / Alertmanager / Grafana / Jaeger / tracing deployments."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from .base import Gibibytes, Model, ServiceName
+
+Duration = Annotated[str, Field(pattern=r"^\d+(s|m|h|d)$")]
+MetricName = Annotated[str, Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")]
+LabelName = Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")]
+
+
+class MetricContract(Model):
+    """What services emit (README: the metric contract) and what the broker exporter serves."""
+
+    events_published: MetricName = "events_published_total"
+    events_stored: MetricName = "events_stored_total"
+    end_to_end_latency: MetricName = "event_end_to_end_latency_seconds"
+    queue_messages: MetricName = "rabbitmq_detailed_queue_messages"
+    service_label: LabelName = "service"
+    outcome_label: LabelName = "outcome"
+    success_value: str = "success"
+    failure_value: str = "failure"
+
+
+class Slo(Model):
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{2,40}$")]
+    kind: Literal["publish-success", "storage-success", "latency", "broker-availability"]
+    objective_percent: float = Field(ge=90, le=99.999)
+    latency_threshold_seconds: float | None = Field(default=None, gt=0)
+
+
+def default_slos() -> list[Slo]:
+    return [
+        Slo(name="event-publish-success", kind="publish-success", objective_percent=99.9),
+        Slo(name="event-storage-success", kind="storage-success", objective_percent=99.9),
+        Slo(name="event-e2e-latency", kind="latency", objective_percent=99.0, latency_threshold_seconds=0.5),
+        Slo(name="broker-availability", kind="broker-availability", objective_percent=99.9),
+    ]
+
+
+class Thresholds(Model):
+    dlq_backlog_messages: int = Field(default=1000, ge=1)
+    success_rate_min_percent: float = Field(default=99.5, ge=50, le=100)
+    e2e_p99_seconds: float = Field(default=1.0, gt=0, alias="e2eP99Seconds")  # not to_camel's "e2EP99Seconds"
+    volume_free_min_percent: int = Field(default=20, ge=5, le=50)
+    memory_high_percent: int = Field(default=80, ge=50, le=99)
+
+
+class Alerting(Model):
+    pagerduty_routing_key: str | None = None  # secure value
+    slack_webhook_url: str | None = None  # secure value
+    slack_channel: Annotated[str, Field(pattern=r"^#[a-z0-9_-]+$")] = "#event-backbone-alerts"
+    deadmans_switch_url: str | None = None  # secure value (e.g. a healthchecks.io ping URL)
+    runbook_base_url: str = "https://github.com/event-backbone/event-backbone/blob/main/docs/runbooks"
+
+
+class PrometheusSettings(Model):
+    retention: Duration = "7d"
+    storage_size: Gibibytes = "50Gi"
+    replicas: int = Field(default=1, ge=1, le=3)
+
+
+class AlertmanagerSettings(Model):
+    replicas: int = Field(default=1, ge=1, le=5)
+    storage_size: Gibibytes = "5Gi"
+
+
+class GrafanaSettings(Model):
+    storage_size: Gibibytes = "10Gi"
+    hostname: Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")] | None = None
+    tls_secret_name: ServiceName = "grafana-tls"
+    ingress_class_name: str = "webapprouting.kubernetes.azure.com"
+
+
+class JaegerSettings(Model):
+    storage: Literal["memory", "badger"] = "memory"
+    retention: Duration = "72h"
+    storage_size: Gibibytes = "20Gi"
+
+
+class TracingSettings(Model):
+    sampling_percentage: float = Field(default=100, gt=0, le=100)
+    slow_trace_threshold_ms: int = Field(default=1000, ge=1)
+
+
+class ObservabilitySettings(Model):
+    namespace: ServiceName = "monitoring"
+    storage_class: ServiceName = "managed-csi-premium"
+    slo_window_days: int = Field(default=30, ge=7, le=90)
+    metrics: MetricContract = MetricContract()
+    slos: list[Slo] = Field(default_factory=default_slos)
+    thresholds: Thresholds = Thresholds()
+    alerting: Alerting = Alerting()
+    prometheus: PrometheusSettings = PrometheusSettings()
+    alertmanager: AlertmanagerSettings = AlertmanagerSettings()
+    grafana: GrafanaSettings = GrafanaSettings()
+    jaeger: JaegerSettings = JaegerSettings()
+    tracing: TracingSettings = TracingSettings()

@@ -1,0 +1,428 @@
+"""Rules across keys and per environment: overlapping networks, zone-redundant HA, the prod
+minimums, the broker topology's consistency. Each broken rule is a Problem naming its own key."""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+from typing import TYPE_CHECKING
+
+from pydantic.alias_generators import to_camel
+
+from .errors import Problem
+from .vm_sizes import VM_LOCAL_DISKS, ephemeral_capacity_gb
+
+if TYPE_CHECKING:
+    from .stack import StackSettings
+
+
+def environment_rules(s: StackSettings) -> list[Problem]:
+    """Rules that depend on more than one key or on the environment."""
+    p: list[Problem] = []
+    net = s.network
+    space = ipaddress.IPv4Network(net.address_space)  # every Cidr field is an IPv4 network (check_cidr)
+    subnets = {
+        "network.aksSubnet": net.aks_subnet,
+        "network.postgresSubnet": net.postgres_subnet,
+        "network.endpointsSubnet": net.endpoints_subnet,
+    }
+    for key, cidr in subnets.items():
+        if not ipaddress.IPv4Network(cidr).subnet_of(space):
+            p.append(Problem(key=key, message=f"must lie inside network.addressSpace {net.address_space}", got=cidr))
+    items = list(subnets.items())
+    for i, (k1, c1) in enumerate(items):
+        for k2, c2 in items[i + 1 :]:
+            if ipaddress.ip_network(c1).overlaps(ipaddress.ip_network(c2)):
+                p.append(Problem(key=k2, message=f"must not overlap {k1} {c1}", got=c2))
+    for key, cidr in {"aks.podCidr": s.aks.pod_cidr, "aks.serviceCidr": s.aks.service_cidr}.items():
+        if ipaddress.ip_network(cidr).overlaps(space):
+            p.append(Problem(key=key, message=f"must not overlap network.addressSpace {net.address_space}", got=cidr))
+    if ipaddress.ip_address(s.aks.dns_service_ip) not in ipaddress.ip_network(s.aks.service_cidr):
+        p.append(
+            Problem(
+                key="aks.dnsServiceIp",
+                message=f"must lie inside aks.serviceCidr {s.aks.service_cidr}",
+                got=s.aks.dns_service_ip,
+            )
+        )
+    if s.aks.user_pool.min_count > s.aks.user_pool.max_count:
+        p.append(
+            Problem(
+                key="aks.userPool.minCount",
+                message=f"must not exceed aks.userPool.maxCount ({s.aks.user_pool.max_count})",
+                got=s.aks.user_pool.min_count,
+            )
+        )
+
+    api = s.aks.api_server
+    if not api.private_cluster and not api.authorized_ip_ranges:
+        p.append(
+            Problem(
+                key="aks.apiServer",
+                message="must either set privateCluster: true or list authorizedIpRanges"
+                " (an API server open to the internet is not allowed)",
+                got=api.model_dump(by_alias=True),
+            )
+        )
+    for i, r in enumerate(api.authorized_ip_ranges):
+        if r.startswith("0.0.0.0"):
+            p.append(
+                Problem(
+                    key=f"aks.apiServer.authorizedIpRanges[{i}]",
+                    message="must not open the API server to the whole internet",
+                    got=r,
+                )
+            )
+    for i, r in enumerate(s.key_vault.allowed_ip_ranges):
+        if r.startswith("0.0.0.0"):
+            p.append(
+                Problem(
+                    key=f"keyVault.allowedIpRanges[{i}]", message="must not open Key Vault to the whole internet", got=r
+                )
+            )
+    if (
+        s.postgres.high_availability == "ZoneRedundant"
+        and s.postgres.availability_zone == s.postgres.standby_availability_zone
+    ):
+        p.append(
+            Problem(
+                key="postgres.standbyAvailabilityZone",
+                message=f"must differ from postgres.availabilityZone ({s.postgres.availability_zone})"
+                " for zone-redundant HA",
+                got=s.postgres.standby_availability_zone,
+            )
+        )
+    if s.postgres.high_availability != "Disabled" and s.postgres.sku_tier == "Burstable":
+        p.append(
+            Problem(
+                key="postgres.skuTier",
+                message="must be GeneralPurpose or MemoryOptimized when high availability is on",
+                got=s.postgres.sku_tier,
+            )
+        )
+    known = s.secret_names()
+    for name in s.key_vault.rotation:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known secrets: {', '.join(known)}"
+            p.append(
+                Problem(key=f"keyVault.rotation.{name}", message=f"is not a generated secret{hint}", has_got=False)
+            )
+
+    p += broker_rules(s)
+    p += observability_rules(s)
+    p += egress_rules(s)
+    p += hardening_rules(s)
+
+    if s.is_prod:
+        if s.broker.replicas < 3:
+            p.append(
+                Problem(
+                    key="broker.replicas",
+                    message="must be at least 3 in prod (one broker per zone)",
+                    got=s.broker.replicas,
+                )
+            )
+        if s.broker.plaintext_listener:
+            p.append(Problem(key="broker.plaintextListener", message="must be false in prod (AMQPS only)", got=True))
+        if sorted(s.aks.availability_zones) != ["1", "2", "3"]:
+            p.append(
+                Problem(
+                    key="aks.availabilityZones",
+                    message='must be ["1", "2", "3"] in prod (three availability zones)',
+                    got=s.aks.availability_zones,
+                )
+            )
+        if s.aks.tier == "Free":
+            p.append(
+                Problem(key="aks.tier", message="must be 'Standard' or 'Premium' in prod (uptime SLA)", got=s.aks.tier)
+            )
+        if s.aks.system_pool.count < 3:
+            p.append(
+                Problem(
+                    key="aks.systemPool.count",
+                    message="must be at least 3 in prod (one node per zone)",
+                    got=s.aks.system_pool.count,
+                )
+            )
+        if s.postgres.high_availability != "ZoneRedundant":
+            p.append(
+                Problem(
+                    key="postgres.highAvailability",
+                    message="must be 'ZoneRedundant' in prod",
+                    got=s.postgres.high_availability,
+                )
+            )
+        if not s.postgres.geo_redundant_backup:
+            p.append(Problem(key="postgres.geoRedundantBackup", message="must be true in prod", got=False))
+        if s.postgres.password_auth:
+            p.append(
+                Problem(
+                    key="postgres.passwordAuth",
+                    message="must be false in prod (Entra ID sign-in only; the admin password is break-glass)",
+                    got=True,
+                )
+            )
+        if s.postgres.entra_admin_group is None:
+            p.append(
+                Problem(
+                    key="postgres.entraAdminGroup",
+                    message="is required in prod (the Microsoft Entra group that administers PostgreSQL)",
+                    has_got=False,
+                )
+            )
+        if s.postgres.backup_retention_days < 30:
+            p.append(
+                Problem(
+                    key="postgres.backupRetentionDays",
+                    message="must be at least 30 in prod",
+                    got=s.postgres.backup_retention_days,
+                )
+            )
+    return p
+
+
+# Control-plane logs every environment keeps: who changed what (admin audit) and who signed in.
+REQUIRED_CONTROL_PLANE_LOGS = ("kube-audit-admin", "guard")
+
+
+def egress_rules(s: StackSettings) -> list[Problem]:
+    """network.egress and the firewall subnet: present when needed, inside the address space,
+    clear of the other subnets, big enough for Azure Firewall (/26)."""
+    net = s.network
+    p: list[Problem] = []
+    if net.egress == "firewall" and net.firewall_subnet is None:
+        p.append(
+            Problem(
+                key="network.firewallSubnet",
+                message="is required when network.egress is 'firewall' (the AzureFirewallSubnet, /26 or larger)",
+                has_got=False,
+            )
+        )
+    if net.firewall_subnet is not None:
+        fw = ipaddress.IPv4Network(net.firewall_subnet)
+        if net.egress != "firewall":
+            p.append(
+                Problem(
+                    key="network.firewallSubnet",
+                    message=f"is only used when network.egress is 'firewall' (it is '{net.egress}')",
+                    got=net.firewall_subnet,
+                )
+            )
+        if not fw.subnet_of(ipaddress.IPv4Network(net.address_space)):
+            p.append(
+                Problem(
+                    key="network.firewallSubnet",
+                    message=f"must lie inside network.addressSpace {net.address_space}",
+                    got=net.firewall_subnet,
+                )
+            )
+        if fw.prefixlen > 26:
+            p.append(
+                Problem(
+                    key="network.firewallSubnet",
+                    message="must be /26 or larger (Azure Firewall's AzureFirewallSubnet)",
+                    got=net.firewall_subnet,
+                )
+            )
+        for key, cidr in {
+            "network.aksSubnet": net.aks_subnet,
+            "network.postgresSubnet": net.postgres_subnet,
+            "network.endpointsSubnet": net.endpoints_subnet,
+        }.items():
+            if fw.overlaps(ipaddress.IPv4Network(cidr)):
+                p.append(Problem(key="network.firewallSubnet", message=f"must not overlap {key} {cidr}", got=str(fw)))
+    if s.is_prod and net.egress == "loadBalancer":
+        p.append(
+            Problem(
+                key="network.egress",
+                message="must be 'natGateway' or 'firewall' in prod (static, known egress IPs)",
+                got=net.egress,
+            )
+        )
+    return p
+
+
+def hardening_rules(s: StackSettings) -> list[Problem]:
+    """Audit logs, node OS disks, Defender, Azure Policy and budget: what every environment
+    needs and what prod may not switch off."""
+    a = s.aks
+    p: list[Problem] = []
+    missing = [c for c in REQUIRED_CONTROL_PLANE_LOGS if c not in a.control_plane_logs]
+    if missing:
+        p.append(
+            Problem(
+                key="aks.controlPlaneLogs",
+                message=f"must include {', '.join(missing)} (the audit trail of changes and sign-ins)",
+                got=list(a.control_plane_logs),
+            )
+        )
+    if a.os_disk_type == "Ephemeral":
+        for key, size in {
+            "aks.systemPool.vmSize": a.system_pool.vm_size,
+            "aks.userPool.vmSize": a.user_pool.vm_size,
+        }.items():
+            capacity = ephemeral_capacity_gb(size)
+            if capacity is None:
+                p.append(
+                    Problem(
+                        key=key,
+                        message="has unknown local disks: aks.osDiskType Ephemeral needs one of "
+                        + ", ".join(sorted(VM_LOCAL_DISKS)),
+                        got=size,
+                    )
+                )
+            elif capacity < a.os_disk_size_gb:
+                p.append(
+                    Problem(
+                        key=key,
+                        message=f"cannot hold an ephemeral OS disk of aks.osDiskSizeGb {a.os_disk_size_gb} GiB"
+                        f" (its cache/temp disk holds {capacity} GiB): lower aks.osDiskSizeGb or use osDiskType auto",
+                        got=size,
+                    )
+                )
+    if s.is_prod:
+        for key, value in {
+            "aks.defender": a.defender,
+            "aks.encryptionAtHost": a.encryption_at_host,
+            "postgres.defender": s.postgres.defender,
+        }.items():
+            if not value:
+                p.append(Problem(key=key, message="must be true in prod", got=value))
+        if a.azure_policy.effect != "Deny":
+            p.append(Problem(key="aks.azurePolicy.effect", message="must be 'Deny' in prod", got=a.azure_policy.effect))
+        if not s.budget.contact_emails:
+            p.append(Problem(key="budget.contactEmails", message="must list at least one address in prod", got=[]))
+        if s.budget.oncall_webhook_url is None:
+            p.append(
+                Problem(
+                    key="budget.oncallWebhookUrl",
+                    message="is required in prod (a secure value: pulumi config set --secret --path ...)",
+                    has_got=False,
+                )
+            )
+    return p
+
+
+def _days(duration: str) -> float:
+    return int(duration[:-1]) / {"s": 86400, "m": 1440, "h": 24, "d": 1}[duration[-1]]
+
+
+def observability_rules(s: StackSettings) -> list[Problem]:
+    o = s.observability
+    p: list[Problem] = []
+    names = [slo.name for slo in o.slos]
+    for i, slo in enumerate(o.slos):
+        if names.count(slo.name) > 1 and names.index(slo.name) != i:
+            p.append(Problem(key=f"observability.slos[{i}].name", message="must be unique", got=slo.name))
+        if slo.kind == "latency" and slo.latency_threshold_seconds is None:
+            p.append(
+                Problem(
+                    key=f"observability.slos[{i}].latencyThresholdSeconds",
+                    message="is required for a latency SLO",
+                    has_got=False,
+                )
+            )
+    if s.is_prod:
+        if _days(o.prometheus.retention) < 30:
+            p.append(
+                Problem(
+                    key="observability.prometheus.retention",
+                    message="must be at least 30d in prod",
+                    got=o.prometheus.retention,
+                )
+            )
+        if o.alertmanager.replicas < 2:
+            p.append(
+                Problem(
+                    key="observability.alertmanager.replicas",
+                    message="must be at least 2 in prod",
+                    got=o.alertmanager.replicas,
+                )
+            )
+        if o.jaeger.storage != "badger":
+            p.append(
+                Problem(
+                    key="observability.jaeger.storage",
+                    message="must be 'badger' (persistent) in prod",
+                    got=o.jaeger.storage,
+                )
+            )
+        for key in ("pagerduty_routing_key", "slack_webhook_url", "deadmans_switch_url"):
+            if getattr(o.alerting, key) is None:
+                p.append(
+                    Problem(
+                        key=f"observability.alerting.{to_camel(key)}",
+                        message="is required in prod (a secure value: pulumi config set --secret --path ...)",
+                        has_got=False,
+                    )
+                )
+    return p
+
+
+def broker_rules(s: StackSettings) -> list[Problem]:
+    b, t = s.broker, s.broker.topology
+    p: list[Problem] = []
+    if b.replicas % 2 == 0:
+        p.append(Problem(key="broker.replicas", message="must be odd (quorum queues need a majority)", got=b.replicas))
+    if b.backend == "cloudamqp" and b.cloudamqp is None:
+        p.append(
+            Problem(key="broker.cloudamqp", message="is required when broker.backend is 'cloudamqp'", has_got=False)
+        )
+    if t.exchange == t.dead_letter_exchange:
+        p.append(
+            Problem(
+                key="broker.topology.deadLetterExchange",
+                message="must differ from broker.topology.exchange",
+                got=t.dead_letter_exchange,
+            )
+        )
+    if not t.services:
+        p.append(Problem(key="broker.topology.services", message="must list at least one service", got={}))
+    owners: dict[str, str] = {}
+    for svc, cfg in t.services.items():
+        base = f"broker.topology.services.{svc}"
+        queue = cfg.queue or f"{svc}.events"
+        if queue.startswith("dlq.") or queue in (t.exchange, t.dead_letter_exchange):
+            p.append(
+                Problem(
+                    key=f"{base}.queue",
+                    message="must not use the reserved dlq.* names or an exchange's name",
+                    got=queue,
+                )
+            )
+        if cfg.bindings:
+            if queue in owners:
+                p.append(
+                    Problem(
+                        key=f"{base}.queue",
+                        message=f"must not claim queue '{queue}', which service '{owners[queue]}' already uses",
+                        got=queue,
+                    )
+                )
+            owners.setdefault(queue, svc)
+        elif cfg.dead_letter_queue or cfg.queue:
+            p.append(
+                Problem(
+                    key=f"{base}.bindings",
+                    message="must list at least one binding pattern when the service has a queue",
+                    got=[],
+                )
+            )
+        dupes = sorted({x for x in cfg.bindings if cfg.bindings.count(x) > 1})
+        if dupes:
+            p.append(
+                Problem(
+                    key=f"{base}.bindings", message=f"must not repeat a pattern ({', '.join(dupes)})", got=cfg.bindings
+                )
+            )
+        dlx = cfg.overrides.dead_letter_exchange
+        if dlx is not None and dlx != t.dead_letter_exchange:
+            p.append(
+                Problem(
+                    key=f"{base}.overrides.deadLetterExchange",
+                    message=f"must name the declared dead-letter exchange '{t.dead_letter_exchange}'",
+                    got=dlx,
+                )
+            )
+    return p

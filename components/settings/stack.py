@@ -1,0 +1,69 @@
+"""The root model: the whole stack's settings, with the cross-key and per-environment rules
+(rules.py) run as a model validator once every part has its shape."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from .aks import AksSettings
+from .base import Environment, Model
+from .broker import BrokerSettings
+from .budget import BudgetSettings
+from .keyvault import KeyVaultSettings
+from .network import NetworkSettings
+from .observability import ObservabilitySettings
+from .postgres import PostgresSettings
+from .rules import environment_rules
+
+
+class StackSettings(Model):
+    environment: Environment
+    location: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]+$")]
+    name_prefix: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{1,9}$")] = "ebb"
+    tags: dict[str, str] = Field(default_factory=dict)
+    network: NetworkSettings = NetworkSettings()
+    aks: AksSettings = AksSettings()
+    postgres: PostgresSettings = PostgresSettings()
+    key_vault: KeyVaultSettings
+    broker: BrokerSettings = BrokerSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
+    budget: BudgetSettings = BudgetSettings()
+
+    @property
+    def is_prod(self) -> bool:
+        return self.environment == "prod"
+
+    @property
+    def protect(self) -> bool:
+        """Stateful resources are protected (``protect=True``) in production."""
+        return self.is_prod
+
+    def name(self, *parts: str) -> str:
+        """Resource name convention: ``<prefix>-<env>-<part>...``."""
+        return "-".join([self.name_prefix, self.environment, *parts])
+
+    @property
+    def vhost(self) -> str:
+        return self.broker.topology.vhost or f"events-{self.environment}"
+
+    @model_validator(mode="after")
+    def _environment_rules(self) -> StackSettings:
+        """Rules across keys and per environment (prod: three zones, zone-redundant HA, ...).
+        Each broken rule names its own key; `validate` turns them into lines."""
+        problems = environment_rules(self)
+        if problems:
+            raise PydanticCustomError(
+                "environment_rules",
+                "{count} environment rule(s) broken",
+                {"count": len(problems), "problems": problems},
+            )
+        return self
+
+    def secret_names(self) -> list[str]:
+        """Every secret the stack generates (the keys allowed under keyVault.rotation)."""
+        return ["postgres-admin", "broker-admin", "grafana-admin"] + [
+            f"broker-{svc}" for svc in self.broker.topology.services
+        ]

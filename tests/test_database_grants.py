@@ -1,0 +1,261 @@
+"""Database access by identity, proven on a real PostgreSQL (Debian's package, a throwaway
+cluster on 127.0.0.1 stopped by PID: tests/tools/postgres_node.py).
+
+The bootstrap SQL is the one the Job runs (components/render/database.py), executed by a
+role shaped like an Azure Entra administrator: LOGIN CREATEDB CREATEROLE, member of an
+``azure_pg_admin`` role, not a superuser. Azure's ``pgaadauth_create_principal_with_oid``
+does not exist outside Azure: the local render substitutes a plain ``CREATE ROLE ... LOGIN``
+for it, everything else is the same script. One database is pre-created owned by
+``azure_pg_admin`` (standing in for one the ARM ``Database`` resource created), the others are
+created by the script. A second cluster runs the Entra render itself against a stand-in for the Azure
+function (it creates a plain login role), so that script is executed too.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, require_tool
+from tools.postgres_node import PostgresNode, bin_dir
+
+from components.render.database import DatabaseGrant, bootstrap_sql, role_name
+
+pytestmark = pytest.mark.postgres
+
+# The stacks' databases plus others up to the eight bounded contexts the review counts.
+STACK_DATABASES = sorted(
+    {
+        db
+        for stack in ("dev", "prod")
+        for db in yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]["event-backbone:postgres"][
+            "databases"
+        ]
+    }
+)
+SERVICES = sorted({*STACK_DATABASES, "transcription", "audit", "billing", "catalog", "notifications", "search"})
+PRECREATED = STACK_DATABASES[0]  # stands in for one ARM created: owned by azure_pg_admin
+BOOTSTRAP = "bootstrap"
+
+AZURE_LIKE = f"""
+CREATE ROLE azure_pg_admin NOLOGIN;
+CREATE ROLE {BOOTSTRAP} LOGIN CREATEDB CREATEROLE IN ROLE azure_pg_admin;
+CREATE DATABASE "{PRECREATED}" OWNER azure_pg_admin;
+"""
+
+# Everything the bootstrap could change, as plain rows (no OIDs), for before/after comparison.
+SNAPSHOT = """
+SELECT 'role', rolname, concat_ws(',', rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin,
+       rolreplication, rolbypassrls, rolconnlimit, rolvaliduntil) FROM pg_roles
+UNION ALL
+SELECT 'member', pg_get_userbyid(roleid),
+       concat_ws(',', pg_get_userbyid(member), pg_get_userbyid(grantor), admin_option) FROM pg_auth_members
+UNION ALL
+SELECT 'database', datname, concat_ws(',', pg_get_userbyid(datdba), datacl::text, datconnlimit, datallowconn)
+  FROM pg_database
+UNION ALL
+SELECT 'setting', coalesce(pg_get_userbyid(setrole), '-'), setconfig::text FROM pg_db_role_setting
+ORDER BY 1, 2, 3
+"""
+SCHEMA_SNAPSHOT = """
+SELECT nspname, pg_get_userbyid(nspowner), coalesce(nspacl::text, '-') FROM pg_namespace
+ WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' ORDER BY 1
+"""
+
+# What the Azure function looks like from SQL; the stand-in creates a plain login role.
+ENTRA_STAND_IN = """
+CREATE FUNCTION pg_catalog.pgaadauth_create_principal_with_oid(
+  roleName text, objectId text, objectType text, isAdmin boolean, isMfa boolean)
+RETURNS text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $f$
+BEGIN
+  IF objectType <> 'service' OR isAdmin OR isMfa THEN RAISE EXCEPTION 'unexpected arguments'; END IF;
+  EXECUTE format('CREATE ROLE %I LOGIN', roleName);
+  RETURN 'Created role for ' || roleName;
+END $f$;
+REVOKE ALL ON FUNCTION pg_catalog.pgaadauth_create_principal_with_oid(text, text, text, boolean, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pg_catalog.pgaadauth_create_principal_with_oid(text, text, text, boolean, boolean)
+  TO azure_pg_admin;
+"""
+
+FIGURES: dict[str, float | int] = {}
+
+
+def snapshot(pg: PostgresNode) -> list[tuple[str, ...]]:
+    rows = pg.rows(SNAPSHOT)
+    for db in SERVICES:
+        rows += [("schema", db, *r) for r in pg.rows(SCHEMA_SNAPSHOT, db=db)]
+    return rows
+
+
+def require_postgres() -> None:
+    require_tool("psql")
+    if bin_dir() is None:
+        require_tool("/usr/lib/postgresql/15/bin/pg_ctl")  # fails in CI, skips locally
+
+
+@pytest.fixture(scope="module")
+def pg():
+    require_postgres()
+    node = PostgresNode()
+    try:
+        node.start()
+        FIGURES["start_s"] = node.started_in or 0.0
+        node.psql(AZURE_LIKE)
+        script = bootstrap_sql([DatabaseGrant(s) for s in SERVICES], principal="local")
+        t0 = time.perf_counter()
+        node.psql(script, user=BOOTSTRAP)
+        FIGURES["first_run_s"] = time.perf_counter() - t0
+        node.script = script  # type: ignore[attr-defined]
+        yield node
+    finally:
+        node.close()
+
+
+def test_each_service_role_owns_its_database_and_reads_and_writes(pg):
+    for svc in SERVICES:
+        role = role_name(svc)
+        out = pg.psql(
+            """
+            CREATE TABLE orders (id bigserial PRIMARY KEY, item text NOT NULL);
+            INSERT INTO orders (item) SELECT 'item-' || g FROM generate_series(1, 100) g;
+            UPDATE orders SET item = item || '-shipped' WHERE id <= 10;
+            DELETE FROM orders WHERE id > 90;
+            SELECT count(*), count(*) FILTER (WHERE item LIKE '%-shipped') FROM orders;
+            SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database();
+            DROP TABLE orders;
+            """,
+            user=role,
+            db=svc,
+        ).stdout.splitlines()
+        assert out == ["90\t10", role], (svc, out)
+    FIGURES["own_db_read_write_ok"] = len(SERVICES)
+
+
+def test_no_role_can_connect_to_another_services_database(pg):
+    pairs = [(svc, other) for svc in SERVICES for other in SERVICES if other != svc]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        procs = list(pool.map(lambda p: pg.psql("SELECT 1", user=role_name(p[0]), db=p[1], check=False), pairs))
+    for (svc, other), proc in zip(pairs, procs, strict=True):
+        assert proc.returncode != 0, f"{svc} connected to {other}"
+        assert f'permission denied for database "{other}"' in proc.stderr, proc.stderr
+    assert len(pairs) == len(SERVICES) * (len(SERVICES) - 1)
+    FIGURES["cross_db_connections_denied"] = len(pairs)
+
+
+FORBIDDEN = (
+    ("CREATE ROLE intruder LOGIN", "permission denied to create role"),
+    ("CREATE DATABASE intruder", "permission denied to create database"),
+    ("CREATE TABLE public.intruder (x int)", "permission denied for schema public"),
+    ("ALTER ROLE current_user CREATEDB", "permission denied"),
+    ("SET ROLE bootstrap", "permission denied to set role"),
+)
+
+
+def test_service_roles_cannot_create_roles_databases_or_objects_outside_their_database(pg):
+    refused = 0
+    for svc in SERVICES:
+        # one session, every statement attempted (ON_ERROR_STOP off): each must fail in turn
+        script = "\\set ON_ERROR_STOP off\n" + "".join(
+            f"{sql};\nSELECT 'reached:{i}';\n" for i, (sql, _) in enumerate(FORBIDDEN)
+        )
+        proc = pg.psql(script, user=role_name(svc), db="postgres", check=False)
+        errors = [line for line in proc.stderr.splitlines() if "ERROR:" in line]
+        assert len(errors) == len(FORBIDDEN), (svc, proc.stderr)
+        for (sql, expected), error in zip(FORBIDDEN, errors, strict=True):
+            assert expected in error, (svc, sql, error)
+            refused += 1
+        assert proc.stdout.split() == [f"reached:{i}" for i in range(len(FORBIDDEN))]
+    attrs = pg.rows(
+        "SELECT rolname, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls, rolcanlogin "
+        "FROM pg_roles WHERE rolname LIKE 'svc-%' ORDER BY 1"
+    )
+    assert attrs == [(role_name(s), "f", "f", "f", "f", "f", "t") for s in SERVICES]
+    # member of nothing; only the bootstrap role is a member of the service roles
+    assert pg.rows("SELECT 1 FROM pg_auth_members WHERE pg_get_userbyid(member) LIKE 'svc-%'") == []
+    members = pg.rows(
+        "SELECT DISTINCT pg_get_userbyid(member) FROM pg_auth_members WHERE pg_get_userbyid(roleid) LIKE 'svc-%'"
+    )
+    assert members == [(BOOTSTRAP,)]
+    FIGURES["forbidden_statements_refused"] = refused
+
+
+def test_databases_are_closed_to_public_and_owned_by_their_role(pg):
+    rows = dict(
+        (r[0], r[1:]) for r in pg.rows("SELECT datname, pg_get_userbyid(datdba), datacl::text FROM pg_database")
+    )
+    for svc in SERVICES:
+        owner, acl = rows[svc]
+        assert owner == role_name(svc)
+        assert acl == f'{{"\\"{owner}\\"=CTc/\\"{owner}\\""}}', acl  # no "=...": nothing for PUBLIC
+        schema = pg.rows(SCHEMA_SNAPSHOT, db=svc)
+        assert (
+            "public",
+            "pg_database_owner",
+            "{pg_database_owner=UC/pg_database_owner,=U/pg_database_owner}",
+        ) in schema
+
+
+def test_rerunning_the_bootstrap_changes_nothing(pg):
+    before = snapshot(pg)
+    t0 = time.perf_counter()
+    proc = pg.psql(pg.script, user=BOOTSTRAP)
+    FIGURES["second_run_s"] = time.perf_counter() - t0
+    after = snapshot(pg)
+    assert proc.stdout.strip() == ""
+    assert after == before
+    FIGURES["catalog_rows_compared"] = len(before)
+
+
+def test_drift_is_repaired_and_dangerous_roles_stop_the_run(pg):
+    svc = SERVICES[-1]
+    role = role_name(svc)
+    pg.psql(f'ALTER ROLE "{role}" CREATEDB CREATEROLE; GRANT ALL ON DATABASE "{svc}" TO PUBLIC')
+    pg.psql(pg.script, user=BOOTSTRAP)
+    assert pg.rows(f"SELECT rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = '{role}'") == [("f", "f")]
+    assert pg.psql("SELECT 1", user=role_name(SERVICES[0]), db=svc, check=False).returncode != 0
+    pg.psql(f'ALTER ROLE "{role}" SUPERUSER')
+    try:
+        proc = pg.psql(pg.script, user=BOOTSTRAP, check=False)
+        assert proc.returncode != 0 and f"role {role} has SUPER: refusing" in proc.stderr, proc.stderr
+    finally:
+        pg.psql(f'ALTER ROLE "{role}" NOSUPERUSER')
+    pg.psql(f'GRANT pg_read_all_data TO "{role}"')
+    try:
+        proc = pg.psql(pg.script, user=BOOTSTRAP, check=False)
+        assert proc.returncode != 0 and f"role {role} is a member of other roles (pg_read_all_data)" in proc.stderr, (
+            proc.stderr
+        )
+    finally:
+        pg.psql(f'REVOKE pg_read_all_data FROM "{role}"')
+
+
+def test_the_entra_render_runs_against_a_stand_in_for_the_azure_function():
+    require_postgres()
+    grants = [DatabaseGrant(s, f"00000000-0000-0000-0000-{i:012d}") for i, s in enumerate(SERVICES[:3])]
+    script = bootstrap_sql(grants)  # principal="entra": the script the Job runs on Azure
+    assert script.count("pgaadauth_create_principal_with_oid(") == len(grants)
+    with PostgresNode() as node:
+        node.psql(AZURE_LIKE + ENTRA_STAND_IN)
+        path = node.dir / "bootstrap.sql"  # as the Job runs it: psql --file
+        path.write_text(script)
+        path.chmod(0o644)
+        node.psql(file=path, user=BOOTSTRAP)
+        before = node.rows(SNAPSHOT)
+        node.psql(script, user=BOOTSTRAP)  # the role exists now: the function is not called again
+        assert node.rows(SNAPSHOT) == before
+        roles = node.rows("SELECT rolname FROM pg_roles WHERE rolname LIKE 'svc-%' ORDER BY 1")
+        assert roles == [(g.role,) for g in grants]
+        for g in grants:
+            assert node.psql("SELECT current_user", user=g.role, db=g.database).stdout.strip() == g.role
+
+
+def test_report(pg):
+    """One line with the figures of this run (pytest -s shows it)."""
+    assert FIGURES.get("catalog_rows_compared", 0) > 0
+    print(
+        f"\npostgres proof ({Path(pg.bin).parts[-2]}): {len(SERVICES)} services; "
+        + ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in FIGURES.items())
+    )
