@@ -147,6 +147,9 @@ TYPES: dict[str, ArmType] = {
         "azure-native:privatedns:VirtualNetworkLink": ArmType(
             "Microsoft.Network/privateDnsZones/virtualNetworkLinks", ("privateZoneName", "virtualNetworkLinkName")
         ),
+        "azure-native:security:AdvancedThreatProtection": ArmType(
+            "Microsoft.Security/advancedThreatProtectionSettings", ("settingName",), "resourceId"
+        ),
         "azure-native:security:Pricing": ArmType("Microsoft.Security/pricings", ("pricingName",), "scopeId"),
     }.items()
 }
