@@ -154,6 +154,27 @@ class Aks(pulumi.ComponentResource):
             opts=child,
         )
 
+        # Kubelet identity of our own (as aks-baseline's AcrPull target): known before the cluster,
+        # so the registry grant does not wait for the cluster; the control plane assigns it to nodes.
+        kubelet = managedidentity.UserAssignedIdentity(
+            "kubelet-identity",
+            resource_group_name=net.resource_group_name,
+            resource_name_=s.name("id", "kubelet"),
+            location=s.location,
+            tags=tags,
+            opts=child,
+        )
+        kubelet_grant = rbac.grant(
+            "control-plane-assigns-kubelet-identity",
+            role=rbac.MANAGED_IDENTITY_OPERATOR,
+            principal_id=control_plane.principal_id,
+            scope=kubelet.id,
+            client=client,
+            description="AKS control plane assigns the kubelet identity to the nodes",
+            opts=child,
+        )
+        self.kubelet_principal_id = kubelet.principal_id
+
         system_pool = containerservice.ManagedClusterAgentPoolProfileArgs(
             name="system",
             mode="System",
@@ -177,6 +198,11 @@ class Aks(pulumi.ComponentResource):
                 user_assigned_identities=[control_plane.id],
             ),
             agent_pool_profiles=[system_pool],
+            identity_profile={
+                "kubeletidentity": containerservice.UserAssignedIdentityArgs(
+                    resource_id=kubelet.id, client_id=kubelet.client_id, object_id=kubelet.principal_id
+                )
+            },
             enable_rbac=True,
             disable_local_accounts=True,
             aad_profile=containerservice.ManagedClusterAADProfileArgs(
@@ -213,7 +239,9 @@ class Aks(pulumi.ComponentResource):
             api_server_access_profile=api_server_profile(s),
             tags=tags,
             # protect stops Pulumi; the CanNotDelete lock (components/locks.py) stops everyone else
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[subnet_grant, *net.egress_ready], protect=s.protect),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[subnet_grant, kubelet_grant, *net.egress_ready], protect=s.protect
+            ),
         )
 
         containerservice.AgentPool(

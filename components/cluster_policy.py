@@ -5,7 +5,8 @@
 * allowed images: only the stack's registry and mcr.microsoft.com.
 
 Effects: ``aks.azurePolicy.effect`` (dev Audit, prod Deny) and ``allowedImagesEffect``; system
-namespaces (``aks.azurePolicy.excludedNamespaces``) are excluded.
+namespaces (``aks.azurePolicy.excludedNamespaces``) are excluded, and the observability namespace
+from pod security (see :func:`pod_security_exclusions`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ MCR = "mcr.microsoft.com"
 def allowed_images_regex(registry_login_server: str) -> str:
     hosts = "|".join(re.escape(h) for h in (registry_login_server, MCR))
     return f"^({hosts})/.+$"
+
+
+def pod_security_exclusions(s: StackSettings) -> list[str]:
+    """System namespaces, plus the observability namespace: the node exporter reads the host
+    (hostNetwork, hostPID, hostPath /proc and /sys), which no pod security level but privileged
+    allows; that namespace is labelled privileged for the same reason."""
+    return [*s.aks.azure_policy.excluded_namespaces, s.observability.namespace]
 
 
 def _value(v) -> authorization.ParameterValuesValueArgs:
@@ -58,7 +66,7 @@ class ClusterPolicies(pulumi.ComponentResource):
                 display_name=f"[{s.name('aks')}] Kubernetes pod security {ap.pod_security} standards",
                 policy_definition_id=POD_SECURITY_INITIATIVES[ap.pod_security],
                 enforcement_mode=authorization.EnforcementMode.DEFAULT,
-                parameters={"effect": _value(ap.effect), "excludedNamespaces": excluded},
+                parameters={"effect": _value(ap.effect), "excludedNamespaces": _value(pod_security_exclusions(s))},
             ),
             opts=child,
         )

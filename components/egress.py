@@ -137,7 +137,11 @@ def firewall_rule_collections(s: StackSettings, registry_login_server: pulumi.In
     ]
 
 
-def public_ip(name: str, s: StackSettings, rg: pulumi.Input[str], tags: dict, opts: pulumi.ResourceOptions):
+def public_ip(
+    name: str, s: StackSettings, rg: pulumi.Input[str], tags: dict, opts: pulumi.ResourceOptions, *, zonal: bool
+):
+    """A Standard static public IP; ``zonal``: in the cluster's zones (the firewall's zones),
+    otherwise no-zone (the NAT gateway is a no-zone, regional resource)."""
     return network.PublicIPAddress(
         name,
         network.PublicIPAddressInitArgs(
@@ -146,7 +150,7 @@ def public_ip(name: str, s: StackSettings, rg: pulumi.Input[str], tags: dict, op
             location=s.location,
             sku=network.PublicIPAddressSkuArgs(name=network.PublicIPAddressSkuName.STANDARD),
             public_ip_allocation_method=network.IPAllocationMethod.STATIC,
-            zones=list(s.aks.availability_zones) or None,
+            zones=(list(s.aks.availability_zones) or None) if zonal else None,
             tags=tags,
         ),
         opts=opts,
@@ -154,7 +158,7 @@ def public_ip(name: str, s: StackSettings, rg: pulumi.Input[str], tags: dict, op
 
 
 def nat_gateway(s: StackSettings, rg: pulumi.Input[str], tags: dict, opts: pulumi.ResourceOptions):
-    ips = [public_ip(f"nat-{i + 1}", s, rg, tags, opts) for i in range(s.network.nat_gateway_public_ips)]
+    ips = [public_ip(f"nat-{i + 1}", s, rg, tags, opts, zonal=False) for i in range(s.network.nat_gateway_public_ips)]
     return network.NatGateway(
         "nat-gateway",
         network.NatGatewayInitArgs(
@@ -226,7 +230,7 @@ def firewall(
         ),
         opts=opts,
     )
-    pip = public_ip("firewall", s, rg, tags, opts)
+    pip = public_ip("firewall", s, rg, tags, opts, zonal=True)
     return network.AzureFirewall(
         "firewall",
         network.AzureFirewallArgs(

@@ -10,6 +10,7 @@ from .settings import StackSettings
 
 POSTGRES_DELEGATION = "Microsoft.DBforPostgreSQL/flexibleServers"
 KEYVAULT_ZONE = "privatelink.vaultcore.azure.net"
+REGISTRY_ZONE = "privatelink.azurecr.io"
 
 
 def postgres_zone_name(s: StackSettings) -> str:
@@ -190,7 +191,11 @@ class Network(pulumi.ComponentResource):
         self.endpoints_subnet_id = vnet.id.apply(lambda i: f"{i}/subnets/{subnet_names['endpoints']}")
 
         zone_ids = {}
-        for key, zone_name in (("postgres", postgres_zone_name(s)), ("keyvault", KEYVAULT_ZONE)):
+        for key, zone_name in (
+            ("postgres", postgres_zone_name(s)),
+            ("keyvault", KEYVAULT_ZONE),
+            ("registry", REGISTRY_ZONE),
+        ):
             zone = privatedns.PrivateZone(
                 f"dns-{key}",
                 privatedns.PrivateZoneArgs(
@@ -217,6 +222,7 @@ class Network(pulumi.ComponentResource):
             zone_ids[key] = zone.id
         self.postgres_dns_zone_id = zone_ids["postgres"]
         self.keyvault_dns_zone_id = zone_ids["keyvault"]
+        self.registry_dns_zone_id = zone_ids["registry"]
 
         self.register_outputs(
             {

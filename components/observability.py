@@ -40,7 +40,16 @@ class Observability(pulumi.ComponentResource):
             {
                 "apiVersion": "v1",
                 "kind": "Namespace",
-                "metadata": {"name": o.namespace, "labels": {"app.kubernetes.io/part-of": "event-backbone"}},
+                "metadata": {
+                    "name": o.namespace,
+                    "labels": {
+                        "app.kubernetes.io/part-of": "event-backbone",
+                        # the node exporter reads the host (hostNetwork, hostPID, hostPath)
+                        "pod-security.kubernetes.io/enforce": "privileged",
+                        "pod-security.kubernetes.io/audit": "baseline",
+                        "pod-security.kubernetes.io/warn": "baseline",
+                    },
+                },
             },
             pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(protect=s.protect)),
         )  # holds the volumes

@@ -42,6 +42,7 @@ def main(settings: StackSettings | None = None) -> None:
     aks = Aks("aks", s, net, client)
     # The services with a database (the `services:` model will derive this list).
     databases = list(s.postgres.databases)
+    acr = registry.Registry("registry", s, net, client, suffix, aks.kubelet_principal_id)
     pg = Postgres("postgres", s, net, vault, client, suffix, databases)
     identities = ServiceIdentities("service-identities", s, net, databases)
     PostgresBootstrap(
@@ -62,6 +63,7 @@ def main(settings: StackSettings | None = None) -> None:
             "cluster": Target(aks.cluster_id, categories["cluster"]),
             "vault": Target(vault.vault_id, categories["vault"]),
             "postgres": Target(pg.server_id, categories["postgres"], dedicated=False),
+            "registry": Target(acr.registry_id, categories["registry"]),
         },
     )
     ClusterPolicies("cluster-policies", s, aks.cluster_id, registry.login_server(s, suffix))
@@ -74,6 +76,7 @@ def main(settings: StackSettings | None = None) -> None:
             "workspace": aks.workspace_id,
             "vault": vault.vault_id,
             "postgres": pg.server_id,
+            "registry": acr.registry_id,
         },
     )
     access = WorkloadSecretAccess("workload-secrets", s, net, vault, aks.oidc_issuer_url, client)

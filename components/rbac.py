@@ -8,6 +8,8 @@ from pulumi_azure_native import authorization
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 KEY_VAULT_SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
 NETWORK_CONTRIBUTOR = "4d97b98b-1d4f-4787-a291-c67834d212e7"
+ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+MANAGED_IDENTITY_OPERATOR = "f1a07417-d97a-45cb-824c-7a7467783830"
 
 
 def role_definition_id(subscription_id: str, role_guid: str) -> str:

@@ -3,6 +3,8 @@ through a diagnostic setting (monitor:DiagnosticSetting on it, with the audit ca
 
 from __future__ import annotations
 
+from typing import Any
+
 from kit import MANDATORY, MISSING, config, get, schema, violation
 from pulumi_policy import StackValidationPolicy
 
@@ -92,7 +94,7 @@ AUDIT_PARAMETERS = ["connection_throttle.enable", "log_connections", "log_discon
 def _postgres_audit(args, report):
     """Each flexible server sets the audit parameters 'on' as explicit Configuration resources."""
     wanted = config(args).get("parameters", AUDIT_PARAMETERS)
-    params: dict[str, dict[str, object]] = {}
+    params: dict[str, dict[str, Any]] = {}
     for r in args.resources:
         if r.resource_type == PG_CONFIG:
             params.setdefault(str(get(r.props, "serverName", "")), {})[str(get(r.props, "configurationName", ""))] = r

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from kit import MANDATORY, MISSING, get, violation
-from pulumi_policy import ResourceValidationPolicy
+from kit import MANDATORY, MISSING, config, get, schema, violation
+from pulumi_policy import ResourceValidationPolicy, StackValidationPolicy
 
 AKS = "azure-native:containerservice:ManagedCluster"
 
@@ -120,4 +120,118 @@ keyvault_secret_expiry = ResourceValidationPolicy(
     validate=_secret_expiry,
 )
 
-POLICIES = [aks_local_accounts, aks_secret_rotation, aks_upgrade_channel, aks_network_policy, keyvault_secret_expiry]
+AGENT_POOL = "azure-native:containerservice:AgentPool"
+
+
+def _defender(args, report):
+    if args.resource_type != AKS or not config(args).get("requireDefender", False):
+        return
+    enabled = get(args.props, "securityProfile.defender.securityMonitoring.enabled")
+    workspace = get(args.props, "securityProfile.defender.logAnalyticsWorkspaceResourceId")
+    if enabled is not True or workspace is MISSING:
+        violation(
+            report,
+            args.resource_type,
+            args.name,
+            "securityProfile.defender",
+            get(args.props, "securityProfile.defender"),
+            "enable Defender security monitoring bound to the stack's workspace (event-backbone:aks.defender: true)",
+        )
+
+
+def _host_encryption(args, report):
+    if not config(args).get("requireEncryptionAtHost", False):
+        return
+    if args.resource_type == AKS:
+        pools = get(args.props, "agentPoolProfiles", [])
+        paths = [(f"agentPoolProfiles.{i}.enableEncryptionAtHost", p) for i, p in enumerate(pools)]
+    elif args.resource_type == AGENT_POOL:
+        paths = [("enableEncryptionAtHost", args.props)]
+    else:
+        return
+    for path, pool in paths:
+        value = get(pool, "enableEncryptionAtHost")
+        if value is not True:
+            violation(
+                report,
+                args.resource_type,
+                args.name,
+                path,
+                value,
+                "set it to true (event-backbone:aks.encryptionAtHost; the subscription needs the"
+                " Microsoft.Compute/EncryptionAtHost feature)",
+            )
+
+
+aks_defender = ResourceValidationPolicy(
+    name="aks-defender",
+    enforcement_level=MANDATORY,
+    description="AKS runs Microsoft Defender for Containers, reporting to a workspace (where required).",
+    validate=_defender,
+    config_schema=schema({"requireDefender": {"type": "boolean", "default": False}}),
+)
+aks_host_encryption = ResourceValidationPolicy(
+    name="aks-host-encryption",
+    enforcement_level=MANDATORY,
+    description="Every AKS node pool encrypts at the host (where required).",
+    validate=_host_encryption,
+    config_schema=schema({"requireEncryptionAtHost": {"type": "boolean", "default": False}}),
+)
+
+LOCK = "azure-native:authorization:ManagementLockByScope"
+LOCKED_TYPES = [
+    "azure-native:containerservice:ManagedCluster",
+    "azure-native:keyvault:Vault",
+    "azure-native:dbforpostgresql:Server",
+    "azure-native:operationalinsights:Workspace",
+    "azure-native:containerregistry:Registry",
+]
+
+
+def _locked(args, report):
+    cfg = config(args)
+    if not cfg.get("requireLocks", False):
+        return
+    locks = [
+        r for r in args.resources if r.resource_type == LOCK and get(r.props, "level") in ("CanNotDelete", "ReadOnly")
+    ]
+    for target in args.resources:
+        if target.resource_type not in cfg.get("types", LOCKED_TYPES):
+            continue
+        # the resource's id flows into the lock's scope: the engine records it as a dependency
+        if not any(any(dep.urn == target.urn for dep in lock.dependencies) for lock in locks):
+            violation(
+                report,
+                target.resource_type,
+                target.name,
+                "its CanNotDelete lock",
+                MISSING,
+                "add an authorization.ManagementLockByScope (level CanNotDelete, scope = this resource's id):"
+                " components/locks.py does so in prod",
+                target.urn,
+            )
+
+
+stateful_locked = StackValidationPolicy(
+    name="stateful-resources-locked",
+    description="Stateful production resources carry a CanNotDelete management lock (portal, CLI and Pulumi alike).",
+    validate=_locked,
+    enforcement_level=MANDATORY,
+    config_schema=schema(
+        {
+            "requireLocks": {"type": "boolean", "default": False},
+            "types": {"type": "array", "items": {"type": "string"}, "default": LOCKED_TYPES},
+        }
+    ),
+)
+
+POLICIES = [
+    aks_local_accounts,
+    aks_secret_rotation,
+    aks_upgrade_channel,
+    aks_network_policy,
+    keyvault_secret_expiry,
+    aks_defender,
+    aks_host_encryption,
+    stateful_locked,
+]

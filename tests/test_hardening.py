@@ -30,12 +30,13 @@ def by_name(stack, type_suffix: str) -> dict[str, dict]:
 # ------------------------------------------------------------------ 1. diagnostic settings
 def test_each_stateful_resource_logs_to_the_workspace(stack):
     settings = {r.name: r for r in stack.of_type("monitor:DiagnosticSetting")}
-    assert set(settings) >= {"diag-cluster", "diag-vault", "diag-postgres"}
+    assert set(settings) == {"diag-cluster", "diag-vault", "diag-postgres", "diag-registry"}
     workspace = stack.one("operationalinsights:Workspace")
     targets = {
         "diag-cluster": stack.one("containerservice:ManagedCluster"),
         "diag-vault": stack.one("keyvault:Vault"),
         "diag-postgres": stack.one("dbforpostgresql:Server"),
+        "diag-registry": stack.one("containerregistry:Registry"),
     }
     for name, target in targets.items():
         reg = settings[name]
@@ -77,7 +78,7 @@ def test_prod_locks_its_stateful_resources_dev_does_not(stack):
         assert locks == {}
         assert stack.one("containerservice:ManagedCluster").protect is False
         return
-    assert set(locks) == {"lock-cluster", "lock-workspace", "lock-vault", "lock-postgres"}
+    assert set(locks) == {"lock-cluster", "lock-workspace", "lock-vault", "lock-postgres", "lock-registry"}
     assert {lock["level"] for lock in locks.values()} == {"CanNotDelete"}
     scopes = {name: lock["scope"] for name, lock in locks.items()}
     assert "/managedClusters/" in scopes["lock-cluster"] and "/vaults/" in scopes["lock-vault"]
@@ -178,6 +179,7 @@ def test_egress_per_environment(stack):
     ips = by_name(stack, "network:PublicIPAddress")
     assert len(nat["publicIpAddresses"]) == len(ips) == stack.settings.network.nat_gateway_public_ips == 2
     assert all(ip["publicIPAllocationMethod"] == "Static" and ip["sku"]["name"] == "Standard" for ip in ips.values())
+    assert all("zones" not in ip for ip in ips.values())  # no-zone IPs for the no-zone NAT gateway
     assert "/natGateways/" in aks_subnet["natGateway"]["id"]
     assert stack.one("network:NatGateway").urn in stack.one("network:VirtualNetwork").dependencies
 
@@ -196,6 +198,7 @@ def firewall_plan(tmp_path_factory):
     text = mutate("dev", "network.egress", "firewall")
     doc = yaml.safe_load(text)
     doc["config"]["event-backbone:network"]["firewallSubnet"] = "10.40.18.0/26"
+    doc["config"]["event-backbone:registry"]["sku"] = "Premium"
     (out / "Pulumi.dev.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     proc = subprocess.run(
         [sys.executable, "-m", "dryrun", "dev", "--stack-file", str(out / "Pulumi.dev.yaml"), "--out", str(out / "b")],
@@ -229,7 +232,9 @@ def test_firewall_egress_routes_everything_through_the_firewall(firewall_plan):
     }
     assert rules["aks"]["fqdnTags"] == ["AzureKubernetesService"]
     assert set(rules) >= {"registry", "mcr", "entra-id", "key-vault", "azure-monitor"}
-    assert rules["registry"]["targetFqdns"][0].endswith(".azurecr.io")
+    login, data = rules["registry"]["targetFqdns"]
+    assert login.endswith(".azurecr.io") and data == login.replace(".azurecr.io", ".westeurope.data.azurecr.io")
+    assert res["registry"]["inputs"]["dataEndpointEnabled"] is True
     assert "login.microsoftonline.com" in rules["entra-id"]["targetFqdns"]
     assert all(rule["sourceAddresses"] == ["10.40.0.0/20"] for rule in rules.values())
     assert res["firewall-policy"]["inputs"]["threatIntelMode"] == "Deny"
@@ -267,12 +272,23 @@ def test_firewall_egress_routes_everything_through_the_firewall(firewall_plan):
 def test_egress_settings_are_validated(changes, expected):
     import yaml
 
-    doc = yaml.safe_load(mutate("dev", "network.egress", "loadBalancer"))
+    doc = yaml.safe_load(mutate("dev", "registry.sku", "Premium"))
     doc["config"]["event-backbone:network"].update(changes)
     lines = errors("dev", yaml.safe_dump(doc))
     assert len(lines) == len(expected), lines
     for line, want in zip(lines, expected, strict=True):
         assert line.startswith("Pulumi.dev.yaml: " + want), line
+
+
+def test_firewall_egress_needs_a_premium_registry():
+    import yaml
+
+    doc = yaml.safe_load(mutate("dev", "network.egress", "firewall"))
+    doc["config"]["event-backbone:network"]["firewallSubnet"] = "10.40.18.0/26"
+    assert errors("dev", yaml.safe_dump(doc)) == [
+        "Pulumi.dev.yaml: event-backbone:registry.sku must be 'Premium' when network.egress is 'firewall' (the"
+        " firewall allows the registry's dedicated data endpoint, a Premium feature) (got 'Standard')"
+    ]
 
 
 def test_prod_needs_static_egress():
@@ -374,3 +390,113 @@ def test_prod_pod_security_must_deny():
     assert errors("prod", mutate("prod", "aks.azurePolicy.effect", "Audit")) == [
         "Pulumi.prod.yaml: event-backbone:aks.azurePolicy.effect must be 'Deny' in prod (got 'Audit')"
     ]
+
+
+# ------------------------------------------------------------------ 9. registry
+def test_registry_per_environment(stack):
+    acr = stack.inputs("containerregistry:Registry")
+    assert acr["adminUserEnabled"] is False and acr["anonymousPullEnabled"] is False
+    assert acr["registryName"].isalnum()
+    pe = [r for r in stack.of_type("network:PrivateEndpoint") if r.name == "registry-pe"]
+    if stack.stack == "dev":  # Standard: no private endpoint or network rules (cheaper profile)
+        assert acr["sku"]["name"] == "Standard" and pe == [] and acr["publicNetworkAccess"] == "Enabled"
+        return
+    assert acr["sku"]["name"] == "Premium"
+    assert acr["publicNetworkAccess"] == "Disabled"
+    assert acr["networkRuleSet"]["defaultAction"] == "Deny"
+    assert acr["zoneRedundancy"] == "Enabled" and acr["dataEndpointEnabled"] is True
+    assert acr["policies"]["exportPolicy"]["status"] == "disabled"
+    (endpoint,) = pe
+    conn = stack.inputs("network:PrivateEndpoint", "registry-pe")["privateLinkServiceConnections"][0]
+    assert conn["groupIds"] == ["registry"]
+    assert stack.one("containerregistry:Registry").urn in endpoint.dependencies
+    zone = stack.inputs("network:PrivateDnsZoneGroup", "registry-pe-dns")["privateDnsZoneConfigs"][0]
+    zones = {r.name: stack.inputs("privatedns:PrivateZone", r.name) for r in stack.of_type("privatedns:PrivateZone")}
+    assert zones["dns-registry"]["privateZoneName"] == "privatelink.azurecr.io"
+    assert zone["privateDnsZoneId"].endswith("/privatelink.azurecr.io")
+    assert stack.one("containerregistry:Registry").protect is True
+
+
+def test_kubelet_identity_pulls_from_the_registry(stack):
+    from components import rbac
+
+    grant = stack.inputs("authorization:RoleAssignment", "kubelet-acr-pull")
+    assert grant["roleDefinitionId"].endswith(f"/roleDefinitions/{rbac.ACR_PULL}")
+    assert "/microsoft.containerregistry/" in grant["scope"].lower()  # the registry (mock ids pluralise naively)
+    assert (
+        stack.one("containerregistry:Registry").urn
+        in stack.one("authorization:RoleAssignment", "kubelet-acr-pull").dependencies
+    )
+    kubelet = stack.inputs("managedidentity:UserAssignedIdentity", "kubelet-identity")
+    profile = stack.inputs("containerservice:ManagedCluster")["identityProfile"]["kubeletidentity"]
+    assert profile["resourceId"].endswith(f"/{kubelet['resourceName']}")
+    assert grant["principalId"] == profile["objectId"]
+    operator = stack.inputs("authorization:RoleAssignment", "control-plane-assigns-kubelet-identity")
+    assert operator["roleDefinitionId"].endswith(f"/roleDefinitions/{rbac.MANAGED_IDENTITY_OPERATOR}")
+
+
+def test_cache_rules_cover_the_upstreams(stack):
+    rules = {
+        r["sourceRepository"]: r["targetRepository"] for r in by_name(stack, "containerregistry:CacheRule").values()
+    }
+    assert rules == {
+        "docker.io/*": "docker/*",
+        "quay.io/*": "quay/*",
+        "ghcr.io/*": "ghcr/*",
+        "registry.k8s.io/*": "k8s/*",
+    }
+
+
+@pytest.mark.parametrize(
+    "image,expected",
+    [
+        ("rabbitmq:4.1-management", "acr.azurecr.io/docker/library/rabbitmq:4.1-management"),
+        ("rabbitmqoperator/cluster-operator:2.12", "acr.azurecr.io/docker/rabbitmqoperator/cluster-operator:2.12"),
+        ("quay.io/prometheus/prometheus:v3.1.0", "acr.azurecr.io/quay/prometheus/prometheus:v3.1.0"),
+        (
+            "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2",
+            "acr.azurecr.io/k8s/kube-state-metrics/kube-state-metrics:v2",
+        ),
+        ("acr.azurecr.io/docker/library/busybox:1", "acr.azurecr.io/docker/library/busybox:1"),
+    ],
+)
+def test_cached_image_references(image, expected):
+    from components.registry import cached_image
+
+    assert cached_image(image, "acr.azurecr.io") == expected
+
+
+def test_uncached_upstream_is_refused():
+    from components.registry import cached_image
+
+    with pytest.raises(ValueError, match="evil.example is not an upstream"):
+        cached_image("evil.example/x:1", "acr.azurecr.io")
+
+
+def test_registry_settings_are_validated():
+    assert errors("prod", mutate("prod", "registry.sku", "Standard")) == [
+        "Pulumi.prod.yaml: event-backbone:registry.sku must be 'Premium' in prod (private endpoint) (got 'Standard')"
+    ]
+    assert errors("dev", mutate("dev", "registry.allowedIpRanges", ["203.0.113.0/24"])) == [
+        "Pulumi.dev.yaml: event-backbone:registry.allowedIpRanges needs registry.sku Premium (network rules are a"
+        ' Premium feature) (got ["203.0.113.0/24"])'
+    ]
+
+
+def test_pod_security_exempts_only_the_host_reading_namespace(stack):
+    pod = stack.inputs("authorization:PolicyAssignment", "pod-security")["parameters"]["excludedNamespaces"]["value"]
+    images = stack.inputs("authorization:PolicyAssignment", "allowed-images")["parameters"]["excludedNamespaces"]
+    monitoring = stack.settings.observability.namespace
+    assert monitoring in pod and monitoring not in images["value"]
+    assert set(pod) - {monitoring} == set(images["value"]) == set(stack.settings.aks.azure_policy.excluded_namespaces)
+
+
+def test_every_namespace_the_stack_creates_carries_pod_security_labels(stack):
+    namespaces = [r for r in stack.result.registrations if r.type == "kubernetes:core/v1:Namespace"]
+    assert len(namespaces) >= 3
+    for ns in namespaces:
+        from conftest import unwrap
+
+        labels = unwrap(ns.inputs)["metadata"]["labels"]
+        assert labels.get("pod-security.kubernetes.io/enforce") in ("privileged", "baseline", "restricted"), ns.urn
+        assert "pod-security.kubernetes.io/warn" in labels, ns.urn

@@ -521,3 +521,56 @@ def test_postgres_audit_parameters(planned):
     one(check_stack(audit.postgres_audit, off), "log_disconnections", "'off'")
     missing = [r for r in resources if r[1].get("configurationName") != "connection_throttle.enable"]
     one(check_stack(audit.postgres_audit, missing), "connection_throttle.enable", "not set")
+
+
+def test_aks_defender(planned):
+    cfg = CONFIG["prod"]["aks-defender"]
+    typ, props = recorded(planned, "containerservice:ManagedCluster")
+    assert check(hardening.aks_defender, typ, props, config=cfg) == []
+    one(check(hardening.aks_defender, typ, mutated(props, "securityProfile.defender"), config=cfg), "defender")
+    unbound = mutated(props, "securityProfile.defender.logAnalyticsWorkspaceResourceId")
+    one(check(hardening.aks_defender, typ, unbound, config=cfg), "securityProfile.defender")
+    dev_typ, dev_props = (
+        planned["dev"].one("containerservice:ManagedCluster").type,
+        planned["dev"].inputs("containerservice:ManagedCluster"),
+    )
+    assert "defender" not in dev_props["securityProfile"]
+    assert check(hardening.aks_defender, dev_typ, dev_props, config=CONFIG["dev"]["aks-defender"]) == []
+    one(check(hardening.aks_defender, dev_typ, dev_props, config=cfg), "aks.defender")
+
+
+def test_aks_host_encryption(planned):
+    cfg = CONFIG["prod"]["aks-host-encryption"]
+    typ, props = recorded(planned, "containerservice:ManagedCluster")
+    assert check(hardening.aks_host_encryption, typ, props, config=cfg) == []
+    off = copy.deepcopy(props)
+    off["agentPoolProfiles"][0]["enableEncryptionAtHost"] = False
+    one(
+        check(hardening.aks_host_encryption, typ, off, config=cfg),
+        "agentPoolProfiles.0.enableEncryptionAtHost",
+        "false",
+    )
+    ptyp, pool = recorded(planned, "containerservice:AgentPool", "user-pool")
+    assert check(hardening.aks_host_encryption, ptyp, pool, config=cfg) == []
+    one(check(hardening.aks_host_encryption, ptyp, mutated(pool, "enableEncryptionAtHost"), config=cfg), "not set")
+
+
+def test_stateful_resources_locked(planned):
+    policy = hardening.stateful_locked
+    cfg = CONFIG["prod"]["stateful-resources-locked"]
+    assert run_stack_policy(policy, stack_resources(planned, "prod"), cfg) == []
+
+    def unlock_vault(typ, name, props):
+        return None if name == "lock-vault" else props
+
+    one(run_stack_policy(policy, stack_resources(planned, "prod", unlock_vault), cfg), "keyvault:Vault", "lock")
+
+    def read_level_none(typ, name, props):
+        if name == "lock-registry":
+            props["level"] = "NotSpecified"
+        return props
+
+    one(run_stack_policy(policy, stack_resources(planned, "prod", read_level_none), cfg), "containerregistry:Registry")
+    # dev has no locks and does not require them
+    assert run_stack_policy(policy, stack_resources(planned, "dev"), CONFIG["dev"]["stateful-resources-locked"]) == []
+    assert len(run_stack_policy(policy, stack_resources(planned, "dev"), cfg)) == 5

@@ -23,12 +23,12 @@ def test_vault_network_default_deny_with_configured_ranges(stack):
 
 
 def test_vault_private_endpoint_in_the_endpoint_subnet(stack):
-    pe = stack.inputs("network:PrivateEndpoint")
+    pe = stack.inputs("network:PrivateEndpoint", "vault-pe")
     assert pe["subnet"]["id"].endswith("/subnets/snet-private-endpoints")
     [conn] = pe["privateLinkServiceConnections"]
     assert conn["groupIds"] == ["vault"]
     assert "/vaults/" in conn["privateLinkServiceId"]
-    group = stack.inputs("network:PrivateDnsZoneGroup")
+    group = stack.inputs("network:PrivateDnsZoneGroup", "vault-pe-dns")
     assert group["privateDnsZoneConfigs"][0]["privateDnsZoneId"].endswith("privatelink.vaultcore.azure.net")
 
 

@@ -9,7 +9,7 @@ one line naming the stack file, the full key, what is allowed and what was given
 Field names are snake_case in Python and camelCase in the stack files (aliases).
 
 Modules: ``base`` (the shared model base and value types), one per area (``network``, ``aks``,
-``postgres``, ``keyvault``, ``broker``, ``observability``, ``budget``; ``vm_sizes`` is the table of
+``postgres``, ``keyvault``, ``broker``, ``observability``, ``budget``, ``registry``; ``vm_sizes`` is the table of
 node VM sizes' local disks), ``stack`` (the root model) with
 ``rules`` (cross-key and per-environment rules), ``errors`` and ``introspect`` (one line per
 problem), ``loading`` (the Pulumi config map) and ``reference`` (the generated key reference).
@@ -77,6 +77,7 @@ from .reference import (
     reference_markdown,
     reference_rows,
 )
+from .registry import RegistrySettings
 from .rules import broker_rules, egress_rules, environment_rules, hardening_rules, observability_rules
 from .stack import StackSettings
 from .vm_sizes import VM_LOCAL_DISKS, LocalDisks, ephemeral_capacity_gb
@@ -90,6 +91,7 @@ __all__ = [
     "DOCS_START",
     "AksSettings",
     "AzurePolicy",
+    "RegistrySettings",
     "BudgetSettings",
     "LocalDisks",
     "VM_LOCAL_DISKS",

@@ -42,7 +42,12 @@ ControlPlaneLog = Literal[
 ]
 # aks-baseline's selection: the admin audit (writes, no get/list noise), Entra sign-ins (guard),
 # scaling and controller decisions. kube-audit (every read) and kube-apiserver are opt-in: costly.
-DEFAULT_CONTROL_PLANE_LOGS: list[str] = ["kube-audit-admin", "guard", "cluster-autoscaler", "kube-controller-manager"]
+DEFAULT_CONTROL_PLANE_LOGS: list[ControlPlaneLog] = [
+    "kube-audit-admin",
+    "guard",
+    "cluster-autoscaler",
+    "kube-controller-manager",
+]
 # System namespaces exempt from the cluster's Azure Policy assignments (as aks-baseline does).
 SYSTEM_NAMESPACES: list[str] = ["kube-system", "gatekeeper-system", "azure-arc", "calico-system", "tigera-operator"]
 

@@ -232,6 +232,15 @@ def egress_rules(s: StackSettings) -> list[Problem]:
         }.items():
             if fw.overlaps(ipaddress.IPv4Network(cidr)):
                 p.append(Problem(key="network.firewallSubnet", message=f"must not overlap {key} {cidr}", got=str(fw)))
+    if net.egress == "firewall" and s.registry.sku != "Premium":
+        p.append(
+            Problem(
+                key="registry.sku",
+                message="must be 'Premium' when network.egress is 'firewall' (the firewall allows the registry's"
+                " dedicated data endpoint, a Premium feature)",
+                got=s.registry.sku,
+            )
+        )
     if s.is_prod and net.egress == "loadBalancer":
         p.append(
             Problem(
@@ -281,7 +290,27 @@ def hardening_rules(s: StackSettings) -> list[Problem]:
                         got=size,
                     )
                 )
+    r = s.registry
+    if r.allowed_ip_ranges and r.sku != "Premium":
+        p.append(
+            Problem(
+                key="registry.allowedIpRanges",
+                message="needs registry.sku Premium (network rules are a Premium feature)",
+                got=list(r.allowed_ip_ranges),
+            )
+        )
+    for i, ip in enumerate(r.allowed_ip_ranges):
+        if ip.startswith("0.0.0.0"):
+            p.append(
+                Problem(
+                    key=f"registry.allowedIpRanges[{i}]",
+                    message="must not open the registry to the whole internet",
+                    got=ip,
+                )
+            )
     if s.is_prod:
+        if r.sku != "Premium":
+            p.append(Problem(key="registry.sku", message="must be 'Premium' in prod (private endpoint)", got=r.sku))
         for key, value in {
             "aks.defender": a.defender,
             "aks.encryptionAtHost": a.encryption_at_host,

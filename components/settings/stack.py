@@ -16,6 +16,7 @@ from .keyvault import KeyVaultSettings
 from .network import NetworkSettings
 from .observability import ObservabilitySettings
 from .postgres import PostgresSettings
+from .registry import RegistrySettings
 from .rules import environment_rules
 
 
@@ -31,6 +32,7 @@ class StackSettings(Model):
     broker: BrokerSettings = BrokerSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     budget: BudgetSettings = BudgetSettings()
+    registry: RegistrySettings = RegistrySettings()
 
     @property
     def is_prod(self) -> bool:
