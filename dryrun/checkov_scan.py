@@ -4,7 +4,8 @@ stack (build/<stack>/arm, build/<stack>/k8s) and the GitHub workflows.
 Checkov (pinned in tests/tools/checkov-requirements.txt) lives in its own virtualenv,
 .tools/checkov (``make checkov``), so its dependency tree never touches the project's.
 Every failed check is either fixed or listed in policies/checkov-skips.yaml (framework ->
-check id -> one-line reason); a failure not listed, or a listed check that no longer fails
+check id -> one-line reason, or {reason, only: [stacks]} for a skip that holds in some stacks,
+e.g. dev's cheaper profile); a failure not listed, or a listed check that no longer fails
 (a stale skip), fails the scan.
 
     python -m dryrun.checkov_scan                 # plan dev and prod, scan, print the score
@@ -123,16 +124,29 @@ def run(root: Path, checkov: Path = CHECKOV) -> list[Result]:
     return parse(proc.stdout)
 
 
-def load_skips(path: Path = SKIPS_FILE) -> dict[str, dict[str, str]]:
+@dataclass(frozen=True)
+class Skip:
+    reason: str
+    only: tuple[str, ...] | None = None  # the scopes (stacks) it holds in; None: everywhere
+
+    def covers(self, r: Result) -> bool:
+        return self.only is None or r.scope in self.only
+
+
+def load_skips(path: Path = SKIPS_FILE) -> dict[str, dict[str, Skip]]:
     doc = yaml.safe_load(path.read_text()) or {}
     unknown = set(doc) - set(FRAMEWORKS)
     if unknown:
         raise ValueError(f"{path}: unknown framework(s) {sorted(unknown)}")
-    skips = {fw: dict(doc.get(fw) or {}) for fw in FRAMEWORKS}
-    for fw, entries in skips.items():
-        for check_id, reason in entries.items():
+    skips: dict[str, dict[str, Skip]] = {fw: {} for fw in FRAMEWORKS}
+    for fw in FRAMEWORKS:
+        for check_id, entry in (doc.get(fw) or {}).items():
+            reason, only = (entry, None) if isinstance(entry, str) else (entry.get("reason"), entry.get("only"))
             if not isinstance(reason, str) or not reason.strip() or "\n" in reason.strip():
                 raise ValueError(f"{path}: {fw}.{check_id} needs a one-line reason")
+            if only is not None and (not isinstance(only, list) or not set(only) <= {*STACKS, "workflows"}):
+                raise ValueError(f"{path}: {fw}.{check_id}: `only` must list stacks {STACKS}")
+            skips[fw][check_id] = Skip(reason.strip(), tuple(only) if only is not None else None)
     return skips
 
 
@@ -147,14 +161,14 @@ class Score:
         return not self.unskipped and not self.stale
 
 
-def score(results: Iterable[Result], skips: dict[str, dict[str, str]]) -> Score:
+def score(results: Iterable[Result], skips: dict[str, dict[str, Skip]]) -> Score:
     out = Score()
     used: set[tuple[str, str]] = set()
     for r in results:
         row = out.counts.setdefault((r.framework, r.scope), {"passed": 0, "failed": 0, "skipped": 0})
         if r.passed:
             row["passed"] += 1
-        elif r.check_id in skips.get(r.framework, {}):
+        elif r.check_id in skips.get(r.framework, {}) and skips[r.framework][r.check_id].covers(r):
             row["skipped"] += 1
             used.add((r.framework, r.check_id))
         else:
@@ -173,16 +187,17 @@ def table(s: Score) -> str:
     return "\n".join(lines)
 
 
-def skip_list(skips: dict[str, dict[str, str]], results: Iterable[Result]) -> str:
+def skip_list(skips: dict[str, dict[str, Skip]], results: Iterable[Result]) -> str:
     names = {(r.framework, r.check_id): r.check_name for r in results}
-    lines = ["| framework | check | Checkov's title | why it is skipped |", "|---|---|---|---|"]
+    lines = ["| framework | check | Checkov's title | where | why it is skipped |", "|---|---|---|---|---|"]
     for fw in FRAMEWORKS:
-        for cid, reason in sorted(skips[fw].items()):
-            lines.append(f"| {fw} | {cid} | {names.get((fw, cid), '?')} | {reason} |")
+        for cid, skip in sorted(skips[fw].items()):
+            where = ", ".join(skip.only) if skip.only else "all"
+            lines.append(f"| {fw} | {cid} | {names.get((fw, cid), '?').strip()} | {where} | {skip.reason} |")
     return "\n".join(lines)
 
 
-def doc_block(s: Score, skips: dict[str, dict[str, str]], results: list[Result]) -> str:
+def doc_block(s: Score, skips: dict[str, dict[str, Skip]], results: list[Result]) -> str:
     return "\n".join(
         [
             DOC_START,

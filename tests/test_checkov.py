@@ -173,11 +173,33 @@ def test_score_counts_skips_and_reports_stale_ones():
         r("arm", "CKV_A", "a", "T.x", "dev/arm/template.json", False),
         r("arm", "CKV_B", "b", "T.x", "dev/arm/template.json", False),
         r("arm", "CKV_C", "c", "T.x", "dev/arm/template.json", True),
+        r("arm", "CKV_D", "d", "T.x", "dev/arm/template.json", False),
+        r("arm", "CKV_D", "d", "T.x", "prod/arm/template.json", False),
     ]
-    s = checkov_scan.score(results, {"arm": {"CKV_A": "why", "CKV_Z": "gone"}, "kubernetes": {}, "github_actions": {}})
-    assert s.counts[("arm", "dev")] == {"passed": 1, "failed": 1, "skipped": 1}
-    assert [x.check_id for x in s.unskipped] == ["CKV_B"]
+    skip = checkov_scan.Skip
+    skips = {
+        "arm": {"CKV_A": skip("why"), "CKV_Z": skip("gone"), "CKV_D": skip("dev only", ("dev",))},
+        "kubernetes": {},
+        "github_actions": {},
+    }
+    s = checkov_scan.score(results, skips)
+    assert s.counts[("arm", "dev")] == {"passed": 1, "failed": 1, "skipped": 2}
+    assert s.counts[("arm", "prod")] == {"passed": 0, "failed": 1, "skipped": 0}
+    assert [(x.check_id, x.scope) for x in s.unskipped] == [("CKV_B", "dev"), ("CKV_D", "prod")]
     assert s.stale == [("arm", "CKV_Z")] and not s.ok
+
+
+def test_skip_file_needs_one_line_reasons(tmp_path):
+    bad = tmp_path / "skips.yaml"
+    bad.write_text("arm:\n  CKV_AZURE_1: ''\n")
+    with pytest.raises(ValueError, match="one-line reason"):
+        checkov_scan.load_skips(bad)
+    bad.write_text("arm:\n  CKV_AZURE_1: {reason: x, only: [staging]}\n")
+    with pytest.raises(ValueError, match="only"):
+        checkov_scan.load_skips(bad)
+    bad.write_text("terraform: {}\n")
+    with pytest.raises(ValueError, match="unknown framework"):
+        checkov_scan.load_skips(bad)
 
 
 def test_docs_show_the_score_of_this_run(scan):
