@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import pika  # noqa: E402
+from pika.spec import Basic  # noqa: E402
 from tools.rabbitmq_node import RabbitNode  # noqa: E402
 
 from components import settings as S  # noqa: E402
@@ -78,7 +79,7 @@ def batched(
         tags = [t for t in state["sent"] if t <= m.delivery_tag] if m.multiple else [m.delivery_tag]
         for t in tags:
             state["lat"].append(now - state["sent"].pop(t))
-        if isinstance(m, pika.spec.Basic.Nack):
+        if isinstance(m, Basic.Nack):
             state["nacks"] += len(tags)
         if state["next"] >= n and not state["sent"]:
             state["end"] = now
@@ -138,13 +139,16 @@ def main() -> None:
         )
         try:
             node.start()
-            version = node.api("GET", "/api/overview")["rabbitmq_version"]
+            overview = node.api("GET", "/api/overview")
+            assert overview and node.amqp_port, "the node started without its management API or plaintext listener"
+            version = overview["rabbitmq_version"]
             params = pika.ConnectionParameters(
                 "127.0.0.1", node.amqp_port, s.vhost, pika.PlainCredentials("svc-bloodbank", passwords["svc-bloodbank"])
             )
+            queue = s.broker.topology.services["audit"].queue or "audit.events"
             print(
-                f"RabbitMQ {version} on {platform.machine()}, {os.cpu_count()} cores; persistent {args.size}-byte messages, "
-                f"publisher confirms, quorum queue '{s.broker.topology.services['audit'].queue or 'audit.events'}'"
+                f"RabbitMQ {version} on {platform.machine()}, {os.cpu_count()} cores; "
+                f"persistent {args.size}-byte messages, publisher confirms, quorum queue '{queue}'"
             )
             lat, elapsed = single(params, s.broker.topology.exchange, args.messages, body)
             report("single", lat, elapsed, args.messages)

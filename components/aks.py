@@ -1,5 +1,5 @@
 """AKS: Entra-only cluster on Azure CNI overlay with a network policy engine, workload
-identity, Key Vault CSI (rotation on), Azure Policy, Container insights, auto-upgrades in a
+identity, Key Vault CSI (rotation on), KEDA, Azure Policy, Container insights, auto-upgrades in a
 maintenance window, and a Kubernetes provider for the in-cluster components."""
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ class Aks(pulumi.ComponentResource):
             node_resource_group=s.name("aks", "nodes"),
             sku=containerservice.ManagedClusterSKUArgs(name="Base", tier=s.aks.tier),
             identity=containerservice.ManagedClusterIdentityArgs(
-                type="UserAssigned",
+                type=containerservice.ResourceIdentityType.USER_ASSIGNED,
                 user_assigned_identities=[control_plane.id],
             ),
             agent_pool_profiles=[system_pool],
@@ -232,6 +232,10 @@ class Aks(pulumi.ComponentResource):
                 ),
             ),
             addon_profiles=addon_profiles(s, workspace.id),
+            # KEDA add-on: ScaledObjects scale the services on their queues' depth.
+            workload_auto_scaler_profile=containerservice.ManagedClusterWorkloadAutoScalerProfileArgs(
+                keda=containerservice.ManagedClusterWorkloadAutoScalerProfileKedaArgs(enabled=True)
+            ),
             auto_upgrade_profile=containerservice.ManagedClusterAutoUpgradeProfileArgs(
                 upgrade_channel=s.aks.upgrade_channel,
                 node_os_upgrade_channel=s.aks.node_os_upgrade_channel,
@@ -288,7 +292,7 @@ class Aks(pulumi.ComponentResource):
         )
         self.cluster_name = cluster.name
         self.cluster_id = cluster.id
-        self.oidc_issuer_url = cluster.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else None)
+        self.oidc_issuer_url = cluster.oidc_issuer_profile.apply(_issuer_url)
         self.workspace_id = workspace.id
         self.register_outputs(
             {
@@ -296,3 +300,12 @@ class Aks(pulumi.ComponentResource):
                 "oidcIssuerUrl": self.oidc_issuer_url,
             }
         )
+
+
+def _issuer_url(profile: containerservice.outputs.ManagedClusterOIDCIssuerProfileResponse | None) -> str:
+    """The cluster's OIDC issuer (workload identity federates with it). AKS reports it whenever
+    the profile is enabled, as it is above: a missing one must stop the deployment, not become
+    an empty issuer on the federated credentials."""
+    if profile is None or not profile.issuer_url:
+        raise ValueError("AKS returned no OIDC issuer URL although oidcIssuerProfile.enabled is true")
+    return profile.issuer_url

@@ -12,8 +12,9 @@ import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
 from .kube import apply_manifest
+from .load_test import LoadTest
 from .render import broker as render
-from .settings import StackSettings
+from .settings import LOAD_TEST_USER, StackSettings
 from .vault import Vault
 
 CA_VALIDITY_HOURS = 5 * 365 * 24
@@ -26,13 +27,24 @@ def store_connection_strings(s: StackSettings, vault: Vault, host: pulumi.Input[
     returns the secrets' URIs. Shared by both broker backends."""
     users = render.users_and_secrets(s)
     uris = {}
-    for svc in s.broker.topology.services:
+    for svc in s.services:
         password = vault.secrets[users[render.user_name(svc)]].value
         url = pulumi.Output.all(password, host).apply(
             lambda a, svc=svc: render.connection_string(s, svc, a[0], host=a[1])
         )
         uris[svc] = vault.store(f"broker-{svc}-url", url, "text/plain; format=amqps-uri", tags={"service": svc})
     return uris
+
+
+def store_monitor_connection_string(s: StackSettings, vault: Vault, host: pulumi.Input[str]) -> pulumi.Output[str]:
+    """The queue-depth reader's (keda-monitor) AMQPS URI, for KEDA's TriggerAuthentications."""
+    password = vault.secrets[render.MONITOR_SECRET].value
+    url = pulumi.Output.all(password, host).apply(
+        lambda a: render.connection_string(s, "", a[0], host=a[1], user=render.MONITOR_USER)
+    )
+    return vault.store(
+        f"{render.MONITOR_SECRET}-url", url, "text/plain; format=amqps-uri", tags={"user": render.MONITOR_USER}
+    )
 
 
 def operator_manifest_url(version: str) -> str:
@@ -43,6 +55,8 @@ class Broker(pulumi.ComponentResource):
     amqps_endpoint: pulumi.Output[str]
     management_url: pulumi.Output[str]
     connection_string_uris: dict[str, pulumi.Output[str]]
+    ca_cert_uri: pulumi.Output[str]
+    monitor_url_uri: pulumi.Output[str]
 
     def __init__(
         self,
@@ -119,7 +133,9 @@ class Broker(pulumi.ComponentResource):
             string_data={"ca.crt": ca.cert_pem},
             opts=in_ns,
         )
-        vault.store("broker-ca-cert", ca.cert_pem, "application/x-pem-file", tags={"generatedBy": "pulumi-tls"})
+        self.ca_cert_uri = vault.store(
+            "broker-ca-cert", ca.cert_pem, "application/x-pem-file", tags={"generatedBy": "pulumi-tls"}
+        )
 
         # --- Topology: definitions (with password hashes) loaded at boot from a secret.
         users = render.users_and_secrets(s)
@@ -128,7 +144,7 @@ class Broker(pulumi.ComponentResource):
         def hashes(values: list[str]) -> dict[str, str]:
             return {
                 user: render.password_hash(pw, render.stable_salt(user, s.key_vault.rotation.get(users[user], 0)))
-                for user, pw in zip(users, values)
+                for user, pw in zip(users, values, strict=True)
             }
 
         definitions_json = pulumi.Output.secret(
@@ -170,6 +186,18 @@ class Broker(pulumi.ComponentResource):
         )
 
         self.connection_string_uris = store_connection_strings(s, vault, render.service_host(s))
+        self.monitor_url_uri = store_monitor_connection_string(s, vault, render.service_host(s))
+
+        if b.load_test.enabled:  # opt-in: docs/runbooks/load-test.md
+            LoadTest(
+                "load-test",
+                s,
+                vault.secrets[users[LOAD_TEST_USER]].value,
+                ca.cert_pem,
+                provider,
+                broker=[cluster, ns],
+                opts=pulumi.ResourceOptions(parent=self),
+            )
 
         self.amqps_endpoint = pulumi.Output.from_input(render.amqps_endpoint(s))
         self.management_url = pulumi.Output.from_input(render.management_url(s))

@@ -11,7 +11,7 @@ import pulumi
 import pulumi_cloudamqp as cloudamqp
 import pulumi_rabbitmq as rabbitmq
 
-from .broker import store_connection_strings
+from .broker import store_connection_strings, store_monitor_connection_string
 from .render import broker as render
 from .settings import StackSettings
 from .vault import Vault
@@ -21,6 +21,7 @@ class CloudAmqpBroker(pulumi.ComponentResource):
     amqps_endpoint: pulumi.Output[str]
     management_url: pulumi.Output[str]
     connection_string_uris: dict[str, pulumi.Output[str]]
+    monitor_url_uri: pulumi.Output[str]
 
     def __init__(self, name: str, settings: StackSettings, vault: Vault, opts: pulumi.ResourceOptions | None = None):
         super().__init__("event-backbone:platform:CloudAmqpBroker", name, None, opts)
@@ -39,6 +40,9 @@ class CloudAmqpBroker(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, protect=s.protect),
         )
+        # CloudAMQP ids are integers: the provider's instance_id and alarm recipients take ints,
+        # while a Pulumi resource id is always a string.
+        instance_id = instance.id.apply(int)
 
         # Notification type -> its secure credential (a routing key, a webhook URL).
         channels = {"pagerduty": c.pagerduty_routing_key, "slack": c.slack_webhook_url}
@@ -46,7 +50,7 @@ class CloudAmqpBroker(pulumi.ComponentResource):
             cloudamqp.Notification(
                 kind,
                 cloudamqp.NotificationArgs(
-                    instance_id=instance.id,
+                    instance_id=instance_id,
                     type=kind,
                     name=kind,
                     value=pulumi.Output.secret(value),
@@ -56,11 +60,11 @@ class CloudAmqpBroker(pulumi.ComponentResource):
             for kind, value in channels.items()
             if value
         ]
-        recipient_ids = [r.id for r in recipients]
+        recipient_ids = [r.id.apply(int) for r in recipients]
         cloudamqp.Alarm(
             "dlq-depth",
             cloudamqp.AlarmArgs(
-                instance_id=instance.id,
+                instance_id=instance_id,
                 type="queue",
                 enabled=True,
                 recipients=recipient_ids,
@@ -75,7 +79,7 @@ class CloudAmqpBroker(pulumi.ComponentResource):
         cloudamqp.Alarm(
             "disk",
             cloudamqp.AlarmArgs(
-                instance_id=instance.id,
+                instance_id=instance_id,
                 type="disk",
                 enabled=True,
                 recipients=recipient_ids,
@@ -88,7 +92,7 @@ class CloudAmqpBroker(pulumi.ComponentResource):
         cloudamqp.Alarm(
             "memory",
             cloudamqp.AlarmArgs(
-                instance_id=instance.id,
+                instance_id=instance_id,
                 type="memory",
                 enabled=True,
                 recipients=recipient_ids,
@@ -112,6 +116,7 @@ class CloudAmqpBroker(pulumi.ComponentResource):
         self._apply_topology(s, vault, provider)
 
         self.connection_string_uris = store_connection_strings(s, vault, instance.host)
+        self.monitor_url_uri = store_monitor_connection_string(s, vault, instance.host)
         self.amqps_endpoint = instance.host.apply(lambda h: render.amqps_endpoint(s, host=h))
         self.management_url = instance.host.apply(lambda h: f"https://{h}/")
         self.register_outputs({"amqpsEndpoint": self.amqps_endpoint, "managementUrl": self.management_url})
@@ -168,6 +173,7 @@ class CloudAmqpBroker(pulumi.ComponentResource):
                 opts=after,
             )
         users = render.users_and_secrets(s)
+        tags = {u["name"]: u["tags"] for u in defs["users"]}
         for p in defs["permissions"]:
             if p["user"] == render.ADMIN_USER:
                 continue  # CloudAMQP's own administrator manages the instance
@@ -176,7 +182,7 @@ class CloudAmqpBroker(pulumi.ComponentResource):
                 rabbitmq.UserArgs(
                     name=p["user"],
                     password=vault.secrets[users[p["user"]]].value,
-                    tags=[],
+                    tags=tags[p["user"]],
                 ),
                 opts=opts,
             )

@@ -5,8 +5,8 @@
 * allowed images: only the stack's registry and mcr.microsoft.com.
 
 Effects: ``aks.azurePolicy.effect`` (dev Audit, prod Deny) and ``allowedImagesEffect``; system
-namespaces (``aks.azurePolicy.excludedNamespaces``) are excluded, and the observability namespace
-from pod security (see :func:`pod_security_exclusions`).
+namespaces (``aks.azurePolicy.excludedNamespaces``) are excluded, and the node exporter's own
+namespace from pod security (see :func:`pod_security_exclusions`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import re
 import pulumi
 from pulumi_azure_native import authorization
 
+from .render.helm_values import NODE_EXPORTER_NAMESPACE
 from .settings import StackSettings
 
 # Built-in 'Kubernetes cluster pod security {baseline,restricted} standards for Linux-based workloads'
@@ -34,10 +35,11 @@ def allowed_images_regex(registry_login_server: str) -> str:
 
 
 def pod_security_exclusions(s: StackSettings) -> list[str]:
-    """System namespaces, plus the observability namespace: the node exporter reads the host
-    (hostNetwork, hostPID, hostPath /proc and /sys), which no pod security level but privileged
-    allows; that namespace is labelled privileged for the same reason."""
-    return [*s.aks.azure_policy.excluded_namespaces, s.observability.namespace]
+    """System namespaces, plus the node exporter's namespace: it reads the host (hostNetwork,
+    hostPID, hostPath /proc and /sys), which no pod security level but privileged allows; that
+    namespace holds nothing else and is labelled privileged for the same reason. The rest of the
+    monitoring stack (``observability.namespace``, baseline) stays under the initiative."""
+    return [*s.aks.azure_policy.excluded_namespaces, NODE_EXPORTER_NAMESPACE]
 
 
 def _value(v) -> authorization.ParameterValuesValueArgs:

@@ -17,6 +17,7 @@ from .settings import StackSettings
 class ServiceIdentities(pulumi.ComponentResource):
     principal_ids: dict[str, pulumi.Output[str]]
     client_ids: dict[str, pulumi.Output[str]]
+    names: dict[str, pulumi.Output[str]]
 
     def __init__(
         self,
@@ -28,7 +29,7 @@ class ServiceIdentities(pulumi.ComponentResource):
     ):
         super().__init__("event-backbone:platform:ServiceIdentities", name, None, opts)
         s = settings
-        self.principal_ids, self.client_ids = {}, {}
+        self.principal_ids, self.client_ids, self.names = {}, {}, {}
         for svc in services:
             identity = managedidentity.UserAssignedIdentity(
                 f"id-{svc}",
@@ -40,4 +41,5 @@ class ServiceIdentities(pulumi.ComponentResource):
             )
             self.principal_ids[svc] = identity.principal_id
             self.client_ids[svc] = identity.client_id
+            self.names[svc] = identity.name
         self.register_outputs({"clientIds": self.client_ids})

@@ -9,6 +9,8 @@ from . import egress
 from .settings import StackSettings
 
 POSTGRES_DELEGATION = "Microsoft.DBforPostgreSQL/flexibleServers"
+EDGE_DELEGATION = "Microsoft.ServiceNetworking/trafficControllers"  # Application Gateway for Containers
+EDGE_SUBNET = "snet-edge-agc"
 KEYVAULT_ZONE = "privatelink.vaultcore.azure.net"
 REGISTRY_ZONE = "privatelink.azurecr.io"
 
@@ -88,12 +90,27 @@ def nsg_rules(s: StackSettings, subnet: str) -> list[network.SecurityRuleArgs]:
     return []
 
 
+def edge_subnets(s: StackSettings) -> list[network.SubnetArgs]:
+    """The subnet delegated to Application Gateway for Containers (its association's subnet)."""
+    if not s.edge.enabled:
+        return []
+    return [
+        network.SubnetArgs(
+            name=EDGE_SUBNET,
+            address_prefix=s.edge.subnet,
+            delegations=[network.DelegationArgs(name="agc", service_name=EDGE_DELEGATION)],
+            default_outbound_access=False,
+        )
+    ]
+
+
 class Network(pulumi.ComponentResource):
     resource_group_name: pulumi.Output[str]
     vnet_id: pulumi.Output[str]
     aks_subnet_id: pulumi.Output[str]
     postgres_subnet_id: pulumi.Output[str]
     endpoints_subnet_id: pulumi.Output[str]
+    edge_subnet_id: pulumi.Output[str] | None  # set when edge.enabled
     postgres_dns_zone_id: pulumi.Output[str]
     keyvault_dns_zone_id: pulumi.Output[str]
 
@@ -176,12 +193,14 @@ class Network(pulumi.ComponentResource):
                         default_outbound_access=False,
                     ),
                     *firewall_subnet,
-                ],
+                ]
+                + edge_subnets(s),
                 tags=tags,
             ),
             opts=child,
         )
         self.vnet_id = vnet.id
+        self.edge_subnet_id = vnet.id.apply(lambda i: f"{i}/subnets/{EDGE_SUBNET}") if s.edge.enabled else None
         # what must exist before nodes can reach the internet (the cluster waits for it)
         self.egress_ready: list[pulumi.Resource] = [vnet]
         if s.network.egress == "firewall":

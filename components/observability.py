@@ -28,6 +28,7 @@ class Observability(pulumi.ComponentResource):
         settings: StackSettings,
         vault: Vault,
         provider: k8s.Provider,
+        client: pulumi.Output | None = None,  # authorization.get_client_config_output(): the tenant for sign-in
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("event-backbone:platform:Observability", name, None, opts)
@@ -35,24 +36,11 @@ class Observability(pulumi.ComponentResource):
         o = s.observability
         kube = pulumi.ResourceOptions(parent=self, provider=provider)
 
+        monitoring_ns, exporter_ns = helm_values.namespaces(s)
         ns = apply_manifest(
-            "namespace",
-            {
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {
-                    "name": o.namespace,
-                    "labels": {
-                        "app.kubernetes.io/part-of": "event-backbone",
-                        # the node exporter reads the host (hostNetwork, hostPID, hostPath)
-                        "pod-security.kubernetes.io/enforce": "privileged",
-                        "pod-security.kubernetes.io/audit": "baseline",
-                        "pod-security.kubernetes.io/warn": "baseline",
-                    },
-                },
-            },
-            pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(protect=s.protect)),
+            "namespace", monitoring_ns, pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(protect=s.protect))
         )  # holds the volumes
+        node_exporter_ns = apply_manifest("node-exporter-namespace", exporter_ns, kube)
         in_ns = pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[ns]))
 
         # Credentials as existing secrets: nothing secret goes into the Helm values.
@@ -68,7 +56,25 @@ class Observability(pulumi.ComponentResource):
             string_data={key: pulumi.Output.secret(value) for key, value in alertmanager.configured(s).items()},
             opts=in_ns,
         )
-        extra = [grafana_admin, receivers]
+        extra: list[pulumi.Resource] = [grafana_admin, receivers, node_exporter_ns]
+        sign_in = o.grafana.sign_in
+        if sign_in is not None and sign_in.client_secret is not None:
+            # The app registration's secret: kept in Key Vault, handed to Grafana as a secret.
+            client_secret = pulumi.Output.secret(sign_in.client_secret)
+            vault.store(
+                "grafana-entra-client-secret",
+                client_secret,
+                "text/plain; source=stack-config",
+                tags={"clientId": sign_in.client_id},
+            )
+            extra.append(
+                k8s.core.v1.Secret(
+                    "grafana-entra",
+                    metadata={"name": helm_values.GRAFANA_ENTRA_SECRET, "namespace": o.namespace},
+                    string_data={"client-secret": client_secret},
+                    opts=in_ns,
+                )
+            )
         if o.jaeger.storage == "badger":
             extra.append(
                 apply_manifest(
@@ -96,7 +102,8 @@ class Observability(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=depends_on)),
             )
 
-        values = helm_values.all_values(s)
+        tenant = client.tenant_id if client is not None else helm_values.TENANT_PLACEHOLDER
+        values = helm_values.all_values(s, tenant)
         stack = release(helm_values.KUBE_PROMETHEUS_STACK, values[helm_values.KUBE_PROMETHEUS_STACK], extra)
         jaeger = release(helm_values.JAEGER, values[helm_values.JAEGER], extra)
         release(helm_values.OTEL_COLLECTOR, values[helm_values.OTEL_COLLECTOR], [stack, jaeger])
@@ -120,10 +127,11 @@ class Observability(pulumi.ComponentResource):
             )
 
         self.crds = [stack]
+        grafana_svc = f"svc/{helm_values.KUBE_PROMETHEUS_STACK.release}-grafana"
         self.grafana_url = pulumi.Output.from_input(
             f"https://{o.grafana.hostname}/"
             if o.grafana.hostname
-            else f"kubectl -n {o.namespace} port-forward svc/{helm_values.KUBE_PROMETHEUS_STACK.release}-grafana 3000:80"
+            else f"kubectl -n {o.namespace} port-forward {grafana_svc} 3000:80"
         )
         self.otlp_endpoint = pulumi.Output.from_input(helm_values.collector_otlp_endpoint(s))
         self.register_outputs({"grafanaUrl": self.grafana_url, "otlpEndpoint": self.otlp_endpoint})

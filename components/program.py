@@ -18,13 +18,16 @@ from .budget import Budget
 from .cloudamqp import CloudAmqpBroker
 from .cluster_policy import ClusterPolicies
 from .diagnostics import Diagnostics, Target, log_categories
+from .edge import Edge, EdgeCertificates
 from .identities import ServiceIdentities
+from .keda import KedaAccess
+from .landing import ServiceLanding
 from .locks import Locks
 from .network import Network
 from .observability import Observability
 from .postgres import Postgres, PostgresBootstrap
 from .settings import StackSettings
-from .vault import Vault, WorkloadSecretAccess
+from .vault import Vault
 
 
 def main(settings: StackSettings | None = None) -> None:
@@ -40,11 +43,12 @@ def main(settings: StackSettings | None = None) -> None:
     net = Network("network", s, registry_login_server=registry.login_server(s, suffix))
     vault = Vault("vault", s, net, client, suffix)
     aks = Aks("aks", s, net, client)
-    # The services with a database (the `services:` model will derive this list).
-    databases = list(s.postgres.databases)
+    # The services with a database (`services.<name>.database: true`).
+    databases = s.databases
     acr = registry.Registry("registry", s, net, client, suffix, aks.kubelet_principal_id)
     pg = Postgres("postgres", s, net, vault, client, suffix, databases)
-    identities = ServiceIdentities("service-identities", s, net, databases)
+    # Every service has its own identity: its PostgreSQL role (if any), its secrets, its pods.
+    identities = ServiceIdentities("service-identities", s, net, list(s.services))
     PostgresBootstrap(
         "postgres-bootstrap",
         s,
@@ -79,13 +83,55 @@ def main(settings: StackSettings | None = None) -> None:
             "registry": acr.registry_id,
         },
     )
-    access = WorkloadSecretAccess("workload-secrets", s, net, vault, aks.oidc_issuer_url, client)
-    observability = Observability("observability", s, vault, aks.provider)
+    observability = Observability("observability", s, vault, aks.provider, client)
+    if s.edge.enabled:
+        edge = Edge("edge", s, net, aks, client)
+        certificates = EdgeCertificates("edge-certificates", s, net, aks, client, edge)
+        pulumi.export("edgeFrontendFqdn", edge.frontend_fqdn)
+        if certificates.zone_name_servers is not None:
+            pulumi.export("edgeDnsZoneNameServers", certificates.zone_name_servers)
     if s.broker.backend == "cloudamqp":
         broker = CloudAmqpBroker("broker", s, vault)
     else:
         # the broker's ServiceMonitor needs the monitoring CRDs that kube-prometheus-stack installs
         broker = Broker("broker", s, vault, aks.provider, crds=observability.crds)
+
+    ca_uri = {"broker-ca-cert": broker.ca_cert_uri} if isinstance(broker, Broker) else {}
+    keda = None
+    if s.scaled_services:
+        keda = KedaAccess(
+            "keda-access",
+            s,
+            resource_group_name=net.resource_group_name,
+            oidc_issuer_url=aks.oidc_issuer_url,
+            vault_id=vault.vault_id,
+            secret_uris={"broker-keda-monitor-url": broker.monitor_url_uri, **ca_uri},
+            client=client,
+        )
+    for svc in s.services:
+        uris = {
+            f"broker-{svc}": vault.secrets[f"broker-{svc}"].uri,
+            f"broker-{svc}-url": broker.connection_string_uris[svc],
+        }
+        uris.update(ca_uri)
+        ServiceLanding(
+            f"landing-{svc}",
+            s,
+            svc,
+            resource_group_name=net.resource_group_name,
+            identity_name=identities.names[svc],
+            principal_id=identities.principal_ids[svc],
+            client_id=identities.client_ids[svc],
+            oidc_issuer_url=aks.oidc_issuer_url,
+            vault_id=vault.vault_id,
+            vault_name=vault.vault_name,
+            vault_uri=vault.vault_uri,
+            keda_client_id=keda.client_id if keda and s.services[svc].scaling else None,
+            secret_uris=uris,
+            client=client,
+            provider=aks.provider,
+            crds=observability.crds,
+        )
 
     pulumi.export("environment", s.environment)
     pulumi.export("resourceGroupName", net.resource_group_name)
@@ -97,9 +143,9 @@ def main(settings: StackSettings | None = None) -> None:
     pulumi.export("postgresAdminPasswordSecretUri", vault.secrets["postgres-admin"].uri)
     pulumi.export("keyVaultName", vault.vault_name)
     pulumi.export("keyVaultUri", vault.vault_uri)
-    pulumi.export("workloadIdentityClientId", access.client_id)
     pulumi.export("brokerAmqpsEndpoint", broker.amqps_endpoint)
     pulumi.export("brokerManagementUrl", broker.management_url)
     pulumi.export("brokerConnectionStringSecretUris", broker.connection_string_uris)
+    pulumi.export("serviceClientIds", identities.client_ids)
     pulumi.export("grafanaUrl", observability.grafana_url)
     pulumi.export("otlpEndpoint", observability.otlp_endpoint)

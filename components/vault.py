@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_random as random
-from pulumi_azure_native import keyvault, managedidentity, network
+from pulumi_azure_native import keyvault, network
 
 from . import rbac
 from .network import Network
@@ -64,7 +64,7 @@ class Vault(pulumi.ComponentResource):
                 location=s.location,
                 properties=keyvault.VaultPropertiesArgs(
                     tenant_id=client.tenant_id,
-                    sku=keyvault.SkuArgs(family="A", name=kv.sku),
+                    sku=keyvault.SkuArgs(family=keyvault.SkuFamily.A, name=keyvault.SkuName(kv.sku)),
                     enable_rbac_authorization=True,
                     enable_soft_delete=True,
                     soft_delete_retention_in_days=kv.soft_delete_retention_days,
@@ -195,54 +195,3 @@ class Vault(pulumi.ComponentResource):
         return pulumi.Output.all(stored.id, self.vault_uri).apply(
             lambda args: f"{args[1].rstrip('/')}/secrets/{secret_name}"
         )
-
-
-class WorkloadSecretAccess(pulumi.ComponentResource):
-    """A user-assigned identity that a Kubernetes service account federates into, with
-    ``Key Vault Secrets User`` on the vault: workloads read secrets through the CSI driver."""
-
-    client_id: pulumi.Output[str]
-
-    def __init__(
-        self,
-        name: str,
-        settings: StackSettings,
-        net: Network,
-        vault: Vault,
-        oidc_issuer_url: pulumi.Output[str],
-        client: pulumi.Output,
-        opts: pulumi.ResourceOptions | None = None,
-    ):
-        super().__init__("event-backbone:platform:WorkloadSecretAccess", name, None, opts)
-        s = settings
-        wi = s.key_vault.workload_identity
-        child = pulumi.ResourceOptions(parent=self)
-        identity = managedidentity.UserAssignedIdentity(
-            "identity",
-            resource_group_name=net.resource_group_name,
-            resource_name_=s.name("id", "secrets-reader"),
-            location=s.location,
-            tags={**s.tags, "environment": s.environment},
-            opts=child,
-        )
-        managedidentity.FederatedIdentityCredential(
-            "federation",
-            resource_group_name=net.resource_group_name,
-            resource_name_=identity.name,
-            federated_identity_credential_resource_name=f"{wi.namespace}-{wi.service_account}",
-            issuer=oidc_issuer_url,
-            subject=f"system:serviceaccount:{wi.namespace}:{wi.service_account}",
-            audiences=["api://AzureADTokenExchange"],
-            opts=child,
-        )
-        rbac.grant(
-            "secrets-user",
-            role=rbac.KEY_VAULT_SECRETS_USER,
-            principal_id=identity.principal_id,
-            scope=vault.vault_id,
-            client=client,
-            description=f"{wi.namespace}/{wi.service_account} reads platform secrets via the CSI driver",
-            opts=child,
-        )
-        self.client_id = identity.client_id
-        self.register_outputs({"clientId": self.client_id})

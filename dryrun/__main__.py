@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -24,25 +25,34 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = args.out or PROJECT_DIR / "build" / args.stack
 
-    from components.settings import ConfigError
+    from components.settings import ConfigError, read_stack_file
 
     from . import plan
     from .exports import write_exports
     from .runner import run_stack
 
     stack_file = args.stack_file or PROJECT_DIR / f"Pulumi.{args.stack}.yaml"
-    if not stack_file.exists():
-        print(f"{stack_file}: no such stack file", file=sys.stderr)
+    # Problems name the file as the user wrote it (--stack-file other.yaml), else relative to here.
+    shown = str(args.stack_file) if args.stack_file else os.path.relpath(stack_file)
+    if not stack_file.is_file():
+        print(f"{shown}: no such stack file", file=sys.stderr)
         return 2
     try:
-        result = run_stack(args.stack, stack_text=stack_file.read_text())
+        text = stack_file.read_text()
+        read_stack_file(text, shown)  # YAML syntax, duplicate keys: FILE:LINE:COL lines, not a traceback
+        result = run_stack(args.stack, stack_text=text)
     except ConfigError as exc:
-        for line in exc.lines:
+        for line in exc.lines_for(shown):
             print(line, file=sys.stderr)
         return 2
     doc = plan.write_plan(result, out)
     written = plan.write_artefacts(result, out) + write_exports(result, out)  # + arm/, k8s/ for Checkov
+    from . import access
+
+    access_files, access_line = access.write_access(result, doc, out)
+    written += access_files
     print(plan.summary(doc, result.warnings))
+    print(access_line)
     for path in ["plan.json", *written]:
         print(f"wrote {out}/{path}")
     if args.no_policy:

@@ -40,6 +40,14 @@ _NAME_INPUTS = (
     "federatedIdentityCredentialResourceName",
     "resourceName",
     "roleAssignmentName",
+    # Application Gateway for Containers children carry their parent's name too: theirs first.
+    "frontendName",
+    "associationName",
+    "securityPolicyName",
+    "trafficControllerName",
+    "policyName",
+    "relativeRecordSetName",
+    "zoneName",
 )
 
 
@@ -52,7 +60,7 @@ class Registration:
     urn: str
     type: str
     name: str
-    parent: str
+    parent: str | None
     dependencies: list[str]
     protect: bool
     custom: bool
@@ -67,7 +75,7 @@ class PlatformMocks(pmocks.Mocks):
         self.generated_secrets: list[str] = []
 
     # ------------------------------------------------------------------ resources
-    def new_resource(self, args: pmocks.MockResourceArgs) -> tuple[str | None, dict]:
+    def new_resource(self, args: pmocks.MockResourceArgs) -> tuple[str, dict]:
         if not args.custom:
             return "", {}
         inputs = dict(args.inputs)
@@ -81,7 +89,8 @@ class PlatformMocks(pmocks.Mocks):
             else:
                 name = next((inputs[k] for k in _NAME_INPUTS if isinstance(inputs.get(k), str)), args.name)
                 rg = inputs.get("resourceGroupName", "rg")
-                rid = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{rg}/providers/Microsoft.{module.capitalize()}/{kind[0].lower()}{kind[1:]}s/{name}"
+                provider = f"Microsoft.{module.capitalize()}/{kind[0].lower()}{kind[1:]}s"
+                rid = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{rg}/providers/{provider}/{name}"
             state = {**inputs, "name": name, "id": rid}
             state.update(self._azure_outputs(kind, name, inputs))
             return rid, state
@@ -105,7 +114,9 @@ class PlatformMocks(pmocks.Mocks):
             if kind.endswith("CertRequest"):
                 return f"{args.name}-id", {
                     **inputs,
-                    "certRequestPem": f"-----BEGIN CERTIFICATE REQUEST-----\n{seed[:40]}\n-----END CERTIFICATE REQUEST-----\n",
+                    "certRequestPem": (
+                        f"-----BEGIN CERTIFICATE REQUEST-----\n{seed[:40]}\n-----END CERTIFICATE REQUEST-----\n"
+                    ),
                 }
             return f"{args.name}-id", {
                 **inputs,
@@ -122,6 +133,8 @@ class PlatformMocks(pmocks.Mocks):
                 "url": f"amqps://admin:{password}@{host}/mockvhost",
                 "apikey": "mock-api-key",
             }
+        if pkg == "cloudamqp":  # its ids are integers (alarm recipients, notifications)
+            return str(int(hashlib.sha256(args.name.encode()).hexdigest()[:6], 16)), inputs
         if pkg == "kubernetes":
             meta = inputs.get("metadata") or {}
             return f"{meta.get('namespace', '')}/{meta.get('name', args.name)}".lstrip("/"), inputs
@@ -161,10 +174,18 @@ class PlatformMocks(pmocks.Mocks):
             return {"principalId": guid, "clientId": guid, "tenantId": TENANT}
         if kind == "Workspace":
             return {"customerId": "33333333-3333-3333-3333-333333333333"}
+        if kind == "FrontendsInterface":  # Application Gateway for Containers frontend
+            return {"fqdn": f"{hashlib.md5(name.encode()).hexdigest()[:16]}.fz12.alb.azure.com"}
+        if kind == "Zone":
+            return {"nameServers": ["ns1-01.azure-dns.com.", "ns2-01.azure-dns.net."]}
         return {}
 
     # ------------------------------------------------------------------ invokes
-    def call(self, args: pmocks.MockCallArgs) -> dict:
+    def call(self, args: pmocks.MockCallArgs) -> tuple[dict, list[tuple[str, str]] | None]:
+        return self._invoke(args), []  # no check failures
+
+    @staticmethod
+    def _invoke(args: pmocks.MockCallArgs) -> dict:
         if args.token == "azure-native:authorization:getClientConfig":
             return {
                 "clientId": "mock-client",
@@ -176,8 +197,9 @@ class PlatformMocks(pmocks.Mocks):
             kubeconfig = (
                 "apiVersion: v1\nkind: Config\nclusters:\n- name: aks\n  cluster:\n"
                 f"    server: https://{args.args.get('resourceName')}.hcp.westeurope.azmk8s.io:443\n"
-                "users:\n- name: clusterUser\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n"
-                "      command: kubelogin\n      args: [get-token, --login, azurecli, --server-id, 6dae42f8-4368-4678-94ff-3960e28e3630]\n"
+                "users:\n- name: clusterUser\n  user:\n    exec:\n"
+                "      apiVersion: client.authentication.k8s.io/v1beta1\n      command: kubelogin\n"
+                "      args: [get-token, --login, azurecli, --server-id, 6dae42f8-4368-4678-94ff-3960e28e3630]\n"
             )
             return {"kubeconfigs": [{"name": "clusterUser", "value": base64.b64encode(kubeconfig.encode()).decode()}]}
         return {}
@@ -189,6 +211,7 @@ class RecordingMonitor(pmocks.MockMonitor):
 
     def __init__(self, mocks: PlatformMocks):
         super().__init__(mocks)
+        self.platform_mocks = mocks
         self.registrations: list[Registration] = []
         self.stack_urn: str | None = None
         self.stack_outputs: dict = {}
@@ -208,7 +231,7 @@ class RecordingMonitor(pmocks.MockMonitor):
             resource_id=request.importId,
             custom=request.custom or False,
         )
-        id_, state = self.mocks.new_resource(args)
+        id_, state = self.platform_mocks.new_resource(args)
         for key in request.additionalSecretOutputs:
             if key in state and not rpc.is_rpc_secret(state[key]):
                 state[key] = wrap_secret(state[key])

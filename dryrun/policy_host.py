@@ -85,10 +85,12 @@ class PolicyHost:
             stderr=subprocess.PIPE,
             text=True,
         )
-        line = self.proc.stdout.readline().strip()
+        stdout, stderr = self.proc.stdout, self.proc.stderr
+        assert stdout is not None and stderr is not None  # both are pipes (stdout/stderr=PIPE above)
+        line = stdout.readline().strip()
         if not line.isdigit():
             self.close()
-            raise RuntimeError(f"policy pack did not print its port (got {line!r}): {self.proc.stderr.read()[-2000:]}")
+            raise RuntimeError(f"policy pack did not print its port (got {line!r}): {stderr.read()[-2000:]}")
         self.channel = grpc.insecure_channel(f"127.0.0.1:{line}")
         grpc.channel_ready_future(self.channel).result(timeout=30)
         self.stub = analyzer_pb2_grpc.AnalyzerStub(self.channel)

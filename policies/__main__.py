@@ -1,9 +1,12 @@
 """The event-backbone policy pack. PolicyPack(...) serves gRPC and never returns, so only
-this file builds it; the policies live in tls.py, backups.py, hardening.py, database_access.py and audit.py."""
+this file builds it; the policies live in access.py, audit.py, tls.py, backups.py, hardening.py,
+database_access.py and edge.py."""
 
+import access
 import audit
 import backups
 import database_access
+import edge
 import hardening
 import tls
 from pulumi_policy import EnforcementLevel, PolicyPack
@@ -11,6 +14,14 @@ from pulumi_policy import EnforcementLevel, PolicyPack
 PolicyPack(
     name="event-backbone",
     enforcement_level=EnforcementLevel.MANDATORY,
-    policies=[*audit.POLICIES, *tls.POLICIES, *backups.POLICIES, *hardening.POLICIES, *database_access.POLICIES],
+    policies=[
+        *access.POLICIES,
+        *audit.POLICIES,
+        *tls.POLICIES,
+        *backups.POLICIES,
+        *hardening.POLICIES,
+        *database_access.POLICIES,
+        *edge.POLICIES,
+    ],
     description="No change may drop TLS or backups on the event-backbone platform.",
 )

@@ -33,7 +33,8 @@ def _postgres_backups(args, report):
             args.name,
             "backup.geoRedundantBackup",
             get(args.props, "backup.geoRedundantBackup"),
-            "set it to 'Enabled' (event-backbone:postgres.geoRedundantBackup: true); it can only be chosen when the server is created",
+            "set it to 'Enabled' (event-backbone:postgres.geoRedundantBackup: true); "
+            "it can only be chosen when the server is created",
         )
 
 

@@ -15,7 +15,12 @@ def get(props: Any, path: str, default: Any = MISSING) -> Any:
     node = props
     for part in path.split("."):
         try:
-            node = node[int(part)] if isinstance(node, (list, tuple)) and part.isdigit() else node[part]
+            if isinstance(node, (list, tuple)):
+                if not part.isdigit():
+                    return default
+                node = node[int(part)]
+            else:
+                node = node[part]
         except (KeyError, IndexError, TypeError):
             return default
         if node is None:
@@ -36,11 +41,7 @@ def shown(value: Any) -> str:
 def violation(
     report: ReportViolation, resource_type: str, name: str, prop: str, value: Any, fix: str, urn: str | None = None
 ) -> None:
-    message = f"{resource_type} '{name}': {prop} is {shown(value)}. Fix: {fix}"
-    if urn:
-        report(message, urn)
-    else:
-        report(message)
+    report(f"{resource_type} '{name}': {prop} is {shown(value)}. Fix: {fix}", urn or None)
 
 
 def schema(properties: dict[str, dict], required: list[str] | None = None) -> PolicyConfigSchema:

@@ -6,19 +6,25 @@ from __future__ import annotations
 import ipaddress
 
 from kit import MANDATORY, MISSING, config, get, schema, violation
-from pulumi_policy import ResourceValidationPolicy, StackValidationPolicy
+from pulumi_policy import (
+    PolicyResource,
+    ReportViolation,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
 
 TLS_ORDER = {"TLSv1": 0, "TLSv1.1": 1, "TLSv1.2": 2, "TLSv1.3": 3}
 PG_CONFIG = "azure-native:dbforpostgresql:Configuration"
 PG_SERVER = "azure-native:dbforpostgresql:Server"
 
 
-def _postgres_tls(args, report):
+def _postgres_tls(args: StackValidationArgs, report: ReportViolation):
     """Every flexible server has require_secure_transport=on and ssl_min_protocol_version at
     least the configured minimum, as explicit Configuration resources."""
     minimum = config(args).get("minimumTlsVersion", "TLSv1.2")
     servers = [r for r in args.resources if r.resource_type == PG_SERVER]
-    params: dict[str, dict[str, object]] = {}
+    params: dict[str, dict[str, PolicyResource]] = {}
     for r in args.resources:
         if r.resource_type == PG_CONFIG:
             params.setdefault(str(get(r.props, "serverName", "")), {})[str(get(r.props, "configurationName", ""))] = r
@@ -142,54 +148,6 @@ broker_tls = ResourceValidationPolicy(
 )
 
 
-def _ingress_hosts_without_tls(ingress: dict) -> list[str]:
-    hosts = [r.get("host") for r in (ingress.get("rules") or []) if r.get("host")] or list(ingress.get("hosts") or [])
-    covered = {h for t in (ingress.get("tls") or []) for h in (t.get("hosts") or [])}
-    if not ingress.get("tls"):
-        return hosts or ["*"]
-    return [h for h in hosts if h not in covered]
-
-
-def _ingress_tls(args, report):
-    if args.resource_type in ("kubernetes:networking.k8s.io/v1:Ingress",):
-        missing = _ingress_hosts_without_tls(dict(get(args.props, "spec", {}) or {}))
-        if missing:
-            violation(
-                report,
-                args.resource_type,
-                args.name,
-                "spec.tls",
-                get(args.props, "spec.tls"),
-                f"add a spec.tls entry (with a certificate secret) covering {', '.join(missing)}",
-            )
-        return
-    if args.resource_type != "kubernetes:helm.sh/v3:Release":
-        return
-    values = get(args.props, "values", {}) or {}
-    # Ingresses the pinned charts create from their values.
-    for path in ("grafana.ingress", "jaeger.ingress", "ingress"):
-        ingress = get(values, path, None)
-        if isinstance(ingress, dict) and ingress.get("enabled"):
-            missing = _ingress_hosts_without_tls(ingress)
-            if missing:
-                violation(
-                    report,
-                    args.resource_type,
-                    args.name,
-                    f"values.{path}.tls",
-                    ingress.get("tls", MISSING),
-                    f"add a tls entry covering {', '.join(missing)} (event-backbone:observability.grafana.tlsSecretName)",
-                )
-
-
-ingress_tls = ResourceValidationPolicy(
-    name="ingress-tls",
-    description="Every ingress (our own or one a Helm chart creates, e.g. Grafana, Jaeger) terminates TLS.",
-    validate=_ingress_tls,
-    enforcement_level=MANDATORY,
-)
-
-
 def _open_to_internet(cidr: str) -> bool:
     try:
         return ipaddress.ip_network(cidr, strict=False).prefixlen == 0
@@ -287,4 +245,5 @@ storage_account_tls = ResourceValidationPolicy(
     enforcement_level=MANDATORY,
 )
 
-POLICIES = [postgres_tls, postgres_private, broker_tls, ingress_tls, aks_api, keyvault_private, storage_account_tls]
+# Ingresses and the public edge: policies/edge.py (edge-https-only, edge-waf, no-plaintext-exposure).
+POLICIES = [postgres_tls, postgres_private, broker_tls, aks_api, keyvault_private, storage_account_tls]

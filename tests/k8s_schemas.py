@@ -82,7 +82,36 @@ def recorded_manifests(planned) -> list[dict]:
     return out
 
 
+# Custom resources whose CRDs are published nowhere (../shared/reference/README.md: the ALB
+# controller ships its CRDs only inside its OCI chart): the fields Microsoft's API reference
+# documents (articles/application-gateway/for-containers/api-specification-kubernetes.md).
+DOCUMENTED_ONLY: dict[tuple[str, str], dict[str, set[str]]] = {
+    ("alb.networking.azure.io/v1", "WebApplicationFirewallPolicy"): {
+        "spec": {"targetRef", "webApplicationFirewall"},
+        "spec.targetRef": {"group", "kind", "name", "namespace", "sectionNames"},
+        "spec.webApplicationFirewall": {"id"},
+    },
+}
+
+
+def documented_only_errors(manifest: dict) -> list[str]:
+    """Unknown or missing fields of a custom resource that has no published schema."""
+    fields = DOCUMENTED_ONLY[(manifest["apiVersion"], manifest["kind"])]
+    out = [] if manifest.get("metadata", {}).get("name") else ["metadata.name: missing"]
+    for path, allowed in fields.items():
+        node = manifest
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            out.append(f"{path}: missing")
+            continue
+        out += [f"{path}.{k}: not a documented field" for k in node if k not in allowed]
+    return out
+
+
 def errors(manifest: dict, kubernetes_version: str) -> list[str]:
     if has_crd(manifest["apiVersion"], manifest["kind"]):
         return custom_resource_errors(manifest)
+    if (manifest["apiVersion"], manifest["kind"]) in DOCUMENTED_ONLY:
+        return documented_only_errors(manifest)
     return builtin_errors(manifest, kubernetes_version)

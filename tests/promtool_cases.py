@@ -231,7 +231,7 @@ def threshold_cases(s: StackSettings) -> list[dict]:
         ("EventStorageSuccessRateLow", m.events_stored),
     ):
 
-        def series(success_fraction):
+        def series(metric: str, success_fraction: float):
             return {
                 f'{metric}{{{svc},{m.outcome_label}="{m.success_value}"}}': counter((1000 * success_fraction, 20)),
                 f'{metric}{{{svc},{m.outcome_label}="{m.failure_value}"}}': counter(
@@ -239,8 +239,8 @@ def threshold_cases(s: StackSettings) -> list[dict]:
                 ),
             }
 
-        out.append(case(series(low), [(10, alert, [expected(s, alert, who, low)])], f"{alert} fires"))
-        out.append(case(series(0.999), [(10, alert, [])], f"{alert} healthy"))
+        out.append(case(series(metric, low), [(10, alert, [expected(s, alert, who, low)])], f"{alert} fires"))
+        out.append(case(series(metric, 0.999), [(10, alert, [])], f"{alert} healthy"))
 
     lat = m.end_to_end_latency
 
@@ -307,7 +307,10 @@ def threshold_cases(s: StackSettings) -> list[dict]:
         )
     )
 
-    up = f'up{{{R.broker_selector(s)},service="{b.cluster_name}",instance="10.0.0.1:15691",pod="{b.cluster_name}-server-0"}}'
+    up = (
+        f'up{{{R.broker_selector(s)},service="{b.cluster_name}",'
+        f'instance="10.0.0.1:15691",pod="{b.cluster_name}-server-0"}}'
+    )
     target = {
         "job": b.cluster_name,
         "namespace": ns,

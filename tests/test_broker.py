@@ -15,7 +15,13 @@ from components.render import broker as render
 
 
 def manifests(stack) -> dict[tuple[str, str], dict]:
-    return {(m["kind"], m["metadata"]["name"]): m for m in k8s_schemas.recorded_manifests(stack)}
+    """The broker's objects (the services' landing zones have policies of the same names)."""
+    return {
+        (m["kind"], m["metadata"]["name"]): m
+        for m in k8s_schemas.recorded_manifests(stack)
+        if m["metadata"].get("namespace") in (None, stack.settings.broker.namespace)
+        and m["metadata"]["name"] not in stack.settings.services
+    }
 
 
 # ------------------------------------------------------------------ schemas
@@ -140,7 +146,7 @@ def test_broker_cluster_and_namespace_protected_in_prod(planned):
 
 
 def test_operator_is_pinned(stack):
-    operator = stack.inputs("yaml/v2:ConfigFile")
+    operator = stack.inputs("yaml/v2:ConfigFile", "cluster-operator")
     assert f"/v{stack.settings.broker.operator_version}/cluster-operator.yml" in operator["file"]
 
 
@@ -160,7 +166,19 @@ def test_amqp_only_from_event_service_namespaces(planned):
         stack = planned[name]
         rule = manifests(stack)[("NetworkPolicy", "allow-amqp-from-event-services")]["spec"]["ingress"][0]
         assert rule["from"] == [
-            {"namespaceSelector": {"matchLabels": {stack.settings.broker.event_services_label: "true"}}}
+            {
+                "namespaceSelector": {
+                    "matchLabels": {stack.settings.broker.event_services_label: "true"},
+                    # exactly the services' namespaces
+                    "matchExpressions": [
+                        {
+                            "key": "kubernetes.io/metadata.name",
+                            "operator": "In",
+                            "values": sorted(stack.settings.services),
+                        }
+                    ],
+                }
+            }
         ]
         assert [p["port"] for p in rule["ports"]] == ports
 
@@ -187,7 +205,7 @@ def test_service_monitor_scrapes_per_queue_metrics(planned):
 
 # ------------------------------------------------------------------ secrets and outputs
 def test_connection_strings_only_in_key_vault(stack):
-    for svc in stack.settings.broker.topology.services:
+    for svc in stack.settings.services:
         reg = stack.one("keyvault:Secret", f"broker-{svc}-url-secret")
         props = stack.inputs("keyvault:Secret", f"broker-{svc}-url-secret")["properties"]
         assert rpc.is_rpc_secret(reg.inputs["properties"])
@@ -212,7 +230,7 @@ def test_build_definitions_use_placeholders(stack, tmp_path):
 # ------------------------------------------------------------------ topology render
 def test_consumer_queue_defaults(stack):
     t = stack.settings.broker.topology
-    plans = {p.service: p for p in render.queue_plans(t)}
+    plans = {p.service: p for p in render.queue_plans(t, stack.settings.services)}
     args = plans["candystore"].arguments
     assert args == {
         "x-queue-type": "quorum",
@@ -235,12 +253,15 @@ def test_dead_letter_side(stack):
     assert {"source": t.dead_letter_exchange, "destination": "dlq.all", "routing_key": "#"}.items() <= [
         b for b in defs["bindings"] if b["destination"] == "dlq.all"
     ][0].items()
-    for svc, cfg in t.services.items():
+    for svc, cfg in stack.settings.services.items():
         assert (f"dlq.{svc}" in queues) is cfg.dead_letter_queue
 
 
 def test_permissions_are_least_privilege(stack):
-    perms = {p["user"]: p for p in render.permissions(stack.settings.broker.topology, stack.settings.vhost)}
+    perms = {
+        p["user"]: p
+        for p in render.permissions(stack.settings.broker.topology, stack.settings.services, stack.settings.vhost)
+    }
     assert perms["svc-bloodbank"] == {
         "user": "svc-bloodbank",
         "vhost": stack.settings.vhost,
@@ -257,28 +278,33 @@ def test_permissions_are_least_privilege(stack):
     "change,expected",
     [
         (
-            dict(key="broker.topology.services.candystore.bindings", value=["order..created"]),
-            "Pulumi.dev.yaml: event-backbone:broker.topology.services.candystore.bindings[0] must be a binding pattern: dot-separated words of a-z, 0-9, _ or -, each word may be * or # (got 'order..created')",
+            dict(key="services.candystore.bindings", value=["order..created"]),
+            "Pulumi.dev.yaml: event-backbone:services.candystore.bindings[0] must be a binding "
+            "pattern: dot-separated words of a-z, 0-9, _ or -, each word may be * or # (got 'order..created')",
         ),
         (
-            dict(key="broker.topology.services.audit.queue", value="transcription.voice"),
-            "Pulumi.dev.yaml: event-backbone:broker.topology.services.audit.queue must not claim queue 'transcription.voice', which service 'transcription' already uses (got 'transcription.voice')",
+            dict(key="services.audit.queue", value="transcription.voice"),
+            "Pulumi.dev.yaml: event-backbone:services.audit.queue must not claim queue "
+            "'transcription.voice', which service 'transcription' already uses (got 'transcription.voice')",
         ),
         (
             dict(key="broker.topology.defaults.messageTtlMs", value=0),
-            "Pulumi.dev.yaml: event-backbone:broker.topology.defaults.messageTtlMs must be between 1000 and 2592000000 (got 0)",
+            "Pulumi.dev.yaml: event-backbone:broker.topology.defaults.messageTtlMs must be between 1000 and "
+            "2592000000 (got 0)",
         ),
         (
-            dict(key="broker.topology.services.audit.overrides.deadLetterExchange", value="nowhere.dlx"),
-            "Pulumi.dev.yaml: event-backbone:broker.topology.services.audit.overrides.deadLetterExchange must name the declared dead-letter exchange 'bloodbank.events.dlq' (got 'nowhere.dlx')",
+            dict(key="services.audit.overrides.deadLetterExchange", value="nowhere.dlx"),
+            "Pulumi.dev.yaml: event-backbone:services.audit.overrides.deadLetterExchange must name "
+            "the declared dead-letter exchange 'bloodbank.events.dlq' (got 'nowhere.dlx')",
         ),
         (
             dict(key="broker.replicas", value=2),
             "Pulumi.dev.yaml: event-backbone:broker.replicas must be odd (quorum queues need a majority) (got 2)",
         ),
         (
-            dict(key="broker.topology.services.candystore.queue", value="dlq.mine"),
-            "Pulumi.dev.yaml: event-backbone:broker.topology.services.candystore.queue must not use the reserved dlq.* names or an exchange's name (got 'dlq.mine')",
+            dict(key="services.candystore.queue", value="dlq.mine"),
+            "Pulumi.dev.yaml: event-backbone:services.candystore.queue must not use the reserved "
+            "dlq.* names or an exchange's name (got 'dlq.mine')",
         ),
     ],
     ids=lambda v: v["key"] if isinstance(v, dict) else None,

@@ -41,8 +41,8 @@ def proof_settings() -> S.StackSettings:
     exist), probe services added, and its own vhost."""
     doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
     broker = doc["config"]["event-backbone:broker"]
-    services = {k: v for k, v in broker["topology"]["services"].items() if "#" not in v.get("bindings", [])}
-    broker["topology"]["services"] = {**services, **PROBES}
+    services = {k: v for k, v in doc["config"]["event-backbone:services"].items() if "#" not in v.get("bindings", [])}
+    doc["config"]["event-backbone:services"] = {**services, **PROBES}
     broker["topology"]["vhost"] = "events-proof"
     config, _ = config_from_yaml(yaml.safe_dump(doc))
     return S.from_config_map(config, "dev")
@@ -120,7 +120,9 @@ def broker(tmp_path_factory):
     passwords = {u: secrets.token_urlsafe(24) for u in render.users_and_secrets(s)}
     work = tmp_path_factory.mktemp("rabbitmq")
     # The additionalConfig the RabbitmqCluster gets, without the boot-time import.
-    config = "\n".join(l for l in render.additional_config(s).splitlines() if not l.startswith("load_definitions"))
+    config = "\n".join(
+        line for line in render.additional_config(s).splitlines() if not line.startswith("load_definitions")
+    )
     node = RabbitNode(work / "node", extra_config=config, admin=("guest", "guest"))
     try:
         node.start()
@@ -132,7 +134,7 @@ def broker(tmp_path_factory):
 
 
 def queue_names(b: Broker) -> set[str]:
-    return {p.queue for p in render.queue_plans(b.t)}
+    return {p.queue for p in render.queue_plans(b.t, b.s.services)}
 
 
 # ---------------------------------------------------------------------------- the node
@@ -160,7 +162,7 @@ def test_node_listens_on_loopback_only(broker):
 
 def test_imported_definitions_have_the_rendered_arguments(broker):
     vhost = RabbitNode.vhost_path(broker.s.vhost)
-    expected = {p.queue: p.arguments for p in render.queue_plans(broker.t)}
+    expected = {p.queue: p.arguments for p in render.queue_plans(broker.t, broker.s.services)}
     deadline, queues = time.time() + 30, {}
     while time.time() < deadline and set(queues) != set(expected) | {"dlq.all", "dlq.candystore"}:
         queues = {q["name"]: q for q in broker.node.api("GET", f"/api/queues/{vhost}")}  # lags boot briefly
@@ -427,3 +429,99 @@ def test_confirmed_persistent_messages_survive_restart_and_sigkill(broker):
     for body in bodies:  # quorum queues keep FIFO order
         after.update(body)
     assert after.hexdigest() == digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------- KEDA's queue-depth reader
+KEDA_QUEUE = "candystore.events"
+
+
+def _keda_depth(broker: Broker, queue: str) -> int:
+    """What KEDA's rabbitmq scaler does with protocol amqp: connect as the reader and
+    passively declare the queue; the declare-ok carries the ready-message count."""
+    conn = broker.connect(render.MONITOR_USER)
+    try:
+        return conn.channel().queue_declare(queue, passive=True).method.message_count
+    finally:
+        conn.close()
+
+
+def test_keda_monitor_reads_the_queue_depth_the_way_the_scaler_does(broker):
+    broker.drain(KEDA_QUEUE)
+    assert _keda_depth(broker, KEDA_QUEUE) == 0
+    conn, ch = broker.channel("svc-bloodbank")
+    for i in range(7):
+        broker.publish(ch, f"order.keda{i}.created", b"scale me")
+    conn.close()
+    deadline, depth = time.time() + 10, -1
+    while time.time() < deadline and depth != 7:
+        depth = _keda_depth(broker, KEDA_QUEUE)
+        time.sleep(0.2)
+    assert depth == 7
+    assert len(broker.drain(KEDA_QUEUE)) == 7
+    assert _keda_depth(broker, KEDA_QUEUE) == 0
+
+
+KEDA_REFUSED = {
+    "publish-to-events": lambda b, ch: (ch.confirm_delivery(), b.publish(ch, "order.keda.created", b"x")),
+    "publish-to-default-exchange": lambda b, ch: (ch.confirm_delivery(), ch.basic_publish("", KEDA_QUEUE, b"x")),
+    "get": lambda b, ch: ch.basic_get(KEDA_QUEUE),
+    "consume": lambda b, ch: (ch.basic_consume(KEDA_QUEUE, lambda *a: None), ch.connection.process_data_events(1)),
+    "purge": lambda b, ch: ch.queue_purge(KEDA_QUEUE),
+    "delete-queue": lambda b, ch: ch.queue_delete(KEDA_QUEUE),
+    "declare-queue": lambda b, ch: ch.queue_declare("keda.rogue"),
+    "declare-exchange": lambda b, ch: ch.exchange_declare("keda.rogue", exchange_type="fanout"),
+    "bind": lambda b, ch: ch.queue_bind(KEDA_QUEUE, b.t.exchange, "keda.#"),
+    "unbind": lambda b, ch: ch.queue_unbind(KEDA_QUEUE, b.t.exchange, "order.*.*"),
+}
+
+
+@pytest.mark.parametrize("action", sorted(KEDA_REFUSED))
+def test_keda_monitor_can_neither_publish_consume_nor_change_anything(broker, action):
+    before = broker.node.api("GET", f"/api/queues/{RabbitNode.vhost_path(broker.s.vhost)}/{KEDA_QUEUE}")
+    conn, ch = broker.connect(render.MONITOR_USER), None
+    try:
+        ch = conn.channel()
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as exc:
+            KEDA_REFUSED[action](broker, ch)
+        assert exc.value.reply_code == 403 and "ACCESS_REFUSED" in exc.value.reply_text
+    finally:
+        if conn.is_open:
+            conn.close()
+    after = broker.node.api("GET", f"/api/queues/{RabbitNode.vhost_path(broker.s.vhost)}/{KEDA_QUEUE}")
+    assert (after["arguments"], after["durable"]) == (before["arguments"], before["durable"])
+    bindings = broker.node.api("GET", f"/api/queues/{RabbitNode.vhost_path(broker.s.vhost)}/{KEDA_QUEUE}/bindings")
+    assert not any("keda" in b["routing_key"] for b in bindings)
+    assert any(b["routing_key"] == "order.*.*" for b in bindings)
+
+
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("GET", "/api/queues"),
+        ("GET", "/api/overview"),
+        ("PUT", "/api/queues/{vhost}/keda.rogue"),
+        ("DELETE", "/api/queues/{vhost}/" + KEDA_QUEUE),
+        ("POST", "/api/definitions"),
+    ],
+)
+def test_keda_monitor_has_no_management_access(broker, method, path):
+    import urllib.error
+
+    auth = (render.MONITOR_USER, broker.passwords[render.MONITOR_USER])
+    body = {} if method in ("PUT", "POST") else None
+    with pytest.raises(urllib.error.HTTPError) as exc:
+        broker.node.api(method, path.format(vhost=RabbitNode.vhost_path(broker.s.vhost)), body, auth=auth)
+    assert exc.value.code == 401  # no management tag: the HTTP API refuses the user outright
+    assert broker.node.api("GET", f"/api/queues/{RabbitNode.vhost_path(broker.s.vhost)}/{KEDA_QUEUE}")
+
+
+def test_keda_monitor_rendered_as_deployed(broker):
+    defs = render.definitions(broker.s, render.placeholder_hashes(broker.s))
+    user = next(u for u in defs["users"] if u["name"] == render.MONITOR_USER)
+    perm = next(p for p in defs["permissions"] if p["user"] == render.MONITOR_USER)
+    assert user["tags"] == []
+    assert (perm["configure"], perm["write"], perm["read"]) == ("^$", "^$", "^$")
+    live = broker.node.api("GET", f"/api/users/{render.MONITOR_USER}/permissions")
+    assert [(p["configure"], p["write"], p["read"]) for p in live if p["vhost"] == broker.s.vhost] == [
+        ("^$", "^$", "^$")
+    ]

@@ -183,7 +183,7 @@ def test_client_without_the_ca_or_with_a_wrong_host_name_is_rejected(tls_broker)
 
 def test_plaintext_amqp_is_refused(tls_broker):
     prod, node, files, passwords = tls_broker
-    listeners = {(l["protocol"], l["port"]) for l in node.api("GET", "/api/overview")["listeners"]}
+    listeners = {(x["protocol"], x["port"]) for x in node.api("GET", "/api/overview")["listeners"]}
     assert ("amqp/ssl", node.amqps_port) in listeners
     assert not any(proto == "amqp" for proto, _ in listeners)
     params = pika.ConnectionParameters(

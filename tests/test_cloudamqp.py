@@ -53,6 +53,28 @@ def test_alarms_for_dlq_disk_and_memory_notify_pagerduty_and_slack(cloud):
     assert all(rpc.is_rpc_secret(n.inputs["value"]) for n in notifications.values())
 
 
+def whole_number(value) -> bool:
+    """An integer as the engine carries it (its wire has one number type), not an id string."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer()
+
+
+def test_instance_and_recipient_ids_are_ints_as_the_provider_takes_them(cloud):
+    """The provider's instance_id and alarm recipients are integers; a Pulumi resource id is a
+    string, so the component converts both (a string here is what the real provider rejects)."""
+    notifications = cloud.of_type("notification:Notification")
+    alarms = cloud.of_type("alarm:Alarm")
+    instance_ids = {r.inputs["instanceId"] for r in notifications + alarms}
+    assert len(instance_ids) == 1 and whole_number(next(iter(instance_ids)))
+    for alarm in alarms:
+        recipients = alarm.inputs["recipients"]
+        assert len(set(recipients)) == len(notifications) == 2
+        assert all(whole_number(r) for r in recipients)
+    plan = json.loads((cloud.out_dir / "plan.json").read_text())
+    planned = [r for r in plan["resources"] if r["type"] == "cloudamqp:index/alarm:Alarm"]
+    assert planned and all(isinstance(r["inputs"]["instanceId"], int) for r in planned)
+    assert all(isinstance(x, int) for r in planned for x in r["inputs"]["recipients"])
+
+
 def test_same_topology_as_the_render(cloud):
     defs = render.definitions(cloud.settings, render.placeholder_hashes(cloud.settings))
     queues = {r.inputs["name"]: unwrap(r.inputs) for r in cloud.of_type("queue:Queue")}

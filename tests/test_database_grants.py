@@ -29,11 +29,12 @@ pytestmark = pytest.mark.postgres
 # The stacks' databases plus others up to the eight bounded contexts the review counts.
 STACK_DATABASES = sorted(
     {
-        db
+        svc
         for stack in ("dev", "prod")
-        for db in yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]["event-backbone:postgres"][
-            "databases"
-        ]
+        for svc, cfg in yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"][
+            "event-backbone:services"
+        ].items()
+        if cfg.get("database")
     }
 )
 SERVICES = sorted({*STACK_DATABASES, "transcription", "audit", "billing", "catalog", "notifications", "search"})

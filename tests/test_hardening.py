@@ -197,7 +197,7 @@ def firewall_plan(tmp_path_factory):
     out = tmp_path_factory.mktemp("firewall")
     text = mutate("dev", "network.egress", "firewall")
     doc = yaml.safe_load(text)
-    doc["config"]["event-backbone:network"]["firewallSubnet"] = "10.40.18.0/26"
+    doc["config"]["event-backbone:network"]["firewallSubnet"] = "10.40.19.0/26"  # clear of edge.subnet 10.40.18.0/24
     doc["config"]["event-backbone:registry"]["sku"] = "Premium"
     (out / "Pulumi.dev.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     proc = subprocess.run(
@@ -209,7 +209,12 @@ def firewall_plan(tmp_path_factory):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads((out / "b" / "plan.json").read_text())
-    return {r["name"]: r for r in doc["resources"] if r["type"].startswith("azure-native:")}
+    # by name; the firewall's public IP (also named "firewall") is found by its type
+    return {
+        r["name"]: r
+        for r in doc["resources"]
+        if r["type"].startswith("azure-native:") and r["type"] != "azure-native:network:PublicIPAddress"
+    }
 
 
 def test_firewall_egress_routes_everything_through_the_firewall(firewall_plan):
@@ -217,9 +222,9 @@ def test_firewall_egress_routes_everything_through_the_firewall(firewall_plan):
     assert res["cluster"]["inputs"]["networkProfile"]["outboundType"] == "userDefinedRouting"
     (route,) = res["route-table"]["inputs"]["routes"]
     assert (route["addressPrefix"], route["nextHopType"]) == ("0.0.0.0/0", "VirtualAppliance")
-    assert route["nextHopIpAddress"] == "10.40.18.4"  # first usable address of AzureFirewallSubnet
+    assert route["nextHopIpAddress"] == "10.40.19.4"  # first usable address of AzureFirewallSubnet
     subnets = {sn["name"]: sn for sn in res["vnet"]["inputs"]["subnets"]}
-    assert subnets["AzureFirewallSubnet"]["addressPrefix"] == "10.40.18.0/26"
+    assert subnets["AzureFirewallSubnet"]["addressPrefix"] == "10.40.19.0/26"
     assert "/routeTables/" in subnets["snet-aks-nodes"]["routeTable"]["id"]
     assert res["route-table"]["urn"] in res["vnet"]["dependencies"]
     fw = res["firewall"]["inputs"]
@@ -259,12 +264,16 @@ def test_firewall_egress_routes_everything_through_the_firewall(firewall_plan):
             ["event-backbone:network.firewallSubnet must lie inside network.addressSpace 10.40.0.0/16"],
         ),
         (
-            {"egress": "firewall", "firewallSubnet": "10.40.18.0/27"},
+            {"egress": "firewall", "firewallSubnet": "10.40.19.0/27"},
             ["event-backbone:network.firewallSubnet must be /26 or larger (Azure Firewall's AzureFirewallSubnet)"],
         ),
         (
-            {"firewallSubnet": "10.40.18.0/26"},
+            {"firewallSubnet": "10.40.19.0/26"},
             ["event-backbone:network.firewallSubnet is only used when network.egress is 'firewall'"],
+        ),
+        (
+            {"egress": "firewall", "firewallSubnet": "10.40.18.0/26"},
+            ["event-backbone:network.firewallSubnet must not overlap edge.subnet 10.40.18.0/24"],
         ),
         ({"egress": "proxy"}, ["event-backbone:network.egress must be one of 'loadBalancer', 'natGateway' or"]),
     ],
@@ -284,7 +293,7 @@ def test_firewall_egress_needs_a_premium_registry():
     import yaml
 
     doc = yaml.safe_load(mutate("dev", "network.egress", "firewall"))
-    doc["config"]["event-backbone:network"]["firewallSubnet"] = "10.40.18.0/26"
+    doc["config"]["event-backbone:network"]["firewallSubnet"] = "10.40.19.0/26"  # clear of edge.subnet 10.40.18.0/24
     assert errors("dev", yaml.safe_dump(doc)) == [
         "Pulumi.dev.yaml: event-backbone:registry.sku must be 'Premium' when network.egress is 'firewall' (the"
         " firewall allows the registry's dedicated data endpoint, a Premium feature) (got 'Standard')"
@@ -486,9 +495,12 @@ def test_registry_settings_are_validated():
 def test_pod_security_exempts_only_the_host_reading_namespace(stack):
     pod = stack.inputs("authorization:PolicyAssignment", "pod-security")["parameters"]["excludedNamespaces"]["value"]
     images = stack.inputs("authorization:PolicyAssignment", "allowed-images")["parameters"]["excludedNamespaces"]
-    monitoring = stack.settings.observability.namespace
-    assert monitoring in pod and monitoring not in images["value"]
-    assert set(pod) - {monitoring} == set(images["value"]) == set(stack.settings.aks.azure_policy.excluded_namespaces)
+    from components.render.helm_values import NODE_EXPORTER_NAMESPACE
+
+    host_reader = NODE_EXPORTER_NAMESPACE  # the node exporter alone; the rest of monitoring enforces baseline
+    assert host_reader in pod and host_reader not in images["value"]
+    assert stack.settings.observability.namespace not in pod
+    assert set(pod) - {host_reader} == set(images["value"]) == set(stack.settings.aks.azure_policy.excluded_namespaces)
 
 
 def test_every_namespace_the_stack_creates_carries_pod_security_labels(stack):

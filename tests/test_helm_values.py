@@ -7,6 +7,7 @@ import copy
 import json
 from functools import cache
 
+import grafana_ini_keys
 import jsonschema
 import pytest
 from conftest import ROOT
@@ -19,7 +20,8 @@ CHARTS = ROOT / "tests" / "reference" / "charts"
 # consumer instead (amtool for the Alertmanager config, the collector schema's `config:
 # {type: object}` for the collector config).
 FREE_FORM = {
-    "kube-prometheus-stack": {"alertmanager.config"},
+    # grafana.ini: checked against Grafana's documented settings (tests/grafana_ini_keys.py)
+    "kube-prometheus-stack": {"alertmanager.config", "grafana.grafana.ini"},
     "opentelemetry-collector": {"config"},
 }
 
@@ -155,11 +157,50 @@ def test_grafana_persistence_admin_secret_sidecar_datasources(stack):
     assert password in stack.result.generated_secrets  # the generated Key Vault secret
 
 
-def test_grafana_ingress_has_tls_when_a_hostname_is_set(planned):
-    prod = releases(planned["prod"])["kube-prometheus-stack"]["values"]["grafana"]["ingress"]
-    host = planned["prod"].settings.observability.grafana.hostname
-    assert prod["enabled"] is True and prod["tls"] == [{"secretName": "grafana-tls", "hosts": [host]}]
-    assert releases(planned["dev"])["kube-prometheus-stack"]["values"]["grafana"]["ingress"] == {"enabled": False}
+def test_grafana_is_never_served_by_an_ingress(stack):
+    """Grafana is reached through the Gateway (tests/test_edge.py), never a chart Ingress."""
+    assert releases(stack)["kube-prometheus-stack"]["values"]["grafana"]["ingress"] == {"enabled": False}
+
+
+def test_grafana_ini_uses_only_documented_settings(stack):
+    ini = releases(stack)["kube-prometheus-stack"]["values"]["grafana"]["grafana.ini"]
+    assert "auth.azuread" in ini
+    assert grafana_ini_keys.unknown(ini) == []
+    typo = copy.deepcopy(ini)
+    typo["auth.azuread"]["allowed_group"] = "x"
+    typo["auth.basics"] = {"enabled": False}
+    assert grafana_ini_keys.unknown(typo) == ["auth.azuread.allowed_group", "auth.basics"]
+
+
+def test_grafana_entra_sign_in(planned):
+    prod = planned["prod"]
+    si = prod.settings.observability.grafana.sign_in
+    assert si is not None
+    grafana = releases(prod)["kube-prometheus-stack"]["values"]["grafana"]
+    ini = grafana["grafana.ini"]
+    host = prod.settings.observability.grafana.hostname
+    assert ini["server"]["root_url"] == f"https://{host}/"
+    azure = ini["auth.azuread"]
+    tenant = "11111111-1111-1111-1111-111111111111"  # the mocks' client config tenant
+    assert azure["enabled"] is True and azure["client_id"] == si.client_id
+    assert azure["auth_url"] == f"https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize"
+    assert azure["allowed_organizations"] == tenant
+    assert "client_secret" not in azure  # from the environment, i.e. a Kubernetes secret
+    mapping = azure["org_mapping"].split()
+    assert mapping[0] == f"{si.admin_group_object_id}:1:Admin"
+    assert mapping[1:] == [f"{g}:1:Viewer" for g in si.viewer_group_object_ids]
+    assert set(azure["allowed_groups"].split()) == {si.admin_group_object_id, *si.viewer_group_object_ids}
+    # prod: no login form, no basic auth; dev keeps the local admin login
+    assert ini["auth"]["disable_login_form"] is True and ini["auth.basic"]["enabled"] is False
+    dev_ini = releases(planned["dev"])["kube-prometheus-stack"]["values"]["grafana"]["grafana.ini"]
+    assert dev_ini["auth"]["disable_login_form"] is False and dev_ini["auth.basic"]["enabled"] is True
+    ref = grafana["envValueFrom"]["GF_AUTH_AZUREAD_CLIENT_SECRET"]["secretKeyRef"]
+    assert ref == {"name": H.GRAFANA_ENTRA_SECRET, "key": "client-secret"}
+    secret = prod.one("core/v1:Secret", H.GRAFANA_ENTRA_SECRET)
+    assert rpc.is_rpc_secret(secret.inputs["stringData"])
+    stored = [r for r in prod.of_type("keyvault:Secret") if r.name == "grafana-entra-client-secret-secret"]
+    props = stored[0].inputs["properties"]
+    assert len(stored) == 1 and (rpc.is_rpc_secret(props) or rpc.is_rpc_secret(props["value"]))
 
 
 def test_collector_pipeline(planned):

@@ -8,6 +8,8 @@ def test_vnet_has_three_subnets_with_nsgs(stack):
     net = stack.settings.network
     assert vnet["addressSpace"]["addressPrefixes"] == [net.address_space]
     subnets = {s["name"]: s for s in vnet["subnets"]}
+    edge = subnets.pop("snet-edge-agc", None)  # the edge's own subnet: test_edge_subnet_is_delegated
+    assert (edge is not None) == stack.settings.edge.enabled
     assert set(subnets) == {"snet-aks-nodes", "snet-postgres", "snet-private-endpoints"}
     assert subnets["snet-aks-nodes"]["addressPrefix"] == net.aks_subnet
     assert subnets["snet-postgres"]["addressPrefix"] == net.postgres_subnet
@@ -23,6 +25,14 @@ def test_postgres_subnet_is_delegated(stack):
         "Microsoft.DBforPostgreSQL/flexibleServers"
     ]
     assert "delegations" not in subnets["snet-aks-nodes"]
+
+
+def test_edge_subnet_is_delegated(stack):
+    subnets = {s["name"]: s for s in stack.inputs("network:VirtualNetwork")["subnets"]}
+    edge = subnets["snet-edge-agc"]
+    assert edge["addressPrefix"] == stack.settings.edge.subnet
+    assert [d["serviceName"] for d in edge["delegations"]] == ["Microsoft.ServiceNetworking/trafficControllers"]
+    assert edge["defaultOutboundAccess"] is False
 
 
 def test_postgres_nsg_admits_only_aks_on_5432(stack):

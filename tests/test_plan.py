@@ -69,6 +69,12 @@ def test_make_plan_cli_writes_plan_and_summary(tmp_path):
     assert "azure-native:dbforpostgresql:Server" in proc.stdout
     doc = json.loads((tmp_path / "plan.json").read_text())
     assert doc["stack"] == "prod" and len(doc["resources"]) > 30
+    # the access matrix, written through the checked writer, and its one summary line
+    matrix = json.loads((tmp_path / "access.json").read_text())
+    assert {r["identity"] for r in matrix["identities"]} >= {"service candystore", "platform keda", "deployer"}
+    assert (tmp_path / "access.md").read_text().startswith("# Access matrix: event-backbone/prod")
+    assert [line for line in proc.stdout.splitlines() if line.startswith("access: ")] != []
+    assert f"wrote {tmp_path}/access.md" in proc.stdout
 
 
 def test_the_writer_refuses_a_leaking_file(stack, tmp_path):

@@ -7,10 +7,13 @@ import copy
 import json
 import subprocess
 import sys
+from typing import Any
 
+import access
 import audit
 import backups
 import database_access
+import edge
 import hardening
 import pytest
 import tls
@@ -55,7 +58,7 @@ def recorded(planned, type_suffix: str, name: str | None = None) -> tuple[str, d
     return reg.type, unwrap(reg.inputs)
 
 
-def mutated(props: dict, path: str, value=...) -> dict:
+def mutated(props: dict, path: str, value: Any = ...) -> dict:
     props = copy.deepcopy(props)
     node = props
     *parents, last = path.split(".")
@@ -138,7 +141,72 @@ def test_broker_tls(planned):
     one(check(tls.broker_tls, typ, no_tls), "spec.tls.secretName")
 
 
-def test_ingress_tls(planned):
+def edge_resources(planned, stack: str = "prod") -> list[tuple[str, dict, str]]:
+    suffixes = (
+        "gateway.networking.k8s.io/v1:Gateway",
+        "gateway.networking.k8s.io/v1:HTTPRoute",
+        "cert-manager.io/v1:Certificate",
+        "cert-manager.io/v1:ClusterIssuer",
+        "servicenetworking:TrafficControllerInterface",
+        "servicenetworking:SecurityPoliciesInterface",
+        "network:WebApplicationFirewallPolicy",
+        "alb.networking.azure.io/v1:WebApplicationFirewallPolicy",
+    )
+    return [(r.type, unwrap(r.inputs), r.name) for sfx in suffixes for r in planned[stack].of_type(sfx)]
+
+
+def replaced(resources, name: str, path: str, value=...) -> list[tuple[str, dict, str]]:
+    return [(t, mutated(p, path, value) if n == name else p, n) for t, p, n in resources]
+
+
+def test_edge_https_only(planned):
+    res = edge_resources(planned)
+    assert check_stack(edge.edge_https, res) == []
+    # an HTTPS listener whose certificate is not from the stack's issuer
+    foreign = replaced(res, "certificate-grafana", "spec.issuerRef.name", "someone-elses-issuer")
+    one(check_stack(edge.edge_https, foreign), "certificateRefs", "'grafana-tls'", "ClusterIssuer")
+    # a listener without a certificate
+    gw = next(p for t, p, n in res if n == "gateway")
+    listeners = copy.deepcopy(gw["spec"]["listeners"])
+    del listeners[1]["tls"]
+    one(check_stack(edge.edge_https, replaced(res, "gateway", "spec.listeners", listeners)), "tls", "not set")
+    # a plain-HTTP route serving the UI on port 80 instead of redirecting
+    leaking = replaced(res, "https-redirect", "spec.rules", [{"backendRefs": [{"name": "grafana", "port": 80}]}])
+    one(check_stack(edge.edge_https, leaking), "https-redirect", "plain-HTTP listener 'http'")
+    # the Grafana route moved onto the HTTP listener
+    moved = replaced(
+        res, "route-grafana", "spec.parentRefs", [{"name": "edge", "namespace": "edge", "sectionName": "http"}]
+    )
+    one(check_stack(edge.edge_https, moved), "route-grafana", "Fix:")
+    # a TCP listener
+    tcp = copy.deepcopy(gw["spec"]["listeners"])
+    tcp.append({"name": "raw", "port": 5672, "protocol": "TCP"})
+    one(check_stack(edge.edge_https, replaced(res, "gateway", "spec.listeners", tcp)), "protocol", "'TCP'")
+
+
+def test_edge_waf(planned):
+    res = edge_resources(planned)
+    prod_cfg = CONFIG["prod"]["edge-waf"]
+    assert check_stack(edge.edge_waf, res, prod_cfg) == []
+    detection = replaced(res, "waf-policy", "policySettings.mode", "Detection")
+    one(check_stack(edge.edge_waf, detection, prod_cfg), "policySettings.mode", "'Detection'")
+    assert check_stack(edge.edge_waf, detection, CONFIG["dev"]["edge-waf"]) == []
+    assert check_stack(edge.edge_waf, edge_resources(planned, "dev"), CONFIG["dev"]["edge-waf"]) == []
+    one(check_stack(edge.edge_waf, replaced(res, "waf-policy", "customRules", []), prod_cfg), "RateLimitRule")
+    one(
+        check_stack(edge.edge_waf, replaced(res, "waf-policy", "managedRules.managedRuleSets", []), prod_cfg),
+        "managedRuleSets",
+    )
+    no_waf = [r for r in res if r[0] not in (edge.WAF_POLICY, edge.SECURITY_POLICY)]
+    one(check_stack(edge.edge_waf, no_waf, prod_cfg), "securityPolicies", "not set")
+    unattached = [r for r in res if r[0] != edge.WAF_ATTACHMENT]
+    one(check_stack(edge.edge_waf, unattached, prod_cfg), "Gateway", "targetRef")
+
+
+def test_no_plaintext_exposure(planned):
+    svc = "kubernetes:core/v1:Service"
+    assert check(edge.no_plaintext_exposure, svc, {"spec": {"type": "ClusterIP"}}) == []
+    one(check(edge.no_plaintext_exposure, svc, {"spec": {"type": "LoadBalancer"}}), "spec.type", "'LoadBalancer'")
     ingress = {
         "spec": {
             "rules": [{"host": "a.example.com"}, {"host": "b.example.com"}],
@@ -146,17 +214,16 @@ def test_ingress_tls(planned):
         }
     }
     typ = "kubernetes:networking.k8s.io/v1:Ingress"
-    assert check(tls.ingress_tls, typ, ingress) == []
-    one(check(tls.ingress_tls, typ, mutated(ingress, "spec.tls")), "spec.tls")
+    assert check(edge.no_plaintext_exposure, typ, ingress) == []
+    one(check(edge.no_plaintext_exposure, typ, mutated(ingress, "spec.tls")), "spec.tls")
     partial = mutated(ingress, "spec.tls", [{"hosts": ["a.example.com"], "secretName": "t"}])
-    one(check(tls.ingress_tls, typ, partial), "b.example.com")
+    one(check(edge.no_plaintext_exposure, typ, partial), "b.example.com")
     rtype, release = recorded(planned, "helm.sh/v3:Release", "kube-prometheus-stack")
-    assert check(tls.ingress_tls, rtype, release) == []
-    one(
-        check(tls.ingress_tls, rtype, mutated(release, "values.grafana.ingress.tls")),
-        "values.grafana.ingress.tls",
-        "grafana.events.example.com",
-    )
+    assert check(edge.no_plaintext_exposure, rtype, release) == []
+    exposed = mutated(release, "values.grafana.ingress", {"enabled": True, "hosts": ["grafana.events.example.com"]})
+    one(check(edge.no_plaintext_exposure, rtype, exposed), "values.grafana.ingress.tls", "grafana.events.example.com")
+    lb = mutated(release, "values.grafana.service", {"type": "LoadBalancer"})
+    one(check(edge.no_plaintext_exposure, rtype, lb), "values.grafana.service.type", "'LoadBalancer'")
 
 
 def test_aks_api_server_restricted(planned):
@@ -388,10 +455,8 @@ def test_every_policy_is_in_the_pack_and_mandatory():
     with PolicyHost(ROOT / "policies") as host:
         names = {p.name: p for p in host.info.policies}
         assert host.info.name == "event-backbone"
-    expected = {
-        p.name
-        for p in (*audit.POLICIES, *tls.POLICIES, *backups.POLICIES, *hardening.POLICIES, *database_access.POLICIES)
-    }
+    packs = (access, audit, tls, backups, hardening, database_access, edge)
+    expected = {p.name for pack in packs for p in pack.POLICIES}
     assert set(names) == expected and len(expected) >= 15
     assert all(p.enforcementLevel == 1 for p in names.values())  # MANDATORY
 
@@ -444,6 +509,96 @@ def test_gate_trips_on_a_broken_copy_of_prod(tmp_path):
         assert finding["urn"].startswith("urn:pulumi:prod::event-backbone::")
         assert "Fix:" in finding["message"]
     assert "[mandatory] postgres-backup-retention" in proc.stdout
+
+
+# ------------------------------------------------------------------------- access (issue 9)
+def _pack_findings(planned, registrations, stack: str = "prod") -> list:
+    from dryrun.policy_host import run_pack
+
+    findings = run_pack(ROOT / "policies", ROOT / "policies" / f"config.{stack}.json", registrations)
+    return [f for f in findings if f.enforcement_level == "mandatory"]
+
+
+def _tampered(planned, name: str, **changes):
+    """The prod registrations with one resource's inputs changed (a copy under a new name when
+    `copy_as` is given)."""
+    import dataclasses
+
+    regs = list(planned["prod"].result.registrations)
+    index = next(i for i, r in enumerate(regs) if r.name == name)
+    original = regs[index]
+    inputs = copy.deepcopy(original.inputs)
+    copy_as = changes.pop("copy_as", None)
+    for path, value in changes.items():
+        node = inputs
+        *parents, last = path.split("__")
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    changed = dataclasses.replace(
+        original,
+        inputs=inputs,
+        name=copy_as or original.name,
+        urn=original.urn.rsplit("::", 1)[0] + "::" + (copy_as or original.name),
+    )
+    if copy_as:
+        regs.append(changed)
+    else:
+        regs[index] = changed
+    return regs
+
+
+def test_access_policies_pass_on_the_real_plans_and_see_every_grant(planned):
+    for stack in ("dev", "prod"):
+        assert _pack_findings(planned, planned[stack].result.registrations, stack) == []
+    grants = planned["prod"].of_type("authorization:RoleAssignment")
+    assert any(r.name == "candystore-reads-broker-candystore" for r in grants)
+
+
+def test_a_vault_wide_grant_to_anyone_but_the_deployer_is_refused(planned):
+    grant = unwrap(planned["prod"].one("authorization:RoleAssignment", "candystore-reads-broker-candystore").inputs)
+    vault_scope = grant["scope"].rsplit("/secrets/", 1)[0]
+    found = _pack_findings(
+        planned, _tampered(planned, "candystore-reads-broker-candystore", scope=vault_scope, copy_as="rogue-grant")
+    )
+    assert {f.policy for f in found} == {"keyvault-no-vault-wide-data-access", "service-identity-own-secrets"}
+    assert any("rogue-grant" in f.message and "Fix:" in f.message for f in found)
+    # wider than the vault: the resource group
+    rg_scope = vault_scope.split("/providers/")[0]
+    found = _pack_findings(
+        planned, _tampered(planned, "candystore-reads-broker-candystore", scope=rg_scope, copy_as="rogue-rg-grant")
+    )
+    assert "keyvault-no-vault-wide-data-access" in {f.policy for f in found}
+
+
+def test_a_service_identity_granted_another_service_secret_is_refused(planned):
+    grant = unwrap(planned["prod"].one("authorization:RoleAssignment", "candystore-reads-broker-candystore").inputs)
+    other = grant["scope"].replace("/secrets/broker-candystore", "/secrets/broker-bloodbank-url")
+    found = _pack_findings(
+        planned, _tampered(planned, "candystore-reads-broker-candystore", scope=other, copy_as="candystore-steals")
+    )
+    assert [f.policy for f in found] == ["service-identity-own-secrets"]
+    assert "candystore" in found[0].message and "broker-bloodbank-url" in found[0].message
+
+
+def test_a_namespace_without_pod_security_enforce_is_refused(planned):
+    ns = unwrap(planned["prod"].one("core/v1:Namespace", "audit-namespace").inputs)
+    labels = {k: v for k, v in ns["metadata"]["labels"].items() if k != "pod-security.kubernetes.io/enforce"}
+    found = _pack_findings(planned, _tampered(planned, "audit-namespace", metadata__labels=labels))
+    assert [f.policy for f in found] == ["namespace-pod-security"]
+    assert "'audit'" in found[0].message
+    privileged = {**labels, "pod-security.kubernetes.io/enforce": "privileged"}
+    found = _pack_findings(planned, _tampered(planned, "audit-namespace", metadata__labels=privileged))
+    assert [f.policy for f in found] == ["namespace-pod-security"]
+
+
+def test_every_namespace_the_stack_creates_has_an_enforce_level(planned):
+    for stack in ("dev", "prod"):
+        for reg in planned[stack].of_type("core/v1:Namespace"):
+            labels = unwrap(reg.inputs)["metadata"]["labels"]
+            assert labels["pod-security.kubernetes.io/enforce"] in ("restricted", "baseline", "privileged"), reg.name
+    names = {unwrap(r.inputs)["metadata"]["name"] for r in planned["prod"].of_type("core/v1:Namespace")}
+    assert {"monitoring", "monitoring-node-exporter", "messaging", "platform-bootstrap"} <= names
 
 
 # ------------------------------------------------------------------------- audit trail

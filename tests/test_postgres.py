@@ -181,14 +181,14 @@ def test_bootstrap_job_runs_as_the_federated_bootstrap_identity_with_a_token(sta
     deps = stack.one("batch/v1:Job").dependencies
     for needed in ("::entra-admin-bootstrap", "::bootstrap-federation", "::bootstrap-sql", "::service-account"):
         assert any(d.endswith(needed) for d in deps), needed
-    for db in stack.settings.postgres.databases:
+    for db in stack.settings.databases:
         assert any(d.endswith(f"::db-{db}") for d in deps), db
 
 
 def test_bootstrap_sql_maps_each_service_identity_to_its_database(stack):
     cm = bootstrap_manifests(stack)["ConfigMap"]
     sql = cm["data"]["bootstrap.sql"]
-    dbs = stack.settings.postgres.databases
+    dbs = stack.settings.databases
     ids = identities(stack)
     expected = render.bootstrap_sql(
         [render.DatabaseGrant(db, mock_principal_id(stack.settings.name("id", db))) for db in dbs]
@@ -247,11 +247,6 @@ def test_break_glass_password_grant_is_scoped_to_the_admin_group_and_that_secret
     assert grant["roleDefinitionId"].endswith("/4633458b-17de-408a-b874-0445c86b69e6")  # Secrets User
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the vault-wide workload grant (WorkloadSecretAccess 'secrets-user') still covers every secret;"
-    " the service landing zones (issue 9) replace it with secret-scoped grants",
-)
 def test_only_the_deployer_and_the_admin_group_can_read_the_break_glass_password(stack):
     assert secret_readers(stack, "postgres-admin") == {
         "deployer-secrets-officer",
@@ -278,7 +273,7 @@ def test_one_database_per_service(stack):
         stack.inputs("dbforpostgresql:Database", r.name)["databaseName"]
         for r in stack.of_type("dbforpostgresql:Database")
     )
-    assert dbs == sorted(stack.settings.postgres.databases)
+    assert dbs == sorted(stack.settings.databases)
     admins = [r.urn for r in stack.of_type("AdministratorsMicrosoftEntra") if r.name == "entra-admin-group"]
     for r in stack.of_type("dbforpostgresql:Database"):
         assert set(admins) <= set(r.dependencies)

@@ -21,12 +21,14 @@ def test_epmd_is_started_on_its_port_and_stopped_by_its_pid():
     epmd = Epmd().start()
     pid = epmd.pid
     assert pid is not None
-    listening = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
-    mine = [line for line in listening.splitlines() if f":{epmd.port} " in line]
-    # epmd always adds the IPv6 loopback beside the address it is given
-    assert mine and all(line.split()[3].startswith(("127.0.0.1:", "[::1]:")) for line in mine), mine
-    assert f"pid={pid}," in mine[0]
-    epmd.stop()
+    try:
+        listening = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+        mine = [line for line in listening.splitlines() if f":{epmd.port} " in line]
+        # epmd always adds the IPv6 loopback beside the address it is given
+        assert mine and all(line.split()[3].startswith(("127.0.0.1:", "[::1]:")) for line in mine), mine
+        assert f"pid={pid}," in mine[0]
+    finally:
+        epmd.stop()  # also when an assertion above failed: nothing is left running
     assert not os.path.exists(f"/proc/{pid}"), "epmd still running after stop()"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from conftest import unwrap
 from pulumi.runtime import rpc
 
 
@@ -65,13 +66,17 @@ def test_secrets_written_only_after_the_deployer_may_write(stack):
     assert officer["roleDefinitionId"].endswith("/b86a8fe4-44ce-4948-aee5-eccb2c155cd7")
 
 
-def test_workload_identity_federated_with_secrets_user_role(stack):
-    wi = stack.settings.key_vault.workload_identity
-    fed = stack.inputs("managedidentity:FederatedIdentityCredential", "federation")
-    assert fed["subject"] == f"system:serviceaccount:{wi.namespace}:{wi.service_account}"
-    assert fed["audiences"] == ["api://AzureADTokenExchange"]
-    assert fed["issuer"].startswith("https://") and "oic.prod-aks" in fed["issuer"]
-    role = stack.inputs("authorization:RoleAssignment", "secrets-user")
-    assert role["roleDefinitionId"].endswith("/4633458b-17de-408a-b874-0445c86b69e6")
-    assert role["principalType"] == "ServicePrincipal"
-    assert "/vaults/" in role["scope"]
+def test_only_the_deployer_holds_a_key_vault_role_at_vault_scope(stack):
+    """The vault-wide workload grant is gone: every other grant names one secret."""
+    from dryrun.mocks import DEPLOYER_OBJECT_ID
+
+    grants = {r.name: unwrap(r.inputs) for r in stack.of_type("authorization:RoleAssignment")}
+    kv = {n: g for n, g in grants.items() if g["roleDefinitionId"].rsplit("/", 1)[-1] in KV_ROLES}
+    wide = {n for n, g in kv.items() if "/secrets/" not in g["scope"]}
+    assert wide == {"deployer-secrets-officer"}
+    assert kv["deployer-secrets-officer"]["principalId"] == DEPLOYER_OBJECT_ID
+    assert len(kv) > 10  # the services' and KEDA's secret-scoped grants
+    assert not stack.of_type("platform:WorkloadSecretAccess")
+
+
+KV_ROLES = {"4633458b-17de-408a-b874-0445c86b69e6", "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"}

@@ -14,6 +14,34 @@ def steps(job: dict) -> list[dict]:
     return job.get("steps", [])
 
 
+# The first release of each action that runs on node24 (GitHub removes the node20 runtime on
+# 2026-09-23): each action's action.yml `runs.using` at that tag, or its release notes.
+NODE24 = {
+    "actions/checkout": (7, 0),
+    "actions/setup-python": (7, 0),
+    "actions/upload-artifact": (7, 0),
+    "azure/login": (3, 0),
+    "azure/use-kubelogin": (1, 3),
+    "pulumi/actions": (7, 0),
+}
+
+
+def test_every_action_is_pinned_to_a_node24_release():
+    pinned = [
+        s["uses"]
+        for name in ("pr.yml", "main.yml")
+        for job in load(name)["jobs"].values()
+        for s in steps(job)
+        if "uses" in s
+    ]
+    assert pinned
+    for uses in pinned:
+        action, _, ref = uses.partition("@")
+        assert action in NODE24, f"{uses}: which release of {action} runs on node24?"
+        version = (*(int(x) for x in ref.removeprefix("v").split(".")), 0)[:2]
+        assert version >= NODE24[action], f"{uses} runs on node20; bump it to {NODE24[action]}"
+
+
 def test_pr_workflow_tests_plans_and_previews_with_the_pack():
     wf = load("pr.yml")
     jobs = wf["jobs"]

@@ -27,13 +27,17 @@ def to_yaml(data) -> str:
 
 
 def artefacts(s: StackSettings) -> dict[str, str]:
-    from . import alertmanager, broker, dashboards, helm_values, rules
+    from . import alertmanager, broker, clients, dashboards, helm_values, rules
 
+    definitions = broker.definitions(s, broker.placeholder_hashes(s))
     files = {
-        "rabbitmq/definitions.json": json.dumps(broker.definitions(s, broker.placeholder_hashes(s)), indent=2) + "\n",
+        "rabbitmq/definitions.json": json.dumps(definitions, indent=2) + "\n",
         "prometheus/rules.yaml": to_yaml(rules.rules_file(s)),
         "alertmanager/alertmanager.yaml": to_yaml(alertmanager.config(s)),
     }
+    # one contract per service user, read back from the same definitions
+    for service, contract in clients.client_contracts(s, definitions).items():
+        files[f"rabbitmq/clients/{service}.json"] = json.dumps(contract, indent=2) + "\n"
     for chart, values in helm_values.all_values(s).items():
         files[f"helm/{chart.release}/values.yaml"] = to_yaml(values)
     for name, board in dashboards.dashboards(s).items():

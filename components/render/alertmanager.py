@@ -5,6 +5,8 @@ configuration itself carries none (build/<stack>/alertmanager/alertmanager.yaml)
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..settings import StackSettings
 
 RECEIVERS_SECRET = "alertmanager-receivers"
@@ -37,7 +39,7 @@ def receiver_for(s: StackSettings, severity: str) -> str:
 def config(s: StackSettings) -> dict:
     keys = configured(s)
     a = s.observability.alerting
-    receivers = [{"name": NULL}]
+    receivers: list[dict[str, Any]] = [{"name": NULL}]
     if "pagerduty-routing-key" in keys:
         receivers.append(
             {
@@ -65,8 +67,10 @@ def config(s: StackSettings) -> dict:
                         "api_url_file": f"{SECRET_DIR}/slack-webhook-url",
                         "channel": a.slack_channel,
                         "send_resolved": True,
-                        "title": f"[{{{{ .Status | toUpper }}}}] {{{{ .CommonLabels.alertname }}}} {{{{ .CommonLabels.{s.observability.metrics.service_label} }}}}",
-                        "text": "{{ range .Alerts }}*{{ .Annotations.summary }}*\n{{ .Annotations.description }}\n<{{ .Annotations.runbook_url }}|runbook>\n{{ end }}",
+                        "title": "[{{ .Status | toUpper }}] {{ .CommonLabels.alertname }} "
+                        f"{{{{ .CommonLabels.{s.observability.metrics.service_label} }}}}",
+                        "text": "{{ range .Alerts }}*{{ .Annotations.summary }}*\n{{ .Annotations.description }}\n"
+                        "<{{ .Annotations.runbook_url }}|runbook>\n{{ end }}",
                     }
                 ],
             }

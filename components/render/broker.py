@@ -10,8 +10,9 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from ..settings import StackSettings, Topology
+from ..settings import LOAD_TEST_PERMISSION, LOAD_TEST_USER, ServiceTopology, StackSettings, Topology
 
 HASHING = "rabbit_password_hashing_sha256"
 # Definitions imported at boot stop RabbitMQ from creating its default user, so the
@@ -19,6 +20,9 @@ HASHING = "rabbit_password_hashing_sha256"
 # handed to the operator through spec.secretBackend.externalSecret).
 ADMIN_USER = "platform-admin"
 DEFINITIONS_DIR = "/etc/rabbitmq/definitions"
+# The queue-depth reader KEDA's rabbitmq scaler signs in as (components/landing.py).
+MONITOR_USER = "keda-monitor"
+MONITOR_SECRET = "broker-keda-monitor"
 PLACEHOLDER_HASH = "[password-hash]"
 
 AMQP, AMQPS = 5672, 5671
@@ -41,10 +45,11 @@ def user_name(service: str) -> str:
     return f"svc-{service}"
 
 
-def queue_plans(t: Topology) -> list[QueuePlan]:
-    """One plan per consuming service (services with bindings)."""
+def queue_plans(t: Topology, services: Mapping[str, ServiceTopology]) -> list[QueuePlan]:
+    """One plan per consuming service (services with bindings); ``services`` is the stack's
+    ``services`` map (each entry's broker side)."""
     plans = []
-    for service, cfg in t.services.items():
+    for service, cfg in services.items():
         if not cfg.bindings:
             continue
         o, d = cfg.overrides, t.defaults
@@ -78,13 +83,13 @@ def _alternation(names: list[str]) -> str:
     return "^(" + "|".join(re.escape(n) for n in names) + ")$" if names else "^$"
 
 
-def permissions(t: Topology, vhost: str) -> list[dict]:
+def permissions(t: Topology, services: Mapping[str, ServiceTopology], vhost: str) -> list[dict]:
     """Least privilege per service user: configure only its own queues, write to the events
     exchange (publish) and its own queue (bind), read its own queues and the events exchange
     (bind source). Nothing else: no other queue, no declaring exchanges."""
-    by_service = {p.service: p for p in queue_plans(t)}
+    by_service = {p.service: p for p in queue_plans(t, services)}
     out = []
-    for service in t.services:
+    for service in services:
         plan = by_service.get(service)
         own = [plan.queue] + ([plan.dead_letter_queue] if plan and plan.dead_letter_queue else []) if plan else []
         out.append(
@@ -99,11 +104,18 @@ def permissions(t: Topology, vhost: str) -> list[dict]:
     return out
 
 
+def load_test_permissions(s: StackSettings) -> dict:
+    """The load test's user (broker.loadTest, render/load_test.py) reaches exactly its own exchange
+    `perf-test` and queues `perf-test-<n>`: nothing of the services' queues or the events exchange."""
+    p = LOAD_TEST_PERMISSION
+    return {"user": LOAD_TEST_USER, "vhost": s.vhost, "configure": p, "write": p, "read": p}
+
+
 def definitions(s: StackSettings, password_hashes: Mapping[str, str]) -> dict:
     """RabbitMQ definitions (the format of ``rabbitmqctl export_definitions``)."""
     t, vhost = s.broker.topology, s.vhost
     retention_ms = t.dead_letter_retention_days * 86_400_000
-    plans = queue_plans(t)
+    plans = queue_plans(t, s.services)
 
     def exchange(name: str) -> dict:
         return {
@@ -158,10 +170,26 @@ def definitions(s: StackSettings, password_hashes: Mapping[str, str]) -> dict:
                 "hashing_algorithm": HASHING,
                 "tags": [],
             }
-            for svc in t.services
+            for svc in s.services
+        ]
+        + [
+            {
+                "name": MONITOR_USER,
+                "password_hash": password_hashes[MONITOR_USER],
+                "hashing_algorithm": HASHING,
+                "tags": [],  # AMQP passive declare only: no management access at all
+            }
+        ]
+        + [
+            {"name": u, "password_hash": password_hashes[u], "hashing_algorithm": HASHING, "tags": []}
+            for u in [LOAD_TEST_USER]
+            if s.broker.load_test.enabled
         ],
         "vhosts": [{"name": vhost}],
-        "permissions": [admin] + permissions(t, vhost),
+        "permissions": [admin]
+        + permissions(t, s.services, vhost)
+        + [monitor_permissions(vhost)]
+        + ([load_test_permissions(s)] if s.broker.load_test.enabled else []),
         "topic_permissions": [],
         "parameters": [],
         "global_parameters": [],
@@ -172,9 +200,24 @@ def definitions(s: StackSettings, password_hashes: Mapping[str, str]) -> dict:
     }
 
 
+def monitor_permissions(vhost: str) -> dict:
+    """The queue-depth reader (KEDA): may open the vhost and nothing else. A passive
+    ``queue.declare`` (how KEDA's rabbitmq scaler reads the depth over AMQP) needs no
+    permission; configure/write/read on no resource means it can neither declare, bind,
+    delete, publish, consume nor purge (proven on a real broker: tests/test_keda_monitor.py)."""
+    return {"user": MONITOR_USER, "vhost": vhost, "configure": "^$", "write": "^$", "read": "^$"}
+
+
 def users_and_secrets(s: StackSettings) -> dict[str, str]:
     """RabbitMQ user -> the Key Vault secret holding its password."""
-    return {ADMIN_USER: "broker-admin", **{user_name(svc): f"broker-{svc}" for svc in s.broker.topology.services}}
+    users = {
+        ADMIN_USER: "broker-admin",
+        **{user_name(svc): f"broker-{svc}" for svc in s.services},
+        MONITOR_USER: MONITOR_SECRET,
+    }
+    if s.broker.load_test.enabled:  # its secret exists either way (StackSettings.secret_names)
+        users[LOAD_TEST_USER] = f"broker-{LOAD_TEST_USER}"
+    return users
 
 
 def placeholder_hashes(s: StackSettings) -> dict[str, str]:
@@ -217,10 +260,13 @@ def management_url(s: StackSettings) -> str:
     return f"https://{service_host(s)}:{MANAGEMENT_TLS}/"
 
 
-def connection_string(s: StackSettings, service: str, password: str, host: str | None = None) -> str:
-    user = urllib.parse.quote(user_name(service), safe="")
-    secret, vhost = urllib.parse.quote(password, safe=""), urllib.parse.quote(s.vhost, safe="")
-    return f"amqps://{user}:{secret}@{host or service_host(s)}:{AMQPS}/{vhost}"
+def connection_string(
+    s: StackSettings, service: str, password: str, host: str | None = None, user: str | None = None
+) -> str:
+    """The AMQPS URI of a service's user (or of ``user``, e.g. the queue-depth reader)."""
+    quoted = urllib.parse.quote(user or user_name(service), safe="")
+    vhost = urllib.parse.quote(s.vhost, safe="")
+    return f"amqps://{quoted}:{urllib.parse.quote(password, safe='')}@{host or service_host(s)}:{AMQPS}/{vhost}"
 
 
 # ----------------------------------------------------------------- RabbitMQ config
@@ -396,8 +442,42 @@ def network_policies(s: StackSettings) -> list[dict]:
                 "policyTypes": ["Ingress"],
                 "ingress": [
                     {
-                        "from": [{"namespaceSelector": {"matchLabels": {b.event_services_label: "true"}}}],
+                        # exactly the services' namespaces: the label alone is not enough
+                        # (anyone allowed to label a namespace could set it)
+                        "from": [
+                            {
+                                "namespaceSelector": {
+                                    "matchLabels": {b.event_services_label: "true"},
+                                    "matchExpressions": [
+                                        {
+                                            "key": "kubernetes.io/metadata.name",
+                                            "operator": "In",
+                                            "values": sorted(s.services),
+                                        }
+                                    ],
+                                }
+                            }
+                        ],
                         "ports": ports(*amqp),
+                    }
+                ],
+            },
+        ),
+        policy(
+            "allow-amqps-from-keda",
+            {
+                # KEDA's operator (AKS add-on) reads the services' queue depths as keda-monitor
+                "podSelector": {"matchLabels": selector(s)},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [
+                            {
+                                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                                "podSelector": {"matchLabels": {"app": "keda-operator"}},
+                            }
+                        ],
+                        "ports": ports(AMQPS),
                     }
                 ],
             },
@@ -459,7 +539,7 @@ def service_monitor(s: StackSettings, ca_secret: str) -> dict:
     """Scrapes the aggregated metrics and the per-queue family the DLQ alerts need."""
     b = s.broker
     tls = not b.plaintext_listener
-    common: dict[str, object] = {
+    common: dict[str, Any] = {
         "port": "prometheus-tls" if tls else "prometheus",
         "scheme": "https" if tls else "http",
         "interval": "30s",

@@ -5,6 +5,7 @@ ignores typos); no secret appears here: credentials come from existing Kubernete
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..settings import StackSettings
 from . import alertmanager
@@ -28,7 +29,12 @@ JAEGER = Chart("jaeger", "jaeger", "4.11.1", "https://jaegertracing.github.io/he
 CHARTS = (KUBE_PROMETHEUS_STACK, OTEL_COLLECTOR, JAEGER)
 
 GRAFANA_ADMIN_SECRET = "grafana-admin"
+GRAFANA_ENTRA_SECRET = "grafana-entra"  # key client-secret: the app registration's secret
+TENANT_PLACEHOLDER = "00000000-0000-0000-0000-000000000000"  # renders without a tenant (tests, docs)
 DASHBOARD_LABEL = "grafana_dashboard"
+# node-exporter needs the host's network, PID namespace and filesystem: Pod Security
+# `privileged`. It gets a namespace of its own so that `monitoring` can enforce `baseline`.
+NODE_EXPORTER_NAMESPACE = "monitoring-node-exporter"
 JAEGER_BADGER_PVC = "jaeger-badger"
 
 
@@ -64,7 +70,58 @@ def _pvc(storage_class: str, size: str) -> dict:
     }
 
 
-def kube_prometheus_stack(s: StackSettings) -> dict:
+def grafana_service() -> str:
+    """The Grafana Service the kube-prometheus-stack release creates (port 80)."""
+    return f"{KUBE_PROMETHEUS_STACK.release}-grafana"
+
+
+def grafana_ini(s: StackSettings, tenant_id: Any = TENANT_PLACEHOLDER) -> dict:
+    """grafana.ini: the public URL, Entra ID sign-in (auth.azuread) and, when the local admin
+    login is off, no login form and no basic auth. The client secret is not here: Grafana reads
+    it from GF_AUTH_AZUREAD_CLIENT_SECRET (a Kubernetes secret filled from Key Vault's value)."""
+    g = s.observability.grafana
+    ini: dict[str, Any] = {}
+    if g.hostname:
+        ini["server"] = {"domain": g.hostname, "root_url": f"https://{g.hostname}/"}
+    if g.sign_in is None:
+        return ini
+    si = g.sign_in
+    groups = [si.admin_group_object_id, *si.viewer_group_object_ids]
+    login = "https://login.microsoftonline.com/{}/oauth2/v2.0/{}"
+    ini["auth"] = {"disable_login_form": not si.local_admin_login}
+    ini["auth.basic"] = {"enabled": si.local_admin_login}
+    ini["auth.azuread"] = {
+        "name": "Microsoft Entra ID",
+        "enabled": True,
+        "allow_sign_up": True,
+        "auto_login": not si.local_admin_login,
+        "client_id": si.client_id,
+        "scopes": "openid email profile",
+        "auth_url": _fmt(login, tenant_id, "authorize"),
+        "token_url": _fmt(login, tenant_id, "token"),
+        "allowed_organizations": tenant_id,
+        "allowed_groups": " ".join(groups),
+        # group object ID : org : role (the admin group first: the first match wins)
+        "org_mapping": " ".join(
+            [f"{si.admin_group_object_id}:1:Admin", *(f"{gid}:1:Viewer" for gid in si.viewer_group_object_ids)]
+        ),
+        "role_attribute_strict": False,
+        "skip_org_role_sync": False,
+        "allow_assign_grafana_admin": False,
+        "use_pkce": True,
+    }
+    ini["users"] = {"auto_assign_org_role": "Viewer"}
+    return ini
+
+
+def _fmt(template: str, tenant_id: Any, action: str) -> Any:
+    """Formats with a plain tenant ID or a Pulumi Output (the client config's tenant)."""
+    if hasattr(tenant_id, "apply"):
+        return tenant_id.apply(lambda t: template.format(t, action))
+    return template.format(tenant_id, action)
+
+
+def kube_prometheus_stack(s: StackSettings, tenant_id: Any = TENANT_PLACEHOLDER) -> dict:
     o = s.observability
     grafana = {
         "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
@@ -79,13 +136,13 @@ def kube_prometheus_stack(s: StackSettings) -> dict:
                 "url": jaeger_query_url(s),
             }
         ],
+        # Served through the Gateway (components/render/edge.py: an HTTPRoute), never an Ingress.
         "ingress": {"enabled": False},
+        "grafana.ini": grafana_ini(s, tenant_id),
     }
-    if o.grafana.hostname:
-        grafana["ingress"] = {
-            "enabled": True,
-            "hosts": [o.grafana.hostname],
-            "tls": [{"secretName": o.grafana.tls_secret_name, "hosts": [o.grafana.hostname]}],
+    if o.grafana.sign_in is not None:
+        grafana["envValueFrom"] = {
+            "GF_AUTH_AZUREAD_CLIENT_SECRET": {"secretKeyRef": {"name": GRAFANA_ENTRA_SECRET, "key": "client-secret"}}
         }
     return {
         "crds": {"enabled": True},
@@ -113,7 +170,33 @@ def kube_prometheus_stack(s: StackSettings) -> dict:
             },
         },
         "grafana": grafana,
+        "prometheus-node-exporter": {"namespaceOverride": NODE_EXPORTER_NAMESPACE},
     }
+
+
+def namespaces(s: StackSettings) -> list[dict]:
+    """The observability namespaces, each with a Pod Security `enforce` level: `monitoring`
+    baseline (Grafana's chown init container runs as root; everything else is warned and
+    audited against restricted), node-exporter's own namespace privileged (hostNetwork,
+    hostPID, hostPath) and nothing else in it."""
+
+    def ns(name: str, enforce: str) -> dict:
+        return {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "app.kubernetes.io/part-of": "event-backbone",
+                    "pod-security.kubernetes.io/enforce": enforce,
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                    "pod-security.kubernetes.io/audit": "restricted",
+                    "pod-security.kubernetes.io/warn": "restricted",
+                },
+            },
+        }
+
+    return [ns(s.observability.namespace, "baseline"), ns(NODE_EXPORTER_NAMESPACE, "privileged")]
 
 
 def collector(s: StackSettings) -> dict:
@@ -255,5 +338,9 @@ def jaeger_pvc(s: StackSettings) -> dict:
     }
 
 
-def all_values(s: StackSettings) -> dict[Chart, dict]:
-    return {KUBE_PROMETHEUS_STACK: kube_prometheus_stack(s), OTEL_COLLECTOR: collector(s), JAEGER: jaeger(s)}
+def all_values(s: StackSettings, tenant_id: Any = TENANT_PLACEHOLDER) -> dict[Chart, dict]:
+    return {
+        KUBE_PROMETHEUS_STACK: kube_prometheus_stack(s, tenant_id),
+        OTEL_COLLECTOR: collector(s),
+        JAEGER: jaeger(s),
+    }

@@ -99,8 +99,9 @@ def slo_alerts(s: StackSettings) -> list[dict]:
                     s,
                     "ErrorBudgetBurnFast",
                     f"{slo.name}: {who} burns its error budget fast",
-                    f"{who} is spending the {slo.objective_percent:g}% {slo.name} budget at 6x-14.4x the sustainable rate "
-                    f"(1h/5m or 6h/30m windows); at this pace the {s.observability.slo_window_days}-day budget is gone in days.",
+                    f"{who} is spending the {slo.objective_percent:g}% {slo.name} budget "
+                    "at 6x-14.4x the sustainable rate (1h/5m or 6h/30m windows); "
+                    f"at this pace the {s.observability.slo_window_days}-day budget is gone in days.",
                 ),
             }
         )
@@ -131,7 +132,10 @@ def pipeline_alerts(s: StackSettings) -> list[dict]:
     minimum = t.success_rate_min_percent / 100
 
     def success_rate(metric: str) -> str:
-        return f"sum by ({svc}) (rate({metric}{{{ok}}}[5m]))\n/\nsum by ({svc}) (rate({metric}{{{outcomes}}}[5m]))\n< {minimum:g}"
+        return (
+            f"sum by ({svc}) (rate({metric}{{{ok}}}[5m]))\n/\n"
+            f"sum by ({svc}) (rate({metric}{{{outcomes}}}[5m]))\n< {minimum:g}"
+        )
 
     return [
         {
@@ -143,7 +147,8 @@ def pipeline_alerts(s: StackSettings) -> list[dict]:
                 s,
                 "EventPublishSuccessRateLow",
                 f"{who(s)} fails to publish events",
-                f"Only {{{{ $value | humanizePercentage }}}} of publishes by {who(s)} succeeded over 5 minutes (minimum {t.success_rate_min_percent:g}%).",
+                f"Only {{{{ $value | humanizePercentage }}}} of publishes by {who(s)} succeeded over 5 minutes "
+                f"(minimum {t.success_rate_min_percent:g}%).",
             ),
         },
         {
@@ -155,19 +160,22 @@ def pipeline_alerts(s: StackSettings) -> list[dict]:
                 s,
                 "EventStorageSuccessRateLow",
                 f"{who(s)} fails to store events",
-                f"Only {{{{ $value | humanizePercentage }}}} of stores by {who(s)} succeeded over 5 minutes (minimum {t.success_rate_min_percent:g}%).",
+                f"Only {{{{ $value | humanizePercentage }}}} of stores by {who(s)} succeeded over 5 minutes "
+                f"(minimum {t.success_rate_min_percent:g}%).",
             ),
         },
         {
             "alert": "EventEndToEndLatencyHigh",
-            "expr": f"histogram_quantile(0.99, sum by ({svc}, le) (rate({m.end_to_end_latency}_bucket[5m])))\n> {t.e2e_p99_seconds:g}",
+            "expr": f"histogram_quantile(0.99, sum by ({svc}, le) (rate({m.end_to_end_latency}_bucket[5m])))\n"
+            f"> {t.e2e_p99_seconds:g}",
             "for": "5m",
             "labels": {"severity": "warning"},
             "annotations": _annotations(
                 s,
                 "EventEndToEndLatencyHigh",
                 f"{who(s)}: p99 end-to-end latency is high",
-                f"p99 end-to-end latency of {who(s)} is {{{{ $value | humanizeDuration }}}} (threshold {t.e2e_p99_seconds:g}s) for 5 minutes.",
+                f"p99 end-to-end latency of {who(s)} is {{{{ $value | humanizeDuration }}}} "
+                f"(threshold {t.e2e_p99_seconds:g}s) for 5 minutes.",
             ),
         },
     ]
@@ -194,7 +202,8 @@ def broker_alerts(s: StackSettings) -> list[dict]:
                 s,
                 "DeadLetterQueueBacklog",
                 "Dead letters pile up in {{ $labels.queue }}",
-                f"{{{{ $labels.queue }}}} in vhost {{{{ $labels.vhost }}}} holds {{{{ $value }}}} messages (threshold {t.dlq_backlog_messages}) for 5 minutes.",
+                "{{ $labels.queue }} in vhost {{ $labels.vhost }} holds {{ $value }} messages "
+                f"(threshold {t.dlq_backlog_messages}) for 5 minutes.",
             ),
         },
         {
@@ -244,7 +253,8 @@ def broker_alerts(s: StackSettings) -> list[dict]:
                 s,
                 "BrokerMemoryAlarm",
                 "RabbitMQ memory alarm: publishers are blocked",
-                "{{ $labels.instance }} is above its memory high watermark; RabbitMQ blocks every publishing connection.",
+                "{{ $labels.instance }} is above its memory high watermark; "
+                "RabbitMQ blocks every publishing connection.",
             ),
         },
         {
@@ -260,7 +270,8 @@ def broker_alerts(s: StackSettings) -> list[dict]:
                 s,
                 "BrokerVolumeSpaceLow",
                 "A RabbitMQ volume is filling up",
-                f"{{{{ $labels.persistentvolumeclaim }}}} has {{{{ $value | humanizePercentage }}}} free (minimum {t.volume_free_min_percent}%).",
+                "{{ $labels.persistentvolumeclaim }} has {{ $value | humanizePercentage }} free "
+                f"(minimum {t.volume_free_min_percent}%).",
             ),
         },
         {
@@ -275,7 +286,8 @@ def broker_alerts(s: StackSettings) -> list[dict]:
                 s,
                 "BrokerMemoryHigh",
                 "RabbitMQ memory is close to its high watermark",
-                f"{{{{ $labels.instance }}}} uses {{{{ $value | humanizePercentage }}}} of its memory high watermark (warning at {t.memory_high_percent}%).",
+                "{{ $labels.instance }} uses {{ $value | humanizePercentage }} of its memory high watermark "
+                f"(warning at {t.memory_high_percent}%).",
             ),
         },
     ]

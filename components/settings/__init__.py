@@ -9,8 +9,8 @@ one line naming the stack file, the full key, what is allowed and what was given
 Field names are snake_case in Python and camelCase in the stack files (aliases).
 
 Modules: ``base`` (the shared model base and value types), one per area (``network``, ``aks``,
-``postgres``, ``keyvault``, ``broker``, ``observability``, ``budget``, ``registry``; ``vm_sizes`` is the table of
-node VM sizes' local disks), ``stack`` (the root model) with
+``postgres``, ``keyvault``, ``broker``, ``observability``, ``services``, ``edge``, ``budget``,
+``registry``; ``vm_sizes`` is the table of node VM sizes' local disks), ``stack`` (the root model) with
 ``rules`` (cross-key and per-environment rules), ``errors`` and ``introspect`` (one line per
 problem), ``loading`` (the Pulumi config map) and ``reference`` (the generated key reference).
 Everything the rest of the program uses is importable from ``components.settings`` itself.
@@ -34,12 +34,16 @@ from .base import (
 )
 from .broker import (
     DAY_MS,
+    PERF_TEST_IMAGE,
     BindingPattern,
     BrokerResources,
     BrokerSettings,
     CloudAmqpSettings,
+    LoadTestResources,
+    LoadTestSettings,
     Memory,
     ObjectName,
+    PinnedImage,
     Quantity,
     QueueDefaults,
     QueueOverrides,
@@ -47,15 +51,25 @@ from .broker import (
     Topology,
 )
 from .budget import BudgetSettings
-from .errors import ConfigError, Problem
-from .keyvault import KeyVaultSettings, WorkloadIdentity
-from .loading import from_config_map, load, parse_value, validate
+from .edge import DnsZoneSettings, EdgeSettings, WafSettings
+from .errors import ConfigError, Problem, StackFileError
+from .keyvault import KeyVaultSettings
+from .loading import (
+    PROVIDER_NAMESPACES,
+    from_config_map,
+    load,
+    namespace_problems,
+    parse_value,
+    read_stack_file,
+    validate,
+)
 from .network import NetworkSettings
 from .observability import (
     Alerting,
     AlertmanagerSettings,
     Duration,
     GrafanaSettings,
+    GrafanaSignIn,
     JaegerSettings,
     LabelName,
     MetricContract,
@@ -78,13 +92,29 @@ from .reference import (
     reference_rows,
 )
 from .registry import RegistrySettings
-from .rules import broker_rules, egress_rules, environment_rules, hardening_rules, observability_rules
+from .rules import (
+    LOAD_TEST_PERMISSION,
+    LOAD_TEST_USER,
+    broker_rules,
+    edge_rules,
+    egress_rules,
+    environment_rules,
+    hardening_rules,
+    load_test_rules,
+    observability_rules,
+    service_rules,
+)
+from .services import RESERVED_SERVICE_NAMES, ServiceResources, Services, ServiceScaling, ServiceSettings
 from .stack import StackSettings
 from .vm_sizes import VM_LOCAL_DISKS, LocalDisks, ephemeral_capacity_gb
 
 __all__ = [
     "DAY_MS",
+    "LOAD_TEST_PERMISSION",
+    "LOAD_TEST_USER",
+    "PERF_TEST_IMAGE",
     "PROJECT",
+    "PROVIDER_NAMESPACES",
     "DOCS_COMMAND",
     "DOCS_END",
     "DOCS_FILE",
@@ -107,23 +137,31 @@ __all__ = [
     "Cidr",
     "CloudAmqpSettings",
     "ConfigError",
+    "StackFileError",
     "DayOfWeek",
     "Duration",
     "Environment",
     "Gibibytes",
     "GrafanaSettings",
+    "GrafanaSignIn",
+    "DnsZoneSettings",
+    "EdgeSettings",
+    "WafSettings",
     "HourMinute",
     "IpOrCidr",
     "JaegerSettings",
     "KeyVaultSettings",
     "LabelName",
     "MaintenanceWindow",
+    "LoadTestResources",
+    "LoadTestSettings",
     "Memory",
     "MetricContract",
     "MetricName",
     "Model",
     "NetworkSettings",
     "ObjectName",
+    "PinnedImage",
     "ObservabilitySettings",
     "PostgresMaintenance",
     "EntraAdminGroup",
@@ -134,6 +172,12 @@ __all__ = [
     "QueueDefaults",
     "QueueOverrides",
     "ServiceName",
+    "RESERVED_SERVICE_NAMES",
+    "ServiceResources",
+    "ServiceScaling",
+    "ServiceSettings",
+    "Services",
+    "service_rules",
     "ServiceTopology",
     "Slo",
     "StackSettings",
@@ -143,14 +187,17 @@ __all__ = [
     "TracingSettings",
     "UserPool",
     "Uuid",
-    "WorkloadIdentity",
     "Zone",
     "broker_rules",
+    "edge_rules",
     "default_slos",
     "document_with_reference",
     "environment_rules",
+    "load_test_rules",
     "from_config_map",
     "load",
+    "namespace_problems",
+    "read_stack_file",
     "observability_rules",
     "parse_value",
     "reference_markdown",

@@ -1,4 +1,5 @@
-"""Broker settings: the RabbitMQ cluster (in-cluster or CloudAMQP) and its event topology."""
+"""Broker settings: the RabbitMQ cluster (in-cluster or CloudAMQP) and its event topology
+(exchange, dead-letter exchange, queue defaults; each service's side lives in `services`)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ class QueueOverrides(Model):
 
 
 class ServiceTopology(Model):
+    """A service's side of the topology (the keys of a ``services.<name>`` entry)."""
+
     queue: ObjectName | None = None  # default: <service>.events
     bindings: list[BindingPattern] = Field(default_factory=list)  # none: a publisher only
     dead_letter_queue: bool = False  # a dlq.<service> queue of its own, besides dlq.all
@@ -42,7 +45,7 @@ class Topology(Model):
     dead_letter_exchange: ObjectName = "bloodbank.events.dlq"
     dead_letter_retention_days: int = Field(default=7, ge=1, le=90)
     defaults: QueueDefaults = QueueDefaults()
-    services: dict[ServiceName, ServiceTopology] = Field(default_factory=dict)
+    # Each service's queue, bindings and dead-letter queue live in its `services.<name>` entry.
 
 
 class BrokerResources(Model):
@@ -61,6 +64,34 @@ class CloudAmqpSettings(Model):
     memory_alarm_percent: int = Field(default=80, ge=10, le=95)
 
 
+# An image pinned to a version tag (starting with a digit: never `latest`) or to a digest.
+PinnedImage = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9./_-]*(:[0-9][A-Za-z0-9._-]*|@sha256:[0-9a-f]{64})$")]
+PERF_TEST_IMAGE = "pivotalrabbitmq/perf-test:2.25.0"  # RabbitMQ PerfTest, release v2.25.0
+
+
+class LoadTestResources(Model):
+    cpu_request: Quantity = "1"
+    cpu_limit: Quantity = "2"
+    memory: Memory = "1Gi"  # request = limit
+
+
+class LoadTestSettings(Model):
+    """An opt-in RabbitMQ PerfTest run as a Kubernetes Job against the in-cluster broker
+    (docs/runbooks/load-test.md). Off unless ``enabled: true``."""
+
+    enabled: bool = False
+    namespace: ServiceName = "loadtest"
+    image: PinnedImage = PERF_TEST_IMAGE
+    producers: int = Field(default=10, ge=1, le=500)
+    consumers: int = Field(default=10, ge=1, le=500)
+    rate: int = Field(default=50, ge=1, le=100_000)  # messages per second, per producer
+    duration_seconds: int = Field(default=300, ge=10, le=86_400)
+    message_size: int = Field(default=1000, ge=12, le=1_048_576)  # bytes; PerfTest's minimum is 12
+    queues: int = Field(default=2, ge=1, le=100)  # perf-test-1 .. perf-test-<queues>
+    confirm: int = Field(default=100, ge=1, le=10_000)  # max unconfirmed publishes per producer
+    resources: LoadTestResources = LoadTestResources()
+
+
 class BrokerSettings(Model):
     backend: Literal["in-cluster", "cloudamqp"] = "in-cluster"
     namespace: ServiceName = "messaging"
@@ -76,3 +107,4 @@ class BrokerSettings(Model):
     monitoring_namespace: ServiceName = "monitoring"
     topology: Topology = Topology()
     cloudamqp: CloudAmqpSettings | None = None
+    load_test: LoadTestSettings = LoadTestSettings()

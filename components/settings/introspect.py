@@ -108,6 +108,9 @@ PATTERN_LABELS = {
     r"^\d+(Mi|Gi)$": "a memory quantity (`512Mi`, `2Gi`)",
     r"^\d+Gi$": "a size in Gi (`20Gi`)",
     r"^\d+\.\d+\.\d+$": "a version `X.Y.Z`",
+    r"^[a-z0-9][a-z0-9./_-]*(:[0-9][A-Za-z0-9._-]*|@sha256:[0-9a-f]{64})$": (
+        "an image pinned to a version tag (`repo:1.2.3`) or a digest"
+    ),
     r"^[a-z0-9./-]+$": "a Kubernetes label key",
     r"^\d+(s|m|h|d)$": "a duration (`30s`, `5m`, `72h`, `30d`)",
     r"^[a-zA-Z_:][a-zA-Z0-9_:]*$": "a Prometheus metric name",

@@ -1,4 +1,5 @@
-"""Key Vault settings: network access, secret expiry and rotation, the workload identity."""
+"""Key Vault settings: network access, secret expiry and rotation. There is no vault-wide
+workload grant: each identity is granted its own secrets (components/landing.py, keda.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from .base import IpOrCidr, Model, ServiceName
-
-
-class WorkloadIdentity(Model):
-    namespace: ServiceName = "platform"
-    service_account: ServiceName = "platform-secrets"
+from .base import IpOrCidr, Model
 
 
 class KeyVaultSettings(Model):
@@ -21,4 +17,3 @@ class KeyVaultSettings(Model):
     soft_delete_retention_days: int = Field(default=90, ge=90, le=90)
     secrets_expire_on: _dt.date
     rotation: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
-    workload_identity: WorkloadIdentity = WorkloadIdentity()

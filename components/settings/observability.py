@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from .base import Gibibytes, Model, ServiceName
+from .base import Gibibytes, Model, ServiceName, Uuid
 
 Duration = Annotated[str, Field(pattern=r"^\d+(s|m|h|d)$")]
 MetricName = Annotated[str, Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")]
@@ -70,11 +70,24 @@ class AlertmanagerSettings(Model):
     storage_size: Gibibytes = "5Gi"
 
 
+class GrafanaSignIn(Model):
+    """Entra ID sign-in (Grafana's auth.azuread) with an app registration made outside the
+    stack: its client ID, and its client secret as a secure value (stored in Key Vault).
+    Members of the admin group get Grafana's Admin role, of the viewer groups Viewer; nobody
+    else may sign in. The generated local admin password stays in Key Vault for break-glass."""
+
+    client_id: Uuid
+    client_secret: str | None = None  # secure value
+    admin_group_object_id: Uuid
+    viewer_group_object_ids: list[Uuid] = Field(default_factory=list)
+    local_admin_login: bool = True  # the login form and basic auth; must be false in prod
+
+
 class GrafanaSettings(Model):
     storage_size: Gibibytes = "10Gi"
+    # Served over HTTPS through the edge (edge.enabled) at this name, inside edge.dnsZone.
     hostname: Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")] | None = None
-    tls_secret_name: ServiceName = "grafana-tls"
-    ingress_class_name: str = "webapprouting.kubernetes.azure.com"
+    sign_in: GrafanaSignIn | None = None
 
 
 class JaegerSettings(Model):

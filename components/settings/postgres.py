@@ -1,13 +1,14 @@
-"""PostgreSQL Flexible Server settings: SKU, storage, backups, high availability, databases,
-and who signs in how (Entra administrators, password authentication)."""
+"""PostgreSQL Flexible Server settings: SKU, storage, backups, high availability, and who signs
+in how (Entra administrators, password authentication). Which services own a database is
+`services.<name>.database`."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from .base import Model, ServiceName, Uuid, Zone
+from .base import Model, Uuid, Zone
 
 
 class PostgresMaintenance(Model):
@@ -40,18 +41,9 @@ class PostgresSettings(Model):
     # Set to adopt a server restored under another name (docs/runbooks/postgres-restore.md).
     server_name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")] | None = None
     maintenance_window: PostgresMaintenance = PostgresMaintenance()
-    databases: list[ServiceName] = Field(default_factory=list)
     # Entra ID sign-in is always on; password sign-in (the generated admin password) must be
     # off in prod and is break-glass only where on.
     password_auth: bool = True
     entra_admin_group: EntraAdminGroup | None = None
     # Microsoft Defender for open-source relational databases on this server.
     defender: bool = True
-
-    @field_validator("databases")
-    @classmethod
-    def _unique(cls, v: list[str]) -> list[str]:
-        dupes = sorted({d for d in v if v.count(d) > 1})
-        if dupes:
-            raise ValueError(f"must not repeat a database ({', '.join(dupes)} listed twice)")
-        return v

@@ -1,10 +1,16 @@
 """Rules across keys and per environment: overlapping networks, zone-redundant HA, the prod
-minimums, the broker topology's consistency. Each broken rule is a Problem naming its own key."""
+minimums, the broker topology's consistency. Each broken rule is a Problem naming its own key.
+
+The rules are small checks (``CHECKS``), each reading as few parts of the stack as it can: when
+some parts have shape errors, ``loading.validate`` still runs every check that reads only valid
+parts, and counts the others as waiting."""
 
 from __future__ import annotations
 
 import difflib
 import ipaddress
+import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pydantic.alias_generators import to_camel
@@ -17,7 +23,11 @@ if TYPE_CHECKING:
 
 
 def environment_rules(s: StackSettings) -> list[Problem]:
-    """Rules that depend on more than one key or on the environment."""
+    """Rules that depend on more than one key or on the environment: every check in CHECKS."""
+    return [problem for check in CHECKS for problem in check(s)]
+
+
+def network_rules(s: StackSettings) -> list[Problem]:
     p: list[Problem] = []
     net = s.network
     space = ipaddress.IPv4Network(net.address_space)  # every Cidr field is an IPv4 network (check_cidr)
@@ -26,6 +36,8 @@ def environment_rules(s: StackSettings) -> list[Problem]:
         "network.postgresSubnet": net.postgres_subnet,
         "network.endpointsSubnet": net.endpoints_subnet,
     }
+    if s.edge.enabled:
+        subnets["edge.subnet"] = s.edge.subnet  # delegated to the Application Gateway for Containers
     for key, cidr in subnets.items():
         if not ipaddress.IPv4Network(cidr).subnet_of(space):
             p.append(Problem(key=key, message=f"must lie inside network.addressSpace {net.address_space}", got=cidr))
@@ -34,9 +46,21 @@ def environment_rules(s: StackSettings) -> list[Problem]:
         for k2, c2 in items[i + 1 :]:
             if ipaddress.ip_network(c1).overlaps(ipaddress.ip_network(c2)):
                 p.append(Problem(key=k2, message=f"must not overlap {k1} {c1}", got=c2))
+    return p
+
+
+def aks_network_rules(s: StackSettings) -> list[Problem]:
+    p: list[Problem] = []
+    net = s.network
+    space = ipaddress.IPv4Network(net.address_space)
     for key, cidr in {"aks.podCidr": s.aks.pod_cidr, "aks.serviceCidr": s.aks.service_cidr}.items():
         if ipaddress.ip_network(cidr).overlaps(space):
             p.append(Problem(key=key, message=f"must not overlap network.addressSpace {net.address_space}", got=cidr))
+    return p
+
+
+def aks_rules(s: StackSettings) -> list[Problem]:
+    p: list[Problem] = []
     if ipaddress.ip_address(s.aks.dns_service_ip) not in ipaddress.ip_network(s.aks.service_cidr):
         p.append(
             Problem(
@@ -73,6 +97,11 @@ def environment_rules(s: StackSettings) -> list[Problem]:
                     got=r,
                 )
             )
+    return p
+
+
+def key_vault_rules(s: StackSettings) -> list[Problem]:
+    p: list[Problem] = []
     for i, r in enumerate(s.key_vault.allowed_ip_ranges):
         if r.startswith("0.0.0.0"):
             p.append(
@@ -80,6 +109,11 @@ def environment_rules(s: StackSettings) -> list[Problem]:
                     key=f"keyVault.allowedIpRanges[{i}]", message="must not open Key Vault to the whole internet", got=r
                 )
             )
+    return p
+
+
+def postgres_rules(s: StackSettings) -> list[Problem]:
+    p: list[Problem] = []
     if (
         s.postgres.high_availability == "ZoneRedundant"
         and s.postgres.availability_zone == s.postgres.standby_availability_zone
@@ -100,6 +134,11 @@ def environment_rules(s: StackSettings) -> list[Problem]:
                 got=s.postgres.sku_tier,
             )
         )
+    return p
+
+
+def rotation_rules(s: StackSettings) -> list[Problem]:
+    p: list[Problem] = []
     known = s.secret_names()
     for name in s.key_vault.rotation:
         if name not in known:
@@ -108,12 +147,11 @@ def environment_rules(s: StackSettings) -> list[Problem]:
             p.append(
                 Problem(key=f"keyVault.rotation.{name}", message=f"is not a generated secret{hint}", has_got=False)
             )
+    return p
 
-    p += broker_rules(s)
-    p += observability_rules(s)
-    p += egress_rules(s)
-    p += hardening_rules(s)
 
+def prod_broker_rules(s: StackSettings) -> list[Problem]:
+    p: list[Problem] = []
     if s.is_prod:
         if s.broker.replicas < 3:
             p.append(
@@ -125,6 +163,12 @@ def environment_rules(s: StackSettings) -> list[Problem]:
             )
         if s.broker.plaintext_listener:
             p.append(Problem(key="broker.plaintextListener", message="must be false in prod (AMQPS only)", got=True))
+    return p
+
+
+def prod_aks_rules(s: StackSettings) -> list[Problem]:
+    p: list[Problem] = []
+    if s.is_prod:
         if sorted(s.aks.availability_zones) != ["1", "2", "3"]:
             p.append(
                 Problem(
@@ -145,6 +189,12 @@ def environment_rules(s: StackSettings) -> list[Problem]:
                     got=s.aks.system_pool.count,
                 )
             )
+    return p
+
+
+def prod_postgres_rules(s: StackSettings) -> list[Problem]:
+    p: list[Problem] = []
+    if s.is_prod:
         if s.postgres.high_availability != "ZoneRedundant":
             p.append(
                 Problem(
@@ -225,11 +275,14 @@ def egress_rules(s: StackSettings) -> list[Problem]:
                     got=net.firewall_subnet,
                 )
             )
-        for key, cidr in {
+        others = {
             "network.aksSubnet": net.aks_subnet,
             "network.postgresSubnet": net.postgres_subnet,
             "network.endpointsSubnet": net.endpoints_subnet,
-        }.items():
+        }
+        if s.edge.enabled:
+            others["edge.subnet"] = s.edge.subnet  # the edge's delegated subnet shares the VNet
+        for key, cidr in others.items():
             if fw.overlaps(ipaddress.IPv4Network(cidr)):
                 p.append(Problem(key="network.firewallSubnet", message=f"must not overlap {key} {cidr}", got=str(fw)))
     if net.egress == "firewall" and s.registry.sku != "Premium":
@@ -406,11 +459,11 @@ def broker_rules(s: StackSettings) -> list[Problem]:
                 got=t.dead_letter_exchange,
             )
         )
-    if not t.services:
-        p.append(Problem(key="broker.topology.services", message="must list at least one service", got={}))
+    if not s.services:
+        p.append(Problem(key="services", message="must list at least one service", got={}))
     owners: dict[str, str] = {}
-    for svc, cfg in t.services.items():
-        base = f"broker.topology.services.{svc}"
+    for svc, cfg in s.services.items():
+        base = f"services.{svc}"
         queue = cfg.queue or f"{svc}.events"
         if queue.startswith("dlq.") or queue in (t.exchange, t.dead_letter_exchange):
             p.append(
@@ -455,3 +508,234 @@ def broker_rules(s: StackSettings) -> list[Problem]:
                 )
             )
     return p
+
+
+def service_rules(s: StackSettings) -> list[Problem]:
+    """A service's landing zone: its name, its scaling and its quota must be consistent."""
+    from .services import RESERVED_SERVICE_NAMES, cpu_millis, memory_mebibytes
+
+    p: list[Problem] = []
+    platform = {s.broker.namespace, s.broker.monitoring_namespace, s.observability.namespace}
+    for svc, cfg in s.services.items():
+        base = f"services.{svc}"
+        # "<x>-url" would take the Key Vault name of service <x>'s connection string
+        if svc in RESERVED_SERVICE_NAMES or svc in platform or svc.startswith("kube-") or svc.endswith("-url"):
+            p.append(
+                Problem(
+                    key=base,
+                    message="is a reserved name (a platform namespace or a platform secret's name); rename the service",
+                    has_got=False,
+                )
+            )
+        r = cfg.resources
+        for default, total, key, unit in (
+            (r.default_cpu_request, r.requests_cpu, "defaultCpuRequest", cpu_millis),
+            (r.default_memory_request, r.requests_memory, "defaultMemoryRequest", memory_mebibytes),
+            (r.default_cpu_limit, r.limits_cpu, "defaultCpuLimit", cpu_millis),
+            (r.default_memory_limit, r.limits_memory, "defaultMemoryLimit", memory_mebibytes),
+            (r.default_cpu_request, r.default_cpu_limit, "defaultCpuRequest", cpu_millis),
+            (r.default_memory_request, r.default_memory_limit, "defaultMemoryRequest", memory_mebibytes),
+        ):
+            if unit(default) > unit(total):
+                p.append(Problem(key=f"{base}.resources.{key}", message=f"must not exceed {total}", got=default))
+        sc = cfg.scaling
+        if sc is None:
+            continue
+        if not cfg.bindings:
+            p.append(
+                Problem(
+                    key=f"{base}.scaling",
+                    message="needs a queue to scale on: list the service's bindings",
+                    has_got=False,
+                )
+            )
+        if sc.min_replicas > sc.max_replicas:
+            p.append(
+                Problem(
+                    key=f"{base}.scaling.minReplicas",
+                    message=f"must not exceed {base}.scaling.maxReplicas ({sc.max_replicas})",
+                    got=sc.min_replicas,
+                )
+            )
+        if sc.max_replicas > r.pods:
+            p.append(
+                Problem(
+                    key=f"{base}.scaling.maxReplicas",
+                    message=f"must not exceed {base}.resources.pods ({r.pods}), the namespace's pod quota",
+                    got=sc.max_replicas,
+                )
+            )
+    return p
+
+
+def edge_rules(s: StackSettings) -> list[Problem]:
+    """The HTTPS edge: what it needs when on, Grafana's hostname inside the zone, sign-in, and
+    prod's requirements (edge on, WAF in prevention, production certificates, Entra sign-in only)."""
+    e, g = s.edge, s.observability.grafana
+    p: list[Problem] = []
+    if e.enabled:
+        if ipaddress.IPv4Network(e.subnet).prefixlen > 24:
+            p.append(
+                Problem(
+                    key="edge.subnet",
+                    message="must be a /24 or larger (Application Gateway for Containers' delegated subnet)",
+                    got=e.subnet,
+                )
+            )
+        if e.dns_zone is None:
+            p.append(Problem(key="edge.dnsZone", message="is required when edge.enabled is true", has_got=False))
+        if e.acme_email is None:
+            p.append(
+                Problem(
+                    key="edge.acmeEmail",
+                    message="is required when edge.enabled is true (the Let's Encrypt account's contact)",
+                    has_got=False,
+                )
+            )
+        if g.hostname is None:
+            p.append(
+                Problem(
+                    key="observability.grafana.hostname",
+                    message="is required when edge.enabled is true (the edge serves Grafana)",
+                    has_got=False,
+                )
+            )
+        elif e.dns_zone is not None and not (
+            g.hostname == e.dns_zone.name or g.hostname.endswith(f".{e.dns_zone.name}")
+        ):
+            p.append(
+                Problem(
+                    key="observability.grafana.hostname",
+                    message=f"must lie inside edge.dnsZone.name {e.dns_zone.name}",
+                    got=g.hostname,
+                )
+            )
+    elif g.hostname is not None:
+        p.append(
+            Problem(
+                key="observability.grafana.hostname",
+                message="needs edge.enabled: true (nothing else serves Grafana outside the cluster)",
+                got=g.hostname,
+            )
+        )
+    if g.sign_in is not None:
+        if g.hostname is None:
+            p.append(
+                Problem(
+                    key="observability.grafana.signIn",
+                    message="needs observability.grafana.hostname (Entra redirects to https://<hostname>/login/azuread)",
+                    has_got=False,
+                )
+            )
+        if g.sign_in.client_secret is None:
+            p.append(
+                Problem(
+                    key="observability.grafana.signIn.clientSecret",
+                    message="is required (a secure value: pulumi config set --secret --path ...)",
+                    has_got=False,
+                )
+            )
+    if s.is_prod:
+        if not e.enabled:
+            p.append(Problem(key="edge.enabled", message="must be true in prod (HTTPS edge for Grafana)", got=False))
+        if e.waf.mode != "Prevention":
+            p.append(Problem(key="edge.waf.mode", message="must be 'Prevention' in prod", got=e.waf.mode))
+        if e.acme_server != "production":
+            p.append(
+                Problem(
+                    key="edge.acmeServer",
+                    message="must be 'production' in prod (staging certificates are not trusted by browsers)",
+                    got=e.acme_server,
+                )
+            )
+        if g.sign_in is None:
+            p.append(
+                Problem(
+                    key="observability.grafana.signIn",
+                    message="is required in prod (Entra ID sign-in)",
+                    has_got=False,
+                )
+            )
+        elif g.sign_in.local_admin_login:
+            p.append(
+                Problem(
+                    key="observability.grafana.signIn.localAdminLogin",
+                    message="must be false in prod (Entra sign-in only; the admin password is break-glass)",
+                    got=True,
+                )
+            )
+    return p
+
+
+# The load test's own names on the broker (components/render/broker.py grants its user exactly these).
+LOAD_TEST_USER = "perf-test"
+LOAD_TEST_PERMISSION = r"^perf-test(-[0-9]+)?$"  # its exchange perf-test and queues perf-test-<n>
+LOAD_TEST_NAMES = re.compile(LOAD_TEST_PERMISSION)
+
+
+def load_test_rules(s: StackSettings) -> list[Problem]:
+    b, lt = s.broker, s.broker.load_test
+    p: list[Problem] = []
+    if b.backend == "in-cluster" and LOAD_TEST_USER in s.services:
+        p.append(
+            Problem(
+                key=f"services.{LOAD_TEST_USER}",
+                message=f"is reserved for the load test's user (Key Vault secret broker-{LOAD_TEST_USER})",
+                has_got=False,
+            )
+        )
+    t = b.topology
+    names = {"broker.topology.exchange": t.exchange, "broker.topology.deadLetterExchange": t.dead_letter_exchange}
+    names |= {f"services.{svc}.queue": cfg.queue for svc, cfg in s.services.items() if cfg.queue}
+    for key, name in names.items():
+        if LOAD_TEST_NAMES.match(name):
+            p.append(
+                Problem(key=key, message="must not use the load test's names (perf-test, perf-test-<n>)", got=name)
+            )
+    if not lt.enabled:
+        return p
+    if b.backend != "in-cluster":
+        p.append(
+            Problem(
+                key="broker.loadTest.enabled",
+                message="must be false when broker.backend is not 'in-cluster' (the load test runs in the cluster)",
+                got=True,
+            )
+        )
+    taken = {"broker.namespace": b.namespace, "broker.monitoringNamespace": b.monitoring_namespace}
+    taken |= {f"the service '{svc}'": svc for svc in s.services}
+    for what, ns in taken.items():
+        if lt.namespace == ns:
+            p.append(Problem(key="broker.loadTest.namespace", message=f"must differ from {what}'s namespace", got=ns))
+    for key, count in (("producers", lt.producers), ("consumers", lt.consumers)):
+        if lt.queues > count:
+            p.append(
+                Problem(
+                    key="broker.loadTest.queues",
+                    message=f"must not exceed broker.loadTest.{key} ({count}): every queue needs one",
+                    got=lt.queues,
+                )
+            )
+    return p
+
+
+# Every check, in the order its lines are reported. A check reads the parts of the stack it needs
+# (network, aks, ..., environment); ``loading.validate`` runs those whose parts all have a valid shape.
+CHECKS: list[Callable[[StackSettings], list[Problem]]] = [
+    network_rules,
+    aks_network_rules,
+    aks_rules,
+    key_vault_rules,
+    postgres_rules,
+    rotation_rules,
+    broker_rules,
+    service_rules,
+    load_test_rules,
+    observability_rules,
+    edge_rules,
+    egress_rules,
+    hardening_rules,
+    prod_broker_rules,
+    prod_aks_rules,
+    prod_postgres_rules,
+]

@@ -12,12 +12,14 @@ from .aks import AksSettings
 from .base import Environment, Model
 from .broker import BrokerSettings
 from .budget import BudgetSettings
+from .edge import EdgeSettings
 from .keyvault import KeyVaultSettings
 from .network import NetworkSettings
 from .observability import ObservabilitySettings
 from .postgres import PostgresSettings
 from .registry import RegistrySettings
 from .rules import environment_rules
+from .services import Services
 
 
 class StackSettings(Model):
@@ -31,6 +33,8 @@ class StackSettings(Model):
     key_vault: KeyVaultSettings
     broker: BrokerSettings = BrokerSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    services: Services = Field(default_factory=dict)
+    edge: EdgeSettings = EdgeSettings()
     budget: BudgetSettings = BudgetSettings()
     registry: RegistrySettings = RegistrySettings()
 
@@ -64,8 +68,23 @@ class StackSettings(Model):
             )
         return self
 
+    @property
+    def databases(self) -> list[str]:
+        """The services that own a PostgreSQL database (``services.<name>.database: true``)."""
+        return [svc for svc, cfg in self.services.items() if cfg.database]
+
+    @property
+    def scaled_services(self) -> list[str]:
+        """The services KEDA scales on their queue's depth (``services.<name>.scaling``)."""
+        return [svc for svc, cfg in self.services.items() if cfg.scaling is not None]
+
     def secret_names(self) -> list[str]:
         """Every secret the stack generates (the keys allowed under keyVault.rotation)."""
-        return ["postgres-admin", "broker-admin", "grafana-admin"] + [
-            f"broker-{svc}" for svc in self.broker.topology.services
+        names = ["postgres-admin", "broker-admin", "grafana-admin", "broker-keda-monitor"] + [
+            f"broker-{svc}" for svc in self.services
         ]
+        # The load test's user (broker.loadTest): generated whether or not the test runs, since
+        # Key Vault's purge protection would block re-creating a deleted secret of that name.
+        if self.broker.backend == "in-cluster":
+            names.append("broker-perf-test")
+        return names

@@ -1,0 +1,358 @@
+"""The access matrix: who can read what, derived from the RECORDED PLAN (plan.json's resources)
+and the rendered broker definitions (build/<stack>/rabbitmq/definitions.json), never from the
+settings. For every identity (each service's, each platform component's, the admin group, the
+deployer): the Key Vault secrets it can read, its broker user's permissions resolved to the
+queues and exchanges they match, its database, and what its pods may reach (the
+NetworkPolicies of the namespaces its federated service accounts live in).
+
+``make plan`` writes build/<stack>/access.json and access.md through the checked writer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
+IDENTITY = "azure-native:managedidentity:UserAssignedIdentity"
+FEDERATION = "azure-native:managedidentity:FederatedIdentityCredential"
+KV_SECRET = "azure-native:keyvault:Secret"
+PG_ADMIN = "azure-native:dbforpostgresql:AdministratorsMicrosoftEntra"
+PG_DATABASE = "azure-native:dbforpostgresql:Database"
+VNET = "azure-native:network:VirtualNetwork"
+NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+CONFIGMAP = "kubernetes:core/v1:ConfigMap"
+
+ROLES = {
+    "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
+    "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": "Key Vault Secrets Officer",
+    "00482a5a-887f-4fb3-b363-3b7fe8e74483": "Key Vault Administrator",
+    "21090545-7ca7-4776-b22c-e363652d74d2": "Key Vault Reader",
+    "4d97b98b-1d4f-4787-a291-c67834d212e7": "Network Contributor",
+}
+KV_ROLES = {g for g, n in ROLES.items() if n.startswith("Key Vault")}
+GRANTS_ANNOTATION = "event-backbone.io/database-grants"  # components/render/database.py
+
+
+def _role(props: dict) -> tuple[str, str]:
+    guid = str(props.get("roleDefinitionId", "")).rsplit("/", 1)[-1].lower()
+    return guid, ROLES.get(guid, guid)
+
+
+def _secret_of(scope: str) -> str | None:
+    lowered = scope.lower()
+    if "/providers/microsoft.keyvault/vaults/" in lowered and "/secrets/" in lowered:
+        return scope[lowered.index("/secrets/") + len("/secrets/") :]
+    return None
+
+
+def _scope_label(scope: str) -> str:
+    lowered = scope.lower()
+    if "/providers/microsoft.keyvault/vaults/" in lowered:
+        return "vault " + scope.rstrip("/").rsplit("/", 1)[-1]
+    if "/subnets/" in lowered:
+        return "subnet " + scope.rstrip("/").rsplit("/", 1)[-1]
+    return scope
+
+
+# ----------------------------------------------------------------- network
+def _labels(selector: dict | None) -> str:
+    if not selector:
+        return "all pods"
+    parts = [f"{k}={v}" for k, v in (selector.get("matchLabels") or {}).items()]
+    parts += [
+        f"{e['key']} {e['operator']} [{', '.join(e.get('values', []))}]" for e in selector.get("matchExpressions") or []
+    ]
+    return ", ".join(parts) or "all pods"
+
+
+def _peer(peer: dict, subnets: dict[str, str]) -> str:
+    if "ipBlock" in peer:
+        block = peer["ipBlock"]
+        cidr, exceptions = block["cidr"], block.get("except") or []
+        if cidr == "0.0.0.0/0" and exceptions:
+            return f"public addresses (0.0.0.0/0 except {len(exceptions)} private ranges)"
+        return f"{cidr} ({subnets[cidr]})" if cidr in subnets else cidr
+    ns = peer.get("namespaceSelector")
+    pods = peer.get("podSelector")
+    if ns is not None:
+        names = (ns.get("matchLabels") or {}).get("kubernetes.io/metadata.name")
+        where = (
+            f"namespace {names}"
+            if names and len(ns) == 1 and len(ns["matchLabels"]) == 1
+            else f"namespaces ({_labels(ns)})"
+        )
+    else:
+        where = "own namespace"
+    return where if pods is None else f"{where}, pods {_labels(pods)}"
+
+
+def _ports(ports: list[dict] | None) -> str:
+    if not ports:
+        return "all ports"
+    out = []
+    for p in ports:
+        port = p.get("port", "*")
+        end = f"-{p['endPort']}" if p.get("endPort") else ""
+        out.append(f"{port}{end}/{p.get('protocol', 'TCP')}")
+    return ", ".join(out)
+
+
+def network_of(namespace: str, policies: list[dict], subnets: dict[str, str]) -> dict:
+    """What the namespace's pods may reach (egress) and who may reach them (ingress)."""
+    mine = [p for p in policies if p["metadata"].get("namespace") == namespace]
+    if not mine:
+        return {
+            "namespace": namespace,
+            "defaultDeny": [],
+            "egress": ["anything (no NetworkPolicy)"],
+            "ingress": ["anything (no NetworkPolicy)"],
+        }
+    deny = sorted(
+        {
+            t
+            for p in mine
+            if p["spec"].get("podSelector") == {}
+            for t in p["spec"].get("policyTypes", [])
+            if not p["spec"].get(t.lower())
+        }
+    )
+    egress, ingress = [], []
+    for p in mine:
+        who = "" if p["spec"].get("podSelector") == {} else f" [pods {_labels(p['spec'].get('podSelector'))}]"
+        for rule in p["spec"].get("egress") or []:
+            for peer in rule.get("to") or [{}]:
+                egress.append(f"{_peer(peer, subnets)} : {_ports(rule.get('ports'))}{who}")
+        for rule in p["spec"].get("ingress") or []:
+            for peer in rule.get("from") or [{}]:
+                ingress.append(f"{_peer(peer, subnets)} : {_ports(rule.get('ports'))}{who}")
+    return {"namespace": namespace, "defaultDeny": deny, "egress": sorted(egress), "ingress": sorted(ingress)}
+
+
+# ----------------------------------------------------------------- broker
+def broker_access(definitions: dict, user: str) -> dict:
+    """A broker user's permissions resolved to the queues and exchanges they match."""
+    exchanges = [x["name"] for x in definitions.get("exchanges", [])]
+    queues = [q["name"] for q in definitions.get("queues", [])]
+    tags = next((u.get("tags", []) for u in definitions.get("users", []) if u["name"] == user), None)
+    out: dict[str, Any] = {"user": user, "exists": tags is not None, "tags": tags or []}
+    for perm in definitions.get("permissions", []):
+        if perm["user"] != user:
+            continue
+        out["vhost"] = perm["vhost"]
+        for kind in ("configure", "write", "read"):
+            pattern = re.compile(perm[kind])
+            out[kind] = {
+                "pattern": perm[kind],
+                "exchanges": [n for n in exchanges if pattern.search(n)],
+                "queues": [n for n in queues if pattern.search(n)],
+            }
+    return out
+
+
+# ----------------------------------------------------------------- the matrix
+def matrix(doc: dict, definitions: dict) -> dict:
+    resources = doc["resources"]
+
+    def of(typ: str) -> list[dict]:
+        return [r for r in resources if r["type"] == typ]
+
+    subnets: dict[str, str] = {}
+    for vnet in of(VNET):
+        for sn in vnet["inputs"].get("subnets") or []:
+            subnets[sn["addressPrefix"]] = f"subnet {sn['name']}"
+    policies = [r["inputs"] for r in of(NETPOL)]
+    secret_tags = {r["inputs"].get("secretName"): r["inputs"].get("tags") or {} for r in of(KV_SECRET)}
+    all_secrets = sorted(n for n in secret_tags if n)
+
+    # principal ids: an identity's is what the grants / Entra admins that depend on it carry
+    identities = {r["urn"]: r for r in of(IDENTITY)}
+    principal_of: dict[str, str] = {}
+    for r in of(ROLE_ASSIGNMENT) + of(PG_ADMIN):
+        pid = r["inputs"].get("principalId") or r["inputs"].get("objectId")
+        for dep in r["dependencies"]:
+            if dep in identities and isinstance(pid, str):
+                principal_of.setdefault(dep, pid)
+
+    # The bootstrap Job's ConfigMap carries its grants as data (role, Entra object id, database).
+    grants = [
+        g
+        for r in of(CONFIGMAP)
+        for g in json.loads(((r["inputs"].get("metadata") or {}).get("annotations") or {}).get(GRANTS_ANNOTATION, "[]"))
+    ]
+    role_oid = {g["role"]: str(g["objectId"]).lower() for g in grants}
+    owners = {g["database"]: g["role"] for g in grants}  # database -> role
+    databases_in_plan = {r["inputs"].get("databaseName") for r in of(PG_DATABASE)}
+    pg_admins = {str(r["inputs"].get("objectId")).lower(): r["inputs"].get("principalName") for r in of(PG_ADMIN)}
+    pg_names = {k: v for k, v in pg_admins.items() if isinstance(v, str)}
+
+    rows: dict[str, dict] = {}
+
+    def row(key: str, kind: str, name: str, principal: str) -> dict:
+        return rows.setdefault(
+            principal.lower(),
+            {
+                "identity": key,
+                "kind": kind,
+                "name": name,
+                "principal": principal,
+                "serviceAccounts": [],
+                "keyVault": [],
+                "otherRoles": [],
+                "broker": [],
+                "database": [],
+                "network": [],
+            },
+        )
+
+    for urn, ident in identities.items():
+        tags = ident["inputs"].get("tags") or {}
+        name = ident["inputs"].get("resourceName", ident["name"])
+        if tags.get("service"):
+            key, kind = f"service {tags['service']}", "service"
+        else:  # <prefix>-<env>-id-<component>
+            key, kind = f"platform {tags.get('component') or name.split('-id-', 1)[-1]}", "platform"
+        row(key, kind, name, principal_of.get(urn, f"(unknown: {name})"))
+    for fed in of(FEDERATION):
+        ident = next((identities[d] for d in fed["dependencies"] if d in identities), None)
+        if ident is None:
+            continue
+        r = rows[principal_of.get(ident["urn"], f"(unknown: {ident['inputs'].get('resourceName')})").lower()]
+        sa = fed["inputs"]["subject"].removeprefix("system:serviceaccount:")
+        r["serviceAccounts"].append(sa)
+
+    for grant in of(ROLE_ASSIGNMENT):
+        p = grant["inputs"]
+        guid, role_name = _role(p)
+        pid = str(p.get("principalId"))
+        if pid.lower() not in rows:
+            kind = "group" if p.get("principalType") == "Group" else "deployer"
+            label = f"group {pg_names.get(pid.lower(), pid)}" if kind == "group" else "deployer"
+            row(label, kind, pid, pid)
+        r = rows[pid.lower()]
+        scope = str(p.get("scope", ""))
+        if guid in KV_ROLES:
+            secret = _secret_of(scope)
+            r["keyVault"].append(
+                {"secret": secret or "*", "scope": "secret" if secret else _scope_label(scope), "role": role_name}
+            )
+        else:
+            r["otherRoles"].append({"role": role_name, "scope": _scope_label(scope)})
+
+    for pid, r in rows.items():
+        readable = {g["secret"] for g in r["keyVault"]}
+        if "*" in readable:
+            readable = set(all_secrets)
+        r["secretsReadable"] = sorted(readable)
+        users = sorted(
+            {f"svc-{secret_tags[s]['service']}" for s in readable if secret_tags.get(s, {}).get("service")}
+            | {secret_tags[s]["user"] for s in readable if secret_tags.get(s, {}).get("user")}
+        )
+        r["broker"] = [broker_access(definitions, u) for u in users]
+        for role, oid in role_oid.items():
+            if oid == pid:
+                r["database"] += [
+                    f"owns {db} (role {role})"
+                    for db, owner in owners.items()
+                    if owner == role and db in databases_in_plan
+                ]
+        if pid in pg_admins:
+            r["database"].append(f"PostgreSQL Entra administrator ({pg_admins[pid]})")
+        for sa in r["serviceAccounts"]:
+            r["network"].append(network_of(sa.split(":", 1)[0], policies, subnets))
+        r["keyVault"].sort(key=lambda g: g["secret"])
+
+    order = {"service": 0, "platform": 1, "group": 2, "deployer": 3}
+    ordered = sorted(rows.values(), key=lambda r: (order[r["kind"]], r["identity"]))
+    readers: dict[str, list[str]] = {s: [] for s in all_secrets}
+    for r in ordered:
+        for s in r["secretsReadable"]:
+            readers.setdefault(s, []).append(r["identity"])
+    return {"project": doc["project"], "stack": doc["stack"], "identities": ordered, "secretReaders": readers}
+
+
+# ----------------------------------------------------------------- rendering
+def _names(access: dict, kind: str) -> str:
+    if kind not in access:
+        return "—"
+    a = access[kind]
+    items = [f"exchange {n}" for n in a["exchanges"]] + [f"queue {n}" for n in a["queues"]]
+    return ", ".join(items) or "nothing"
+
+
+def markdown(m: dict) -> str:
+    lines = [
+        f"# Access matrix: {m['project']}/{m['stack']}",
+        "",
+        "Derived from the recorded plan (build/<stack>/plan.json) and the rendered broker definitions",
+        "(rabbitmq/definitions.json) by dryrun/access.py: what each identity can read and reach.",
+        "",
+        "| Identity | Signs in as | Key Vault secrets it can read | Broker user: configure / write / read"
+        " | Database | Pods may reach (egress) | Pods reachable from (ingress) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in m["identities"]:
+        kv = (
+            "; ".join(
+                f"**all ({g['scope']}, {g['role']})**" if g["secret"] == "*" else f"`{g['secret']}`"
+                for g in r["keyVault"]
+            )
+            or "none"
+        )
+        broker = (
+            "<br>".join(
+                f"`{b['user']}`{' (tags ' + ', '.join(b['tags']) + ')' if b['tags'] else ''}: "
+                f"{_names(b, 'configure')} / {_names(b, 'write')} / {_names(b, 'read')}"
+                for b in r["broker"]
+            )
+            or "none"
+        )
+        if r["kind"] == "deployer":
+            broker = "any (reads every password)"
+        net = r["network"]
+        egress = (
+            "<br>".join(
+                (f"default deny ({', '.join(n['defaultDeny'])})<br>" if n["defaultDeny"] else "")
+                + "<br>".join(n["egress"])
+                for n in net
+            )
+            or "n/a (not a pod)"
+        )
+        ingress = "<br>".join("<br>".join(n["ingress"]) or "nothing" for n in net) or "n/a"
+        other = "".join(f"<br>{o['role']} on {o['scope']}" for o in r["otherRoles"])
+        lines.append(
+            f"| {r['identity']} | {', '.join(r['serviceAccounts']) or r['name']}{other} | {kv} | {broker} |"
+            f" {'; '.join(r['database']) or 'none'} | {egress} | {ingress} |"
+        )
+    lines += ["", "## Who can read each secret", "", "| Secret | Readers |", "|---|---|"]
+    for secret, readers in m["secretReaders"].items():
+        lines.append(f"| `{secret}` | {', '.join(readers)} |")
+    return "\n".join(lines) + "\n"
+
+
+def summary_line(m: dict) -> str:
+    services = [r for r in m["identities"] if r["kind"] == "service"]
+    wide = sorted({r["identity"] for r in m["identities"] for g in r["keyVault"] if g["secret"] == "*"})
+    first = services[0] if services else None
+    text = f"access: {len(m['identities'])} identities; vault-wide readers: {', '.join(wide) or 'none'}"
+    if first:
+        queues = sorted({q for b in first["broker"] for q in b.get("read", {}).get("queues", [])})
+        text += (
+            f"; {first['identity']} reads {len(first['secretsReadable'])} secrets"
+            f" ({', '.join(first['secretsReadable'])}), queues {', '.join(queues) or 'none'}, "
+            f"database {', '.join(first['database']) or 'none'}"
+        )
+    return text
+
+
+def write_access(result: Any, doc: dict, out_dir: Path) -> tuple[list[str], str]:
+    """Writes access.json and access.md (through the checked writer); returns them and the summary line."""
+    from . import plan
+
+    definitions = json.loads((out_dir / "rabbitmq" / "definitions.json").read_text())
+    m = matrix(doc, definitions)
+    plan.write(result, out_dir, "access.json", json.dumps(m, indent=2) + "\n")
+    plan.write(result, out_dir, "access.md", markdown(m))
+    return ["access.json", "access.md"], summary_line(m)

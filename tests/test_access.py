@@ -1,0 +1,179 @@
+"""The access matrix (build/<stack>/access.{json,md}) is derived from the recorded plan, and each
+service's row touches only its own things, in the real stacks and in a hidden stack with more
+services (the isolation is not a property of the four services we happen to have)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import k8s_schemas
+import pytest
+import yaml
+from conftest import ROOT, Planned
+
+from components.render import artefacts
+from dryrun import access
+from dryrun.runner import run_stack
+
+DNS = "namespace kube-system, pods k8s-app=kube-dns : 53/UDP, 53/TCP"
+OTLP = (
+    "namespace monitoring, pods app.kubernetes.io/instance=otel-collector,"
+    " app.kubernetes.io/name=opentelemetry-collector : 4317/TCP, 4318/TCP"
+)
+PUBLIC_HTTPS = "public addresses (0.0.0.0/0 except 6 private ranges) : 443/TCP"
+
+
+def matrix_of(planned: Planned) -> dict:
+    definitions = json.loads(artefacts(planned.settings)["rabbitmq/definitions.json"])
+    return access.matrix(planned.doc, definitions)
+
+
+def isolation_problems(
+    m: dict, services: dict, exchange: str, postgres_subnet: str, broker_ports: list[int]
+) -> list[str]:
+    """Everything a service's row may touch is its own (or the shared CA, exchange, DNS,
+    collector, PostgreSQL subnet when it has a database, public HTTPS for Entra ID)."""
+    problems = []
+    rows = {r["identity"]: r for r in m["identities"]}
+    for svc, cfg in services.items():
+        r = rows.get(f"service {svc}")
+        if r is None:
+            problems.append(f"{svc}: no row")
+            continue
+        own_secrets = {f"broker-{svc}", f"broker-{svc}-url", "broker-ca-cert"}
+        if set(r["secretsReadable"]) != own_secrets or any(g["scope"] != "secret" for g in r["keyVault"]):
+            problems.append(f"{svc}: secrets {r['secretsReadable']} / {r['keyVault']}")
+        queue = cfg.get("queue") or f"{svc}.events"
+        own_queues = {queue, f"dlq.{svc}"} if cfg.get("bindings") else set()
+        if [b["user"] for b in r["broker"]] != [f"svc-{svc}"]:
+            problems.append(f"{svc}: broker users {[b['user'] for b in r['broker']]}")
+        for b in r["broker"]:
+            for kind in ("configure", "write", "read"):
+                if not set(b[kind]["queues"]) <= own_queues:
+                    problems.append(f"{svc}: {kind} queues {b[kind]['queues']}")
+            if b["configure"]["exchanges"] or b["write"]["exchanges"] != [exchange]:
+                problems.append(f"{svc}: exchanges {b['configure']['exchanges']} / {b['write']['exchanges']}")
+        expected_db = [f"owns {svc} (role svc-{svc})"] if cfg.get("database") else []
+        if r["database"] != expected_db:
+            problems.append(f"{svc}: database {r['database']}")
+        if [n["namespace"] for n in r["network"]] != [svc]:
+            problems.append(f"{svc}: namespaces {[n['namespace'] for n in r['network']]}")
+        for n in r["network"]:
+            ports = ", ".join(f"{p}/TCP" for p in broker_ports)
+            allowed = {DNS, OTLP, PUBLIC_HTTPS, f"namespace messaging, pods app.kubernetes.io/name=rabbitmq : {ports}"}
+            if cfg.get("database"):
+                allowed.add(f"{postgres_subnet} (subnet snet-postgres) : 5432/TCP")
+            if n["defaultDeny"] != ["Egress", "Ingress"] or set(n["egress"]) != allowed:
+                problems.append(f"{svc}: egress {n['defaultDeny']} {sorted(set(n['egress']) ^ allowed)}")
+            if n["ingress"] != ["namespace monitoring : metrics/TCP"]:
+                problems.append(f"{svc}: ingress {n['ingress']}")
+    for secret, readers in m["secretReaders"].items():
+        services_reading = [x for x in readers if x.startswith("service ")]
+        if secret != "broker-ca-cert" and len(services_reading) > 1:
+            problems.append(f"{secret}: read by {services_reading}")
+    wide = {r["identity"] for r in m["identities"] for g in r["keyVault"] if g["secret"] == "*"}
+    if wide != {"deployer"}:
+        problems.append(f"vault-wide readers: {sorted(wide)}")
+    return problems
+
+
+def stack_services(stack: str) -> dict:
+    return yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]["event-backbone:services"]
+
+
+def check(planned: Planned, services: dict) -> list[str]:
+    s = planned.settings
+    ports = [5671] + ([5672] if s.broker.plaintext_listener else [])
+    return isolation_problems(
+        matrix_of(planned), services, s.broker.topology.exchange, s.network.postgres_subnet, ports
+    )
+
+
+def test_each_service_row_touches_only_its_own_things(stack):
+    assert check(stack, stack_services(stack.stack)) == []
+    m = matrix_of(stack)
+    kinds = {r["kind"] for r in m["identities"]}
+    assert kinds == {"service", "platform", "group", "deployer"}
+    keda = next(r for r in m["identities"] if r["identity"] == "platform keda")
+    assert keda["secretsReadable"] == ["broker-ca-cert", "broker-keda-monitor-url"]
+    (monitor,) = keda["broker"]
+    assert monitor["user"] == "keda-monitor" and monitor["tags"] == []
+    assert all(monitor[k]["queues"] == [] and monitor[k]["exchanges"] == [] for k in ("configure", "write", "read"))
+
+
+def test_the_matrix_comes_from_the_plan_not_the_settings(planned):
+    """A grant added to the recorded plan (not to the settings) shows up, and the check trips."""
+    prod = planned["prod"]
+    doc = copy.deepcopy(prod.doc)
+    grant = next(r for r in doc["resources"] if r["name"] == "candystore-reads-broker-candystore")
+    rogue = copy.deepcopy(grant)
+    rogue["name"], rogue["urn"] = "rogue", grant["urn"] + "-rogue"
+    rogue["inputs"]["scope"] = grant["inputs"]["scope"].replace("broker-candystore", "broker-bloodbank-url")
+    doc["resources"].append(rogue)
+    definitions = json.loads(artefacts(prod.settings)["rabbitmq/definitions.json"])
+    m = access.matrix(doc, definitions)
+    s = prod.settings
+    problems = isolation_problems(
+        m, stack_services("prod"), s.broker.topology.exchange, s.network.postgres_subnet, [5671]
+    )
+    assert any(p.startswith("candystore: secrets") for p in problems)
+    assert any("broker-bloodbank-url: read by" in p for p in problems)
+    candystore = next(r for r in m["identities"] if r["identity"] == "service candystore")
+    assert "svc-bloodbank" in [b["user"] for b in candystore["broker"]]  # resolved through the secret's tags
+
+
+def test_markdown_and_summary_line(planned):
+    m = matrix_of(planned["prod"])
+    md = access.markdown(m)
+    assert md.count("\n| service ") == 4 and "| deployer |" in md
+    assert "## Who can read each secret" in md
+    line = access.summary_line(m)
+    assert line.startswith("access: ") and "vault-wide readers: deployer;" in line
+
+
+# ------------------------------------------------------------------ a hidden stack with more services
+EXTRA = {
+    "billing": {"bindings": ["order.*.paid"], "deadLetterQueue": True, "database": True},
+    "catalog": {"bindings": ["catalog.#"], "database": True, "scaling": {"deployment": "catalog", "maxReplicas": 5}},
+    "notifications": {"queue": "notify.all", "bindings": ["#.failed"]},
+    "search": {"bindings": []},
+    "shipping": {
+        "bindings": ["order.*.shipped", "inventory.*"],
+        "scaling": {"deployment": "shipper", "minReplicas": 0, "maxReplicas": 3, "targetQueueLength": 5},
+    },
+    "reporting": {"bindings": [], "database": True},
+}
+
+
+@pytest.fixture(scope="module")
+def hidden(tmp_path_factory):
+    doc = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
+    services = doc["config"]["event-backbone:services"]
+    services.update(copy.deepcopy(EXTRA))
+    result = run_stack("prod", stack_text=yaml.safe_dump(doc, sort_keys=False))
+    return Planned(result, tmp_path_factory.mktemp("hidden")), services
+
+
+def test_a_hidden_stack_with_more_services_gets_the_same_isolation(hidden):
+    planned, services = hidden
+    assert len(planned.settings.services) == 10
+    assert check(planned, services) == []
+
+
+def test_the_hidden_stack_passes_the_policies_and_the_schemas(hidden):
+    from dryrun.policy_host import run_pack
+
+    planned, services = hidden
+    findings = run_pack(ROOT / "policies", ROOT / "policies" / "config.prod.json", planned.result.registrations)
+    assert [f for f in findings if f.enforcement_level == "mandatory"] == []
+    version = planned.settings.aks.kubernetes_version
+    landed = [m for m in k8s_schemas.recorded_manifests(planned) if m["metadata"].get("namespace") in services]
+    assert {m["kind"] for m in landed} >= {"ScaledObject", "TriggerAuthentication", "SecretProviderClass", "PodMonitor"}
+    for m in landed:
+        assert k8s_schemas.errors(m, version) == [], f"{m['kind']}/{m['metadata']['name']}"
+    broker_rule = next(
+        m for m in k8s_schemas.recorded_manifests(planned) if m["metadata"]["name"] == "allow-amqp-from-event-services"
+    )
+    admitted = broker_rule["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"]
+    assert admitted == sorted(services)
