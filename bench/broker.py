@@ -145,7 +145,7 @@ def main() -> None:
             params = pika.ConnectionParameters(
                 "127.0.0.1", node.amqp_port, s.vhost, pika.PlainCredentials("svc-bloodbank", passwords["svc-bloodbank"])
             )
-            queue = s.broker.topology.services["audit"].queue or "audit.events"
+            queue = s.services["audit"].queue or "audit.events"
             print(
                 f"RabbitMQ {version} on {platform.machine()}, {os.cpu_count()} cores; "
                 f"persistent {args.size}-byte messages, publisher confirms, quorum queue '{queue}'"

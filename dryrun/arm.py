@@ -40,6 +40,7 @@ class ArmType:
     name_keys: tuple[str, ...]  # inputs that form the ARM name, outermost first ("vault/secret")
     scope_key: str | None = None  # extension resources: the input holding the target resource ID
     envelope: frozenset[str] = ENVELOPE
+    type_key: str | None = None  # an input that completes the ARM type ("{}" in arm_type), e.g. a DNS record type
     path_keys: tuple[str, ...] | None = None  # other URL path parameters (dropped); default: resourceGroupName,
     # or nothing for extension resources (scope_key set)
 
@@ -147,6 +148,26 @@ TYPES: dict[str, ArmType] = {
         "azure-native:privatedns:VirtualNetworkLink": ArmType(
             "Microsoft.Network/privateDnsZones/virtualNetworkLinks", ("privateZoneName", "virtualNetworkLinkName")
         ),
+        "azure-native:dns:Zone": ArmType("Microsoft.Network/dnsZones", ("zoneName",)),
+        "azure-native:dns:RecordSet": ArmType(
+            "Microsoft.Network/dnsZones/{}", ("zoneName", "relativeRecordSetName"), type_key="recordType"
+        ),
+        "azure-native:network:WebApplicationFirewallPolicy": ArmType(
+            "Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies", ("policyName",)
+        ),
+        "azure-native:servicenetworking:TrafficControllerInterface": ArmType(
+            "Microsoft.ServiceNetworking/trafficControllers", ("trafficControllerName",)
+        ),
+        "azure-native:servicenetworking:AssociationsInterface": ArmType(
+            "Microsoft.ServiceNetworking/trafficControllers/associations", ("trafficControllerName", "associationName")
+        ),
+        "azure-native:servicenetworking:FrontendsInterface": ArmType(
+            "Microsoft.ServiceNetworking/trafficControllers/frontends", ("trafficControllerName", "frontendName")
+        ),
+        "azure-native:servicenetworking:SecurityPoliciesInterface": ArmType(
+            "Microsoft.ServiceNetworking/trafficControllers/securityPolicies",
+            ("trafficControllerName", "securityPolicyName"),
+        ),
         "azure-native:security:AdvancedThreatProtection": ArmType(
             "Microsoft.Security/advancedThreatProtectionSettings", ("settingName",), "resourceId"
         ),
@@ -156,8 +177,24 @@ TYPES: dict[str, ArmType] = {
 
 # Where the SDK's property name is the spec's x-ms-client-name, not the wire name ARM uses:
 # type -> {path of the SDK name in the ARM resource: wire name}. Key Vault secret attributes:
-# azure-rest-api-specs keyvault secrets.json `Attributes.exp` / `Attributes.nbf`.
+# azure-rest-api-specs keyvault secrets.json `Attributes.exp` / `Attributes.nbf`; DNS record sets:
+# dns.json `RecordSetProperties` (TTL, ARecords, CNAMERecord, ...).
 RENAMES: dict[str, dict[tuple[str, ...], str]] = {
+    "azure-native:dns:RecordSet": {
+        ("properties", sdk): wire
+        for sdk, wire in {
+            "ttl": "TTL",
+            "aRecords": "ARecords",
+            "aaaaRecords": "AAAARecords",
+            "cnameRecord": "CNAMERecord",
+            "mxRecords": "MXRecords",
+            "nsRecords": "NSRecords",
+            "ptrRecords": "PTRRecords",
+            "soaRecord": "SOARecord",
+            "srvRecords": "SRVRecords",
+            "txtRecords": "TXTRecords",
+        }.items()
+    },
     "azure-native:keyvault:Secret": {
         ("properties", "attributes", "expires"): "exp",
         ("properties", "attributes", "notBefore"): "nbf",
@@ -243,8 +280,9 @@ def arm_resource(type_token: str, name: str, inputs: dict, params: _Parameters) 
     for key in spec.dropped:
         body.pop(key, None)
     scope = _plain(body.pop(spec.scope_key, None)) if spec.scope_key else None
+    arm_type = spec.arm_type.format(_plain(body.pop(spec.type_key))) if spec.type_key else spec.arm_type
     resource: dict[str, Any] = {
-        "type": spec.arm_type,
+        "type": arm_type,
         "apiVersion": api_version(type_token),
         "name": "/".join(segments),
     }
