@@ -21,6 +21,11 @@ What it does (loopback only, bounded, stops by itself):
   -> delivery to a consumer), p50/p99/max and throughput, per phase (steady, node down,
   after it is back), lost and duplicate counts per queue, each client process's event-loop
   lag (so a saturated client shows up), and the machine line;
+- after the clients stop, reads out as the administrator the two source queues AND dlq.all and
+  every dlq.<svc> (a quorum queue dead-letters a message that expires, is rejected or is
+  returned more than x-delivery-limit times): a dead-lettered id is counted "not lost:
+  dead-lettered (<x-death reason>)", only an id that is in none of them is "lost"; duplicated
+  and lost ids are listed with each delivery (time, redelivered flag, x-delivery-count, node);
 - writes bench/results/broker_load.json and docs/broker-load.png (latency over time with
   the kill and the return marked).
 """
@@ -35,6 +40,7 @@ import os
 import platform
 import random
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -71,19 +77,36 @@ def worker(spec: dict, results: Any) -> None:
     confirms: list[tuple[float, float]] = []  # (wall time of confirm, latency)
     e2e: dict[str, list[tuple[float, float]]] = {q: [] for q in QUEUES}
     received: dict[str, list[int]] = {q: [] for q in QUEUES}
+    # per queue: deliveries flagged redelivered, and the highest x-delivery-count header seen
+    # (a quorum queue counts every return of a delivered-but-unacked message, e.g. when its
+    # consumer's connection dies; past x-delivery-limit the message is dead-lettered)
+    redelivered = {q: 0 for q in QUEUES}
+    # per delivery, parallel to received: (wall time, redelivered flag, x-delivery-count, port)
+    received_meta: dict[str, list[tuple[float, bool, int, int]]] = {q: [] for q in QUEUES}
+    max_delivery_count = {q: 0 for q in QUEUES}
+    channel_closes: dict[str, int] = {}
     confirmed_ids: list[int] = []
     confirmed_at: list[float] = []
     confirm_info: dict[int, dict] = {}
     attempts: dict[int, int] = {}
-    counts = {"published": 0, "republished": 0, "nacks": 0, "connection_losses": 0, "connect_failures": 0}
+    counts = {
+        "published": 0,
+        "republished": 0,
+        "nacks": 0,
+        "connection_losses": 0,
+        "consumer_connection_losses": 0,
+        "connect_failures": 0,
+    }
     lag: list[float] = []
     finished = asyncio.Event()
     connected = {"publishers": 0, "consumers": 0}
 
-    def params(user: str, node: int) -> pika.ConnectionParameters:
+    consumer_ports: list[int] = spec["consumer_ports"]
+
+    def params(user: str, node: int, among: list[int] = ports) -> pika.ConnectionParameters:
         return pika.ConnectionParameters(
             host="127.0.0.1",
-            port=ports[node % len(ports)],
+            port=among[node % len(among)],
             virtual_host=spec["vhost"],
             credentials=pika.PlainCredentials(user, spec["passwords"][user]),
             heartbeat=30,
@@ -91,8 +114,10 @@ def worker(spec: dict, results: Any) -> None:
             connection_attempts=1,
         )
 
-    def close_connection(ch, _reason) -> None:
+    def close_connection(ch, reason) -> None:
         """A channel closed under a live connection: close the connection, which reconnects."""
+        key = f"{type(reason).__name__}: {reason}"[:120]
+        channel_closes[key] = channel_closes.get(key, 0) + 1
         conn = ch.connection
         if conn.is_open:
             conn.close()
@@ -190,6 +215,7 @@ def worker(spec: dict, results: Any) -> None:
                     confirmed_ids.append(msg[0])
                     confirmed_at.append(now)
                     confirm_info[msg[0]] = {
+                        "published_s_after_t0": round(msg[1] - t0, 3),
                         "attempts": attempts[msg[0]],
                         "port": ports[self.node % len(ports)],
                         "channel_opened_s_after_t0": round(self.opened - t0, 2),
@@ -212,7 +238,7 @@ def worker(spec: dict, results: Any) -> None:
 
         def connect(self) -> None:
             self.conn = AsyncioConnection(
-                params(self.user, self.node),
+                params(self.user, self.node, consumer_ports),
                 on_open_callback=lambda c: c.channel(on_open_callback=self.on_channel),
                 on_open_error_callback=self.on_error,
                 on_close_callback=self.on_close,
@@ -221,15 +247,24 @@ def worker(spec: dict, results: Any) -> None:
 
         def on_channel(self, ch) -> None:
             ch.add_on_close_callback(close_connection)
-            ch.basic_qos(prefetch_count=100, callback=lambda _: ch.basic_consume(self.queue, self.on_message))
+            ch.basic_qos(
+                prefetch_count=spec["prefetch"], callback=lambda _: ch.basic_consume(self.queue, self.on_message)
+            )
             self.up = True
             connected["consumers"] += 1
 
-        def on_message(self, ch, method, _props, body) -> None:
+        def on_message(self, ch, method, props, body) -> None:
             now = time.time()
             doc = json.loads(body)
             e2e[self.queue].append((now, now - doc["t"]))
             received[self.queue].append(doc["id"])
+            if method.redelivered:
+                redelivered[self.queue] += 1
+            count = int((props.headers or {}).get("x-delivery-count", 0))
+            received_meta[self.queue].append(
+                (now, bool(method.redelivered), count, consumer_ports[self.node % len(consumer_ports)])
+            )
+            max_delivery_count[self.queue] = max(max_delivery_count[self.queue], count)
             ch.basic_ack(method.delivery_tag)
 
         def on_error(self, _conn, _exc) -> None:
@@ -237,9 +272,10 @@ def worker(spec: dict, results: Any) -> None:
             self.reconnect()
 
         def on_close(self, _conn, _exc) -> None:
-            if self.up:
+            if self.up and not finished.is_set():  # not the clean close at the end
                 connected["consumers"] -= 1
                 counts["connection_losses"] += 1
+                counts["consumer_connection_losses"] += 1
             self.up = False
             self.reconnect()
 
@@ -296,6 +332,10 @@ def worker(spec: dict, results: Any) -> None:
             "confirm_info": confirm_info,
             "e2e": e2e,
             "received": received,
+            "redelivered": redelivered,
+            "received_meta": received_meta,
+            "max_delivery_count": max_delivery_count,
+            "channel_closes": channel_closes,
             "loop_lag": lag,
             "cpu_seconds": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
         }
@@ -360,16 +400,21 @@ def run(args: argparse.Namespace) -> dict:
         t_end = t0 + args.duration
         drain_end = t_end + args.drain
         passwords = {u: cluster.passwords[u] for u in ("svc-bloodbank", *QUEUES.values())}
+        consumer_ports = cluster.amqp_ports()
+        if args.consumers_avoid_victim:  # no consumer on the node that will be killed
+            consumer_ports = [p for i, p in enumerate(consumer_ports) if i != cluster.leader("candystore.events")]
         for w in range(args.workers):
             spec = {
                 "index": w,
                 "ports": cluster.amqp_ports(),
+                "consumer_ports": consumer_ports,
                 "vhost": cluster.vhost,
                 "exchange": prod.broker.topology.exchange,
                 "passwords": passwords,
                 "publishers": args.publishers // args.workers + (w < args.publishers % args.workers),
                 "consumers": args.consumers // args.workers + (w < args.consumers % args.workers),
                 "rate": args.rate,
+                "prefetch": args.prefetch,
                 "size": args.size,
                 "stagger": args.stagger,
                 "t0": t0,
@@ -385,6 +430,7 @@ def run(args: argparse.Namespace) -> dict:
         print(f"t0+{time.time() - t0:.1f}s: {connections} client connections on the cluster", flush=True)
         time.sleep(max(0.0, t0 + args.kill_at - time.time()))
         victim = cluster.leader("candystore.events")
+        leaders = {q: cluster.nodes[cluster.leader(q)].name for q in QUEUES}
         killed_port = cluster.nodes[victim].amqp_port
         events["kill"] = time.time()
         cluster.kill(victim)
@@ -414,18 +460,46 @@ def run(args: argparse.Namespace) -> dict:
         if errors or len(out) < len(procs):
             raise RuntimeError(f"client processes failed: {errors} ({len(out)}/{len(procs)} reported)")
         leftover = drain_leftover(cluster)
-        return report(args, cluster, overview, out, t0, t_end, events, connections, fd_limit, leftover, killed_port)
+        result = report(args, cluster, overview, out, t0, t_end, events, connections, fd_limit, leftover, killed_port)
+        result["leaders_before_the_kill"] = leaders
+        result["killed_node"] = cluster.nodes[victim].name
+        if args.keep:
+            result["broker_logs"] = str(work / "cluster")  # node<N>/log/*.log
+        return result
     finally:
         for p in procs:
             if p.is_alive():
                 p.kill()  # by PID: multiprocessing's own handle
                 p.join(timeout=5)
         cluster.close()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)  # ~90 MB of node data per run
 
 
-def drain_leftover(cluster) -> dict[str, list[int]]:
-    """Ids still queued when the clients stopped (consumers behind at the end of the drain
-    window), read out as the administrator so that 'lost' means lost, not late."""
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _epoch(value: Any) -> float | None:
+    """x-death 'time' (an AMQP timestamp, whole seconds) as epoch seconds."""
+    if value is None:
+        return None
+    if hasattr(value, "timestamp"):  # pika decodes it as a naive datetime in UTC
+        import datetime as dt
+
+        return value.replace(tzinfo=dt.UTC).timestamp()
+    return float(value)
+
+
+def drain_leftover(cluster) -> dict:
+    """Read out, as the administrator, after the clients stopped, every queue a confirmed id can
+    have ended up in, so that 'lost' means lost, not late and not dead-lettered:
+    - the two source queues (consumers behind at the end of the drain window, requeues);
+    - dlq.all and every dlq.<svc>: a quorum queue dead-letters a message that expired
+      (x-message-ttl), was rejected, or was returned more than x-delivery-limit times
+      (every return of a delivered-but-unacked message counts, e.g. when its consumer's
+      connection dies). Each dead letter is attributed to its source queue with the reason,
+      count and time of its x-death entry for that queue."""
     import pika
 
     from components.render import broker as render
@@ -436,20 +510,58 @@ def drain_leftover(cluster) -> dict[str, list[int]]:
         virtual_host=cluster.vhost,
         credentials=pika.PlainCredentials(render.ADMIN_USER, cluster.passwords[render.ADMIN_USER]),
     )
+    # the broker's own view first: a dead letter still held by its source queue (at-least-once
+    # dead-lettering keeps it there until the DLQ confirms it) is not visible over AMQP
+    stats = {}
+    for q in [*QUEUES, *(q for q in cluster.queue_names() if q.startswith("dlq."))]:
+        info = cluster.queue(q)
+        stats[q] = {k: v for k, v in info.items() if k.startswith("messages") and not k.endswith("_details")}
+        stats[q] |= {k: v for k, v in info.items() if "dlx" in k or "dead" in k}
     conn = pika.BlockingConnection(params)
     ch = conn.channel()
-    left: dict[str, list[int]] = {q: [] for q in QUEUES}
+    queued: dict[str, list[int]] = {q: [] for q in QUEUES}
+    dead: dict[str, dict[int, dict]] = {q: {} for q in QUEUES}
+    dlq_counts: dict[str, int] = {}
+    dlqs = [q for q in cluster.queue_names() if q.startswith("dlq.")]
     ch.basic_qos(prefetch_count=1000)
     deadline = time.monotonic() + 300  # bounded; a queue of 10^5 messages drains in well under that
-    for q in QUEUES:
+    for q in [*QUEUES, *dlqs]:
         # 3 s without a delivery: empty (requeues of the clients' unacked deliveries included)
-        for method, _props, body in ch.consume(q, auto_ack=True, inactivity_timeout=3.0):
+        for method, props, body in ch.consume(q, auto_ack=True, inactivity_timeout=3.0):
             if method is None or time.monotonic() > deadline:
                 break
-            left[q].append(json.loads(body or b"{}")["id"])
+            msg_id = json.loads(body or b"{}")["id"]
+            if q in QUEUES:
+                queued[q].append(msg_id)
+                continue
+            dlq_counts[q] = dlq_counts.get(q, 0) + 1
+            headers: Any = (props.headers or {}) if props else {}
+            deaths: list[dict[str, Any]] = headers.get("x-death", [])
+            for death in deaths:
+                source = _text(death.get("queue", ""))
+                if source not in QUEUES:
+                    continue
+                entry = dead[source].setdefault(
+                    msg_id,
+                    {
+                        "reason": _text(death.get("reason", "")),
+                        "count": int(death.get("count", 0)),
+                        "time": _epoch(death.get("time")),
+                        "in": [],
+                    },
+                )
+                entry["in"].append(q)
         ch.cancel()
     conn.close()
-    return left
+    return {"queued": queued, "dead_lettered": dead, "dlq_messages": dlq_counts, "queue_stats": stats}
+
+
+def _merge(counters: list[dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for c in counters:
+        for k, v in c.items():
+            total[k] = total.get(k, 0) + v
+    return dict(sorted(total.items(), key=lambda kv: -kv[1]))
 
 
 def report(args, cluster, overview, out, t0, t_end, events, connections, fd_limit, leftover, killed_port) -> dict:
@@ -466,18 +578,66 @@ def report(args, cluster, overview, out, t0, t_end, events, connections, fd_limi
         "whole run": (t0, t_end + args.drain),
     }
     per_queue = {}
+    deliveries_of: dict[str, dict[int, list[dict]]] = {q: {} for q in QUEUES}
+    for q in QUEUES:
+        for r in out:
+            for i, (t, redel, count, port) in zip(r["received"][q], r["received_meta"][q], strict=True):
+                deliveries_of[q].setdefault(i, []).append(
+                    {"s_after_t0": round(t - t0, 3), "redelivered": redel, "x_delivery_count": count, "port": port}
+                )
     for q in QUEUES:
         ids = [i for r in out for i in r["received"][q]]
         unique = set(ids)
+        queued = set(leftover["queued"][q])
+        dead = leftover["dead_lettered"][q]
+        reasons: dict[str, int] = {}
+        for d in dead.values():
+            reasons[d["reason"]] = reasons.get(d["reason"], 0) + 1
+        undelivered_dead = sorted((confirmed & set(dead)) - unique - queued, key=lambda i: confirmed_at[i])
+        lost = sorted(confirmed - unique - queued - set(dead), key=lambda i: confirmed_at[i])
         per_queue[q] = {
             "deliveries": len(ids),
             "unique": len(unique),
             "duplicates": len(ids) - len(unique),
-            "still queued when the clients stopped (read out after)": len(leftover[q]),
-            "lost (confirmed, neither delivered nor queued)": len(confirmed - unique - set(leftover[q])),
+            "duplicated ids with their deliveries (first 20)": [
+                {"id": i, "confirmed_s_after_t0": round(confirmed_at[i] - t0, 2) if i in confirmed_at else None}
+                | {"deliveries": d}
+                | {
+                    k: v
+                    for k, v in confirm_info.get(i, {}).items()
+                    if k in ("published_s_after_t0", "attempts", "port")
+                }
+                for i, d in sorted(deliveries_of[q].items(), key=lambda kv: kv[1][0]["s_after_t0"])
+                if len(d) > 1
+            ][:20],
+            "deliveries flagged redelivered": sum(r["redelivered"][q] for r in out),
+            "highest x-delivery-count seen by a consumer": max(r["max_delivery_count"][q] for r in out),
+            "still queued when the clients stopped (read out after)": len(queued),
+            "dead-lettered (read out of the DLQs), by x-death reason": reasons,
+            "not lost: dead-lettered, never delivered to a consumer": len(undelivered_dead),
+            "dead-lettered ids never delivered (first 20)": [
+                {
+                    "id": i,
+                    "confirmed_s_after_t0": round(confirmed_at[i] - t0, 2),
+                    "dead_lettered_s_after_t0 (x-death, whole seconds)": (
+                        round(dead[i]["time"] - t0) if dead[i]["time"] is not None else None
+                    ),
+                    "reason": dead[i]["reason"],
+                    "x_death_count": dead[i]["count"],
+                    "found_in": dead[i]["in"],
+                    **confirm_info.get(i, {}),
+                }
+                for i in undelivered_dead[:20]
+            ],
+            "lost (confirmed, neither delivered nor queued nor dead-lettered)": len(lost),
             "lost ids (first 20)": [
-                {"confirmed_s_after_t0": round(confirmed_at[i] - t0, 2), **confirm_info.get(i, {})}
-                for i in sorted(confirmed - unique - set(leftover[q]), key=lambda i: confirmed_at[i])[:20]
+                {
+                    "id": i,
+                    "confirmed_s_after_t0": round(confirmed_at[i] - t0, 2),
+                    "deliveries_from_the_other_queue": {o: deliveries_of[o].get(i, []) for o in QUEUES if o != q},
+                    **confirm_info.get(i, {}),
+                }
+                for i in lost[:20]
             ],
         }
     counts = {k: sum(r["counts"][k] for r in out) for k in out[0]["counts"]}
@@ -507,6 +667,9 @@ def report(args, cluster, overview, out, t0, t_end, events, connections, fd_limi
         "counts": counts
         | {"confirmed": len(confirmed), "unconfirmed_at_end": sum(r["unconfirmed_at_end"] for r in out)},
         "per_queue": per_queue,
+        "dlq_messages_read_out": leftover["dlq_messages"],
+        "queue_stats_before_the_read_out (management API)": leftover["queue_stats"],
+        "channel_closes_by_reason (publishers and consumers)": _merge([r["channel_closes"] for r in out]),
         "client_processes": {
             "count": len(out),
             "cpu_seconds": [round(r["cpu_seconds"], 1) for r in out],
@@ -577,6 +740,7 @@ def main() -> None:
     ap.add_argument("--publishers", type=int, default=800)
     ap.add_argument("--consumers", type=int, default=200)
     ap.add_argument("--rate", type=float, default=0.25, help="messages per second per publisher")
+    ap.add_argument("--prefetch", type=int, default=100, help="consumer prefetch (basic.qos) per channel")
     ap.add_argument("--size", type=int, default=256, help="padding bytes per message")
     ap.add_argument("--workers", type=int, default=4, help="client processes")
     ap.add_argument("--duration", type=float, default=100.0, help="seconds of load")
@@ -588,6 +752,12 @@ def main() -> None:
     )
     ap.add_argument("--stagger", type=float, default=0.01, help="seconds between connection opens per process")
     ap.add_argument("--settle", type=float, default=10.0, help="seconds between the last connection open and the load")
+    ap.add_argument(
+        "--consumers-avoid-victim",
+        action="store_true",
+        help="consumers connect only to the nodes not holding candystore.events' leader (the one killed)",
+    )
+    ap.add_argument("--keep", action="store_true", help="keep the cluster's data and node logs (path in the result)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "broker_load.json")
     ap.add_argument("--plot", type=Path, default=ROOT / "docs" / "broker-load.png")
     args = ap.parse_args()

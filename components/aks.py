@@ -12,7 +12,7 @@ from pulumi_azure_native import containerservice, managedidentity, operationalin
 
 from . import egress, rbac
 from .network import Network
-from .settings import AksSettings, StackSettings, ephemeral_capacity_gb
+from .settings import AksSettings, StackSettings, UpgradeSettings, ephemeral_capacity_gb
 
 SYSTEM_TAINT = "CriticalAddonsOnly=true:NoSchedule"
 
@@ -82,6 +82,15 @@ def os_disk(vm_size: str, aks: AksSettings) -> dict:
         fits = capacity is not None and capacity >= aks.os_disk_size_gb
         kind = containerservice.OSDiskType.EPHEMERAL if fits else containerservice.OSDiskType.MANAGED
     return {"os_disk_type": kind, "os_disk_size_gb": aks.os_disk_size_gb}
+
+
+def upgrade_settings(u: UpgradeSettings) -> containerservice.AgentPoolUpgradeSettingsArgs:
+    """Surge, drain timeout and soak for a pool's node upgrades (from settings)."""
+    return containerservice.AgentPoolUpgradeSettingsArgs(
+        max_surge=u.max_surge,
+        drain_timeout_in_minutes=u.drain_timeout_in_minutes,
+        node_soak_duration_in_minutes=u.node_soak_duration_in_minutes,
+    )
 
 
 def _pool_common(s: StackSettings, subnet_id: pulumi.Input[str], vm_size: str) -> dict:
@@ -176,11 +185,11 @@ class Aks(pulumi.ComponentResource):
         self.kubelet_principal_id = kubelet.principal_id
 
         system_pool = containerservice.ManagedClusterAgentPoolProfileArgs(
-            name="system",
+            name=s.aks.system_pool.name,
             mode="System",
             count=s.aks.system_pool.count,
             node_taints=[SYSTEM_TAINT],
-            upgrade_settings=containerservice.AgentPoolUpgradeSettingsArgs(max_surge="33%"),
+            upgrade_settings=upgrade_settings(s.aks.system_pool.upgrade_settings),
             **_pool_common(s, net.aks_subnet_id, s.aks.system_pool.vm_size),
         )
 
@@ -248,21 +257,27 @@ class Aks(pulumi.ComponentResource):
             ),
         )
 
-        containerservice.AgentPool(
-            "user-pool",
-            resource_group_name=net.resource_group_name,
-            resource_name_=cluster.name,
-            agent_pool_name="user",
-            mode="User",
-            enable_auto_scaling=True,
-            count=s.aks.user_pool.min_count,
-            min_count=s.aks.user_pool.min_count,
-            max_count=s.aks.user_pool.max_count,
-            upgrade_settings=containerservice.AgentPoolUpgradeSettingsArgs(max_surge="33%"),
-            node_labels={"workload": "platform"},
-            **_pool_common(s, net.aks_subnet_id, s.aks.user_pool.vm_size),
-            opts=child,
-        )
+        # One AgentPool per named user pool (a blue/green pool swap: add one, later remove the other).
+        for pool_name, pool in s.aks.user_pools.items():
+            common = _pool_common(s, net.aks_subnet_id, pool.vm_size)
+            if pool.zones is not None:
+                common["availability_zones"] = list(pool.zones) or None
+            containerservice.AgentPool(
+                f"{pool_name}-pool",  # "user-pool" for the original pool: its state is kept
+                resource_group_name=net.resource_group_name,
+                resource_name_=cluster.name,
+                agent_pool_name=pool_name,
+                mode="User",
+                enable_auto_scaling=True,
+                count=pool.min_count,
+                min_count=pool.min_count,
+                max_count=pool.max_count,
+                upgrade_settings=upgrade_settings(pool.upgrade_settings),
+                node_labels={"workload": "platform", **pool.labels},
+                node_taints=list(pool.taints) or None,
+                **common,
+                opts=child,
+            )
 
         # Cluster upgrades and node-image upgrades both wait for the configured window.
         for config_name in ("aksManagedAutoUpgradeSchedule", "aksManagedNodeOSUpgradeSchedule"):

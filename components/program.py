@@ -26,6 +26,7 @@ from .locks import Locks
 from .network import Network
 from .observability import Observability
 from .postgres import Postgres, PostgresBootstrap
+from .rollouts import Rollouts
 from .settings import StackSettings
 from .vault import Vault
 
@@ -90,6 +91,8 @@ def main(settings: StackSettings | None = None) -> None:
         pulumi.export("edgeFrontendFqdn", edge.frontend_fqdn)
         if certificates.zone_name_servers is not None:
             pulumi.export("edgeDnsZoneNameServers", certificates.zone_name_servers)
+    if s.rollouts.enabled:
+        Rollouts("rollouts", s, aks.provider, crds=observability.crds)
     if s.broker.backend == "cloudamqp":
         broker = CloudAmqpBroker("broker", s, vault)
     else:

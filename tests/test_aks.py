@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import yaml
+from conftest import unwrap
+from test_settings import errors, mutate, stack_doc
+
+from dryrun.runner import run_stack
 
 
 def cluster(stack) -> dict:
@@ -22,14 +27,106 @@ def test_system_pool_is_tainted_and_private(stack):
 
 
 def test_user_pool_autoscales_within_config(stack):
-    pool = stack.inputs("containerservice:AgentPool", "user-pool")
-    cfg = stack.settings.aks.user_pool
+    pool = stack.inputs("containerservice:AgentPool", "user-pool")  # the original pool keeps its state
+    cfg = stack.settings.aks.user_pools["user"]
     assert pool["mode"] == "User"
+    assert pool["agentPoolName"] == "user"
     assert pool["enableAutoScaling"] is True
     assert (pool["minCount"], pool["maxCount"]) == (cfg.min_count, cfg.max_count)
     assert pool["enableNodePublicIP"] is False
     assert pool["maxPods"] >= 50
     assert "nodeTaints" not in pool
+
+
+def test_every_pool_has_upgrade_settings_from_the_stack(stack):
+    a = stack.settings.aks
+    system = cluster(stack)["agentPoolProfiles"][0]
+    expected = {
+        "maxSurge": a.system_pool.upgrade_settings.max_surge,
+        "drainTimeoutInMinutes": a.system_pool.upgrade_settings.drain_timeout_in_minutes,
+        "nodeSoakDurationInMinutes": a.system_pool.upgrade_settings.node_soak_duration_in_minutes,
+    }
+    assert system["upgradeSettings"] == expected
+    pools = {p.inputs["agentPoolName"]: unwrap(p.inputs) for p in stack.of_type("containerservice:AgentPool")}
+    assert set(pools) == set(a.user_pools)
+    for name, cfg in a.user_pools.items():
+        u = cfg.upgrade_settings
+        assert pools[name]["upgradeSettings"] == {
+            "maxSurge": u.max_surge,
+            "drainTimeoutInMinutes": u.drain_timeout_in_minutes,
+            "nodeSoakDurationInMinutes": u.node_soak_duration_in_minutes,
+        }
+
+
+def test_prod_pools_surge_and_soak(planned):
+    pool = planned["prod"].inputs("containerservice:AgentPool", "user-pool")
+    assert pool["upgradeSettings"]["maxSurge"] == "33%" and pool["upgradeSettings"]["nodeSoakDurationInMinutes"] > 0
+    assert pool["nodeLabels"] == {"workload": "platform", "pool-generation": "blue"}
+
+
+def two_pools(stack: str, green: dict) -> str:
+    doc = stack_doc(stack)
+    doc["config"]["event-backbone:aks"]["userPools"]["green"] = green
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def test_a_second_pool_is_one_more_agent_pool():
+    """Blue/green: adding `green` adds an AgentPool and leaves `user` as it was."""
+    text = two_pools(
+        "prod",
+        {
+            "vmSize": "Standard_D8ads_v6",
+            "minCount": 3,
+            "maxCount": 12,
+            "labels": {"pool-generation": "green"},
+            "taints": ["dedicated=events:NoSchedule"],
+        },
+    )
+    result = run_stack("prod", stack_text=text)
+    pools = {r.name: unwrap(r.inputs) for r in result.registrations if r.type.endswith("containerservice:AgentPool")}
+    assert set(pools) == {"user-pool", "green-pool"}
+    assert pools["green-pool"]["agentPoolName"] == "green" and pools["green-pool"]["vmSize"] == "Standard_D8ads_v6"
+    assert pools["green-pool"]["nodeTaints"] == ["dedicated=events:NoSchedule"]
+    assert pools["user-pool"]["vmSize"] == "Standard_D8ds_v5"
+
+
+@pytest.mark.parametrize(
+    "pools,line",
+    [
+        ({}, "event-backbone:aks.userPools must list at least one user pool (got {})"),
+        (
+            {"Blue-1": {}},
+            "event-backbone:aks.userPools.Blue-1 is not a valid AKS pool name"
+            " (lowercase letters and digits, starting with a letter, 1-12 characters)",
+        ),
+        (
+            {"averyverylongname": {}},
+            "event-backbone:aks.userPools.averyverylongname is not a valid AKS pool name"
+            " (lowercase letters and digits, starting with a letter, 1-12 characters)",
+        ),
+        ({"system": {}}, "event-backbone:aks.userPools.system must not reuse the system pool's name 'system'"),
+        (
+            {"user": {"minCount": 5, "maxCount": 3}},
+            "event-backbone:aks.userPools.user.minCount must not exceed aks.userPools.user.maxCount (3) (got 5)",
+        ),
+        (
+            {"user": {"upgradeSettings": {"maxSurge": "150%"}}},
+            "event-backbone:aks.userPools.user.upgradeSettings.maxSurge must match",
+        ),
+    ],
+)
+def test_pool_validation_one_line_per_problem(pools, line):
+    text = mutate("dev", "aks.userPools", pools)
+    lines = errors("dev", text)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"Pulumi.dev.yaml: {line}"), lines
+
+
+def test_a_pool_outside_the_cluster_zones_is_refused():
+    text = mutate("dev", "aks.userPools", {"user": {"zones": ["2"]}})
+    assert errors("dev", text) == [
+        'Pulumi.dev.yaml: event-backbone:aks.userPools.user.zones must lie within aks.availabilityZones [] (got ["2"])'
+    ]
 
 
 def test_zones_and_tier_per_environment(planned):

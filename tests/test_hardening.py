@@ -141,8 +141,8 @@ def test_ephemeral_forced_on_a_size_that_cannot_hold_it_is_refused():
     text = text.replace("vmSize: Standard_D8ds_v5", "vmSize: Standard_D8s_v5")
     lines = errors("prod", text)
     assert lines == [
-        "Pulumi.prod.yaml: event-backbone:aks.userPool.vmSize cannot hold an ephemeral OS disk of aks.osDiskSizeGb"
-        " 128 GiB (its cache/temp disk holds 0 GiB): lower aks.osDiskSizeGb or use osDiskType auto"
+        "Pulumi.prod.yaml: event-backbone:aks.userPools.user.vmSize cannot hold an ephemeral OS disk of"
+        " aks.osDiskSizeGb 128 GiB (its cache/temp disk holds 0 GiB): lower aks.osDiskSizeGb or use osDiskType auto"
         " (got 'Standard_D8s_v5')"
     ]
     text = mutate("dev", "aks.osDiskType", "Ephemeral").replace("vmSize: Standard_D2ds_v5", "vmSize: Standard_X2")
@@ -155,7 +155,7 @@ def test_pools_carry_their_os_disk_and_host_encryption(stack):
     system = stack.inputs("containerservice:ManagedCluster")["agentPoolProfiles"][0]
     user = stack.inputs("containerservice:AgentPool", "user-pool")
     a = stack.settings.aks
-    for pool, size in ((system, a.system_pool.vm_size), (user, a.user_pool.vm_size)):
+    for pool, size in ((system, a.system_pool.vm_size), (user, a.user_pools["user"].vm_size)):
         assert pool["enableEncryptionAtHost"] is a.encryption_at_host
         fits = S.ephemeral_capacity_gb(size) or 0
         assert pool["osDiskType"] == ("Ephemeral" if fits >= a.os_disk_size_gb else "Managed")

@@ -84,9 +84,9 @@ def test_prod_settings_follow_the_environment_rules():
         ),
         (
             "dev",
-            dict(key="aks.userPool.maxCount", value="many"),
+            dict(key="aks.userPools.user.maxCount", value="many"),
             [
-                "Pulumi.dev.yaml: event-backbone:aks.userPool.maxCount must be a whole number between 1 and 100"
+                "Pulumi.dev.yaml: event-backbone:aks.userPools.user.maxCount must be a whole number between 1 and 100"
                 " (got 'many')"
             ],
         ),
@@ -227,9 +227,9 @@ def test_dryrun_cli_prints_the_lines_and_exits_non_zero(tmp_path):
         timeout=120,
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [  # the file actually read, and what waits on the shape error
+    assert proc.stderr.strip().splitlines() == [  # the file read; 3 checks wait
         f"{bad}: event-backbone:postgres.backupRetentionDays must be between 7 and 35 (got 3)",
-        f"{bad}: 2 further cross-key/environment checks wait on the errors above and run once they are fixed",
+        f"{bad}: 3 further cross-key/environment checks wait on the errors above and run once they are fixed",
     ]
     assert not (tmp_path / "out" / "plan.json").exists()
 

@@ -286,12 +286,12 @@ def test_three_mistakes_in_prod_take_one_run(tmp_path, capsys):
 
 
 def test_three_mistakes_in_dev_take_one_run(tmp_path, capsys):
-    text = edit("dev", "      maxCount: 3", "      maxCount: 300")  # shape (aks)
+    text = edit("dev", "        maxCount: 3", "        maxCount: 300")  # shape (aks)
     text = text.replace("    rotation:\n      postgres-admin: 0", "    rotation:\n      postgres-admn: 0")  # rule
     text = text.replace("  event-backbone:tags:", "  event-backbone:tag:")  # namespace ok, unknown key
     f = f"{tmp_path}/copy-dev.yaml"
     assert plan(tmp_path, "dev", text, capsys) == [
-        f"{f}: event-backbone:aks.userPool.maxCount must be between 1 and 100 (got 300)",
+        f"{f}: event-backbone:aks.userPools.user.maxCount must be between 1 and 100 (got 300)",
         f"{f}: event-backbone:tag is not a known key; did you mean 'tags'?",
         f"{f}: event-backbone:keyVault.rotation.postgres-admn is not a generated secret;"
         " did you mean 'postgres-admin'?",

@@ -27,7 +27,7 @@ def to_yaml(data) -> str:
 
 
 def artefacts(s: StackSettings) -> dict[str, str]:
-    from . import alertmanager, broker, clients, dashboards, helm_values, rules
+    from . import alertmanager, broker, clients, dashboards, helm_values, rollouts, rules
 
     definitions = broker.definitions(s, broker.placeholder_hashes(s))
     files = {
@@ -40,6 +40,11 @@ def artefacts(s: StackSettings) -> dict[str, str]:
         files[f"rabbitmq/clients/{service}.json"] = json.dumps(contract, indent=2) + "\n"
     for chart, values in helm_values.all_values(s).items():
         files[f"helm/{chart.release}/values.yaml"] = to_yaml(values)
+    if s.rollouts.enabled:
+        files[f"helm/{rollouts.CHART.release}/values.yaml"] = to_yaml(rollouts.controller_values(s))
+        files["rollouts/cluster-analysis-templates.yaml"] = "---\n".join(
+            to_yaml(t) for t in rollouts.cluster_analysis_templates(s)
+        )
     for name, board in dashboards.dashboards(s).items():
         files[f"grafana/dashboards/{name}.json"] = json.dumps(board, indent=2) + "\n"
     return files

@@ -70,6 +70,24 @@ def _pvc(storage_class: str, size: str) -> dict:
     }
 
 
+def spread_key(s: StackSettings) -> str:
+    """Where replicas of one component go: different zones when the cluster has several (a node
+    drain and a zone outage both leave one serving), else different nodes."""
+    return "topology.kubernetes.io/zone" if len(s.aks.availability_zones) > 1 else "kubernetes.io/hostname"
+
+
+def disruption(s: StackSettings, replicas: int) -> tuple[dict, dict]:
+    """(PodDisruptionBudget values, pod spec additions) for an operator-managed StatefulSet. With
+    one replica no PDB (minAvailable 1 of 1 would block every drain); with more, a PDB keeping one
+    and a hard anti-affinity, so no node holds two of them."""
+    if replicas < 2:
+        return {"enabled": False}, {}
+    return (
+        {"enabled": True, "minAvailable": 1},
+        {"podAntiAffinity": "hard", "podAntiAffinityTopologyKey": spread_key(s)},
+    )
+
+
 def grafana_service() -> str:
     """The Grafana Service the kube-prometheus-stack release creates (port 80)."""
     return f"{KUBE_PROMETHEUS_STACK.release}-grafana"
@@ -144,12 +162,16 @@ def kube_prometheus_stack(s: StackSettings, tenant_id: Any = TENANT_PLACEHOLDER)
         grafana["envValueFrom"] = {
             "GF_AUTH_AZUREAD_CLIENT_SECRET": {"secretKeyRef": {"name": GRAFANA_ENTRA_SECRET, "key": "client-secret"}}
         }
+    prom_pdb, prom_spread = disruption(s, o.prometheus.replicas)
+    am_pdb, am_spread = disruption(s, o.alertmanager.replicas)
     return {
         "crds": {"enabled": True},
         # our rules file carries its own Watchdog (routed to the dead-man's switch)
         "defaultRules": {"rules": {"general": False}},
         "prometheus": {
+            "podDisruptionBudget": prom_pdb,
             "prometheusSpec": {
+                **prom_spread,
                 "replicas": o.prometheus.replicas,
                 "retention": o.prometheus.retention,
                 "storageSpec": _pvc(o.storage_class, o.prometheus.storage_size),
@@ -159,11 +181,13 @@ def kube_prometheus_stack(s: StackSettings, tenant_id: Any = TENANT_PLACEHOLDER)
                 "podMonitorSelectorNilUsesHelmValues": False,
                 "probeSelectorNilUsesHelmValues": False,
                 "enableOTLPReceiver": True,  # span metrics from the collector
-            }
+            },
         },
         "alertmanager": {
             "config": alertmanager.config(s),
+            "podDisruptionBudget": am_pdb,
             "alertmanagerSpec": {
+                **am_spread,
                 "replicas": o.alertmanager.replicas,
                 "storage": _pvc(o.storage_class, o.alertmanager.storage_size),
                 "secrets": [alertmanager.RECEIVERS_SECRET],

@@ -10,7 +10,7 @@ Field names are snake_case in Python and camelCase in the stack files (aliases).
 
 Modules: ``base`` (the shared model base and value types), one per area (``network``, ``aks``,
 ``postgres``, ``keyvault``, ``broker``, ``observability``, ``services``, ``edge``, ``budget``,
-``registry``; ``vm_sizes`` is the table of node VM sizes' local disks), ``stack`` (the root model) with
+``registry``, ``rollouts``; ``vm_sizes`` is the table of node VM sizes' local disks), ``stack`` (the root model) with
 ``rules`` (cross-key and per-environment rules), ``errors`` and ``introspect`` (one line per
 problem), ``loading`` (the Pulumi config map) and ``reference`` (the generated key reference).
 Everything the rest of the program uses is importable from ``components.settings`` itself.
@@ -18,7 +18,16 @@ Everything the rest of the program uses is importable from ``components.settings
 
 from __future__ import annotations
 
-from .aks import AksSettings, ApiServer, AzurePolicy, MaintenanceWindow, SystemPool, UserPool
+from .aks import (
+    POOL_NAME_PATTERN,
+    AksSettings,
+    ApiServer,
+    AzurePolicy,
+    MaintenanceWindow,
+    SystemPool,
+    UpgradeSettings,
+    UserPool,
+)
 from .base import (
     PROJECT,
     Cidr,
@@ -92,6 +101,7 @@ from .reference import (
     reference_rows,
 )
 from .registry import RegistrySettings
+from .rollouts import RolloutAnalysis, RolloutsController, RolloutsSettings
 from .rules import (
     LOAD_TEST_PERMISSION,
     LOAD_TEST_USER,
@@ -113,6 +123,7 @@ __all__ = [
     "LOAD_TEST_PERMISSION",
     "LOAD_TEST_USER",
     "PERF_TEST_IMAGE",
+    "POOL_NAME_PATTERN",
     "PROJECT",
     "PROVIDER_NAMESPACES",
     "DOCS_COMMAND",
@@ -171,6 +182,9 @@ __all__ = [
     "Quantity",
     "QueueDefaults",
     "QueueOverrides",
+    "RolloutAnalysis",
+    "RolloutsController",
+    "RolloutsSettings",
     "ServiceName",
     "RESERVED_SERVICE_NAMES",
     "ServiceResources",
@@ -185,6 +199,7 @@ __all__ = [
     "Thresholds",
     "Topology",
     "TracingSettings",
+    "UpgradeSettings",
     "UserPool",
     "Uuid",
     "Zone",

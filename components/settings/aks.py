@@ -9,15 +9,45 @@ from pydantic import Field, field_validator
 from .base import Cidr, DayOfWeek, HourMinute, IpOrCidr, Model, Uuid, Zone, check_cidr
 
 
+class UpgradeSettings(Model):
+    """How AKS replaces a pool's nodes on an upgrade: surge nodes added first, each old node drained
+    (evictions honour PodDisruptionBudgets up to the drain timeout), then a soak before the next."""
+
+    max_surge: Annotated[str, Field(pattern=r"^([1-9]\d{0,2}|[1-9]\d?%|100%)$")] = "33%"
+    drain_timeout_in_minutes: int = Field(default=30, ge=1, le=1440)
+    node_soak_duration_in_minutes: int = Field(default=0, ge=0, le=30)
+
+
+# AKS agent pool names: lowercase letters and digits, starting with a letter, 1-12 characters (Linux)
+POOL_NAME_PATTERN = r"^[a-z][a-z0-9]{0,11}$"
+# a Kubernetes taint as AKS takes it: key=value:Effect
+Taint = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9][-A-Za-z0-9_./]*=[-A-Za-z0-9_.]*:(NoSchedule|PreferNoSchedule|NoExecute)$")
+]
+
+
 class SystemPool(Model):
+    name: str = "system"
     vm_size: str = "Standard_D4ds_v5"
     count: int = Field(default=3, ge=1, le=10)
+    upgrade_settings: UpgradeSettings = UpgradeSettings()
 
 
 class UserPool(Model):
+    """One named user pool. A blue/green node-pool upgrade is two stack changes: add the green
+    pool, later remove the blue one (docs/runbooks/node-pool-blue-green.md)."""
+
     vm_size: str = "Standard_D4ds_v5"
     min_count: int = Field(default=2, ge=1, le=100)
     max_count: int = Field(default=6, ge=1, le=100)
+    zones: list[Zone] | None = None  # default: aks.availabilityZones
+    labels: dict[str, str] = Field(default_factory=dict)
+    taints: list[Taint] = Field(default_factory=list)
+    upgrade_settings: UpgradeSettings = UpgradeSettings()
+
+
+def default_user_pools() -> dict[str, UserPool]:
+    return {"user": UserPool()}
 
 
 class MaintenanceWindow(Model):
@@ -75,7 +105,7 @@ class AksSettings(Model):
     tier: Literal["Free", "Standard", "Premium"] = "Standard"
     availability_zones: list[Zone] = Field(default_factory=lambda: ["1", "2", "3"])
     system_pool: SystemPool = SystemPool()
-    user_pool: UserPool = UserPool()
+    user_pools: dict[str, UserPool] = Field(default_factory=default_user_pools)
     max_pods: int = Field(default=50, ge=50, le=250)
     network_policy: Literal["cilium", "calico", "azure"] = "cilium"
     pod_cidr: Cidr = "192.168.0.0/16"

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import json
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pydantic.alias_generators import to_camel
 
+from .aks import POOL_NAME_PATTERN
 from .errors import Problem
 from .vm_sizes import VM_LOCAL_DISKS, ephemeral_capacity_gb
+
+POOL_NAME_RULE = "lowercase letters and digits, starting with a letter, 1-12 characters"
 
 if TYPE_CHECKING:
     from .stack import StackSettings
@@ -69,14 +73,7 @@ def aks_rules(s: StackSettings) -> list[Problem]:
                 got=s.aks.dns_service_ip,
             )
         )
-    if s.aks.user_pool.min_count > s.aks.user_pool.max_count:
-        p.append(
-            Problem(
-                key="aks.userPool.minCount",
-                message=f"must not exceed aks.userPool.maxCount ({s.aks.user_pool.max_count})",
-                got=s.aks.user_pool.min_count,
-            )
-        )
+    p.extend(node_pool_rules(s))
 
     api = s.aks.api_server
     if not api.private_cluster and not api.authorized_ip_ranges:
@@ -95,6 +92,49 @@ def aks_rules(s: StackSettings) -> list[Problem]:
                     key=f"aks.apiServer.authorizedIpRanges[{i}]",
                     message="must not open the API server to the whole internet",
                     got=r,
+                )
+            )
+    return p
+
+
+def node_pool_rules(s: StackSettings) -> list[Problem]:
+    """At least one user pool; names AKS accepts, none taken twice (the system pool included);
+    min <= max; a pool's zones among the cluster's."""
+    a = s.aks
+    p: list[Problem] = []
+    if not a.user_pools:
+        p.append(Problem(key="aks.userPools", message="must list at least one user pool", got={}))
+    if not re.match(POOL_NAME_PATTERN, a.system_pool.name):
+        p.append(
+            Problem(
+                key="aks.systemPool.name",
+                message=f"must be a valid AKS pool name ({POOL_NAME_RULE})",
+                got=a.system_pool.name,
+            )
+        )
+    for name, pool in a.user_pools.items():
+        key = f"aks.userPools.{name}"
+        if not re.match(POOL_NAME_PATTERN, name):
+            p.append(Problem(key=key, message=f"is not a valid AKS pool name ({POOL_NAME_RULE})", has_got=False))
+        if name == a.system_pool.name:
+            p.append(
+                Problem(key=key, message=f"must not reuse the system pool's name '{a.system_pool.name}'", has_got=False)
+            )
+        if pool.min_count > pool.max_count:
+            p.append(
+                Problem(
+                    key=f"{key}.minCount",
+                    message=f"must not exceed {key}.maxCount ({pool.max_count})",
+                    got=pool.min_count,
+                )
+            )
+        outside = sorted(set(pool.zones or []) - set(a.availability_zones))
+        if outside:
+            p.append(
+                Problem(
+                    key=f"{key}.zones",
+                    message=f"must lie within aks.availabilityZones {json.dumps(list(a.availability_zones))}",
+                    got=pool.zones,
                 )
             )
     return p
@@ -320,10 +360,9 @@ def hardening_rules(s: StackSettings) -> list[Problem]:
             )
         )
     if a.os_disk_type == "Ephemeral":
-        for key, size in {
-            "aks.systemPool.vmSize": a.system_pool.vm_size,
-            "aks.userPool.vmSize": a.user_pool.vm_size,
-        }.items():
+        pools = {"aks.systemPool.vmSize": a.system_pool.vm_size}
+        pools |= {f"aks.userPools.{name}.vmSize": pool.vm_size for name, pool in a.user_pools.items()}
+        for key, size in pools.items():
             capacity = ephemeral_capacity_gb(size)
             if capacity is None:
                 p.append(
@@ -412,6 +451,14 @@ def observability_rules(s: StackSettings) -> list[Problem]:
                     key="observability.prometheus.retention",
                     message="must be at least 30d in prod",
                     got=o.prometheus.retention,
+                )
+            )
+        if o.prometheus.replicas < 2:
+            p.append(
+                Problem(
+                    key="observability.prometheus.replicas",
+                    message="must be at least 2 in prod (alerts keep being evaluated while a node drains)",
+                    got=o.prometheus.replicas,
                 )
             )
         if o.alertmanager.replicas < 2:
@@ -719,6 +766,20 @@ def load_test_rules(s: StackSettings) -> list[Problem]:
     return p
 
 
+def prod_rollouts_rules(s: StackSettings) -> list[Problem]:
+    r = s.rollouts
+    p: list[Problem] = []
+    if s.is_prod and r.enabled and r.controller.replicas < 2:
+        p.append(
+            Problem(
+                key="rollouts.controller.replicas",
+                message="must be at least 2 in prod (a node drain must not stop every rollout; a PDB keeps one)",
+                got=r.controller.replicas,
+            )
+        )
+    return p
+
+
 # Every check, in the order its lines are reported. A check reads the parts of the stack it needs
 # (network, aks, ..., environment); ``loading.validate`` runs those whose parts all have a valid shape.
 CHECKS: list[Callable[[StackSettings], list[Problem]]] = [
@@ -738,4 +799,5 @@ CHECKS: list[Callable[[StackSettings], list[Problem]]] = [
     prod_broker_rules,
     prod_aks_rules,
     prod_postgres_rules,
+    prod_rollouts_rules,
 ]

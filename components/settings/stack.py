@@ -18,6 +18,7 @@ from .network import NetworkSettings
 from .observability import ObservabilitySettings
 from .postgres import PostgresSettings
 from .registry import RegistrySettings
+from .rollouts import RolloutsSettings
 from .rules import environment_rules
 from .services import Services
 
@@ -37,6 +38,7 @@ class StackSettings(Model):
     edge: EdgeSettings = EdgeSettings()
     budget: BudgetSettings = BudgetSettings()
     registry: RegistrySettings = RegistrySettings()
+    rollouts: RolloutsSettings = RolloutsSettings()
 
     @property
     def is_prod(self) -> bool:
