@@ -58,6 +58,10 @@ VIOLATIONS: dict[str, list[tuple[str, str, Any]]] = {
     "CKV_AZURE_110": [("keyvault:Vault", "properties.enablePurgeProtection", False)],
     "CKV_AZURE_41": [("keyvault:Secret", "properties.attributes.expires", DELETE)],
     "CKV_AZURE_114": [("keyvault:Secret", "properties.contentType", DELETE)],
+    "CKV_AZURE_227": [
+        (":ManagedCluster", "agentPoolProfiles.0.enableEncryptionAtHost", False),
+        (":AgentPool", "enableEncryptionAtHost", False),
+    ],
 }
 
 
@@ -89,7 +93,9 @@ def _set(props: dict, path: str, value: Any) -> None:
     node: Any = props
     *parents, last = path.split(".")
     for part in parents:
-        node = node[part]["value"] if rpc.is_rpc_secret(node[part]) else node[part]
+        node = node[int(part)] if isinstance(node, list) else node[part]
+        if rpc.is_rpc_secret(node):
+            node = node["value"]
     if rpc.is_rpc_secret(node.get(last)):
         node = node[last]
         last = "value"
