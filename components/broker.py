@@ -51,6 +51,11 @@ def operator_manifest_url(version: str) -> str:
     return f"https://github.com/rabbitmq/cluster-operator/releases/download/v{version}/cluster-operator.yml"
 
 
+def _label_operator_namespace(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
+    props = render.label_operator_namespace(args.type_, dict(args.props))
+    return None if props is None else pulumi.ResourceTransformResult(props=props, opts=args.opts)
+
+
 class Broker(pulumi.ComponentResource):
     amqps_endpoint: pulumi.Output[str]
     management_url: pulumi.Output[str]
@@ -77,10 +82,19 @@ class Broker(pulumi.ComponentResource):
         ns = apply_manifest("namespace", render.namespace(s), stateful)
         in_ns = pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[ns]))
 
+        # The release manifest creates rabbitmq-system itself: a transform labels that Namespace
+        # object as it is created (before the operator's pod is admitted), and a NamespacePatch
+        # with the same labels makes them visible to the plan and the policy gate.
         operator = k8s.yaml.v2.ConfigFile(
             "cluster-operator",
             file=operator_manifest_url(b.operator_version),
-            opts=kube,
+            opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(transforms=[_label_operator_namespace])),
+        )
+        patch = render.operator_namespace_patch()
+        k8s.core.v1.NamespacePatch(
+            "operator-namespace-pod-security",
+            metadata=patch["metadata"],
+            opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[operator])),
         )
         storage = apply_manifest("storage-class", render.storage_class(s), kube)
 

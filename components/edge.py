@@ -229,6 +229,7 @@ class Edge(pulumi.ComponentResource):
 
         kube = pulumi.ResourceOptions(parent=self, provider=aks.provider)
         crds = k8s.yaml.v2.ConfigFile("gateway-api-crds", file=render.GATEWAY_API_CRDS, opts=kube)
+        alb_ns = apply_manifest("alb-namespace", render.alb_namespace(), kube)
         alb = k8s.helm.v3.Release(
             render.ALB_CONTROLLER.release,
             k8s.helm.v3.ReleaseArgs(
@@ -236,14 +237,14 @@ class Edge(pulumi.ComponentResource):
                 chart=render.ALB_CONTROLLER.chart,
                 version=render.ALB_CONTROLLER.version,
                 namespace=render.ALB_NAMESPACE,
-                create_namespace=True,
+                create_namespace=False,  # alb_ns: labelled for Pod Security
                 values=render.alb_controller_values(alb_identity.client_id),
                 atomic=True,
                 cleanup_on_fail=True,
                 timeout=600,
                 max_history=10,
             ),
-            opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[crds, *grants])),
+            opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[alb_ns, crds, *grants])),
         )
         ns = apply_manifest("namespace", render.namespace(), kube)
         after = pulumi.ResourceOptions.merge(
@@ -340,6 +341,7 @@ class EdgeCertificates(pulumi.ComponentResource):
 
         kube = pulumi.ResourceOptions(parent=self, provider=aks.provider)
         chart: Chart = render.CERT_MANAGER
+        manager_ns = apply_manifest("cert-manager-namespace", render.cert_manager_namespace(), kube)
         manager = k8s.helm.v3.Release(
             chart.release,
             k8s.helm.v3.ReleaseArgs(
@@ -348,7 +350,7 @@ class EdgeCertificates(pulumi.ComponentResource):
                 version=chart.version,
                 repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo),
                 namespace=render.CERT_MANAGER_NAMESPACE,
-                create_namespace=True,
+                create_namespace=False,  # manager_ns: labelled for Pod Security
                 values=render.cert_manager_values(),
                 atomic=True,
                 cleanup_on_fail=True,
@@ -356,7 +358,7 @@ class EdgeCertificates(pulumi.ComponentResource):
                 max_history=10,
             ),
             # config.gatewayAPI.enabled: the Gateway API CRDs must exist before cert-manager starts
-            opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[*edge.crds, grant])),
+            opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[manager_ns, *edge.crds, grant])),
         )
         after = pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[manager]))
         issuer = apply_manifest(

@@ -116,26 +116,53 @@ def _own_secrets(args, report):
             )
 
 
+NAMESPACE_PATCH = "kubernetes:core/v1:NamespacePatch"
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
+LEVEL_FIX = (
+    "label the namespace 'restricted' (or 'baseline' where a workload needs it; 'privileged' only"
+    " for the namespaces listed in privilegedNamespaces)"
+)
+
+
+def _level(props) -> object:
+    labels = get(props, "metadata.labels", {})  # label keys contain dots: no dotted path
+    return labels.get(POD_SECURITY, MISSING) if hasattr(labels, "get") else MISSING
+
+
+def _check_level(report, privileged_ok, typ, props, name, prop, urn):
+    level = _level(props)
+    if level in ("baseline", "restricted") or (level == "privileged" and name in privileged_ok):
+        return
+    violation(report, typ, name, prop, level, LEVEL_FIX, urn)
+
+
 def _pod_security(args, report):
     privileged_ok = set(config(args).get("privilegedNamespaces", []))
+    prop = f"metadata.labels['{POD_SECURITY}']"
     for r in args.resources:
-        if r.resource_type != NAMESPACE:
-            continue
-        name = str(get(r.props, "metadata.name", r.name))
-        labels = get(r.props, "metadata.labels", {})  # label keys contain dots: no dotted path
-        level = labels.get(POD_SECURITY, MISSING) if hasattr(labels, "get") else MISSING
-        if level in ("baseline", "restricted") or (level == "privileged" and name in privileged_ok):
-            continue
-        violation(
-            report,
-            NAMESPACE,
-            name,
-            f"metadata.labels['{POD_SECURITY}']",
-            level,
-            "label the namespace 'restricted' (or 'baseline' where a workload needs it; 'privileged' only"
-            " for the namespaces listed in privilegedNamespaces)",
-            r.urn,
-        )
+        if r.resource_type in (NAMESPACE, NAMESPACE_PATCH):
+            # a Namespace, also one a manifest (ConfigFile/ConfigGroup) creates: the engine hands its
+            # objects to the pack as resources of their own; a NamespacePatch labels one it does not own
+            name = str(get(r.props, "metadata.name", r.name))
+            _check_level(report, privileged_ok, r.resource_type, r.props, name, prop, r.urn)
+        elif r.resource_type == HELM_RELEASE and get(r.props, "createNamespace", False) is True:
+            violation(
+                report,
+                HELM_RELEASE,
+                r.name,
+                "createNamespace",
+                True,
+                f"create namespace {get(r.props, 'namespace', 'default')!r} as a labelled Namespace resource,"
+                " make the release depend on it and set createNamespace false (Helm creates it without"
+                " Pod Security labels)",
+                r.urn,
+            )
+        elif r.resource_type == CONFIG_GROUP:
+            for i, obj in enumerate(get(r.props, "objs", []) or []):
+                if isinstance(obj, dict) and obj.get("kind") == "Namespace" and obj.get("apiVersion") == "v1":
+                    name = str(get(obj, "metadata.name", f"{r.name}[{i}]"))
+                    _check_level(report, privileged_ok, CONFIG_GROUP, obj, name, f"objs[{i}].{prop}", r.urn)
 
 
 keyvault_vault_wide = StackValidationPolicy(
@@ -158,7 +185,10 @@ service_own_secrets = StackValidationPolicy(
 
 namespace_pod_security = StackValidationPolicy(
     name="namespace-pod-security",
-    description="Every namespace the stack creates has a Pod Security enforce label.",
+    description=(
+        "Every namespace the stack creates has a Pod Security enforce label (Namespace, NamespacePatch,"
+        " a manifest's Namespace); no Helm release creates its own (unlabelled) namespace."
+    ),
     validate=_pod_security,
     enforcement_level=MANDATORY,
     config_schema=schema({"privilegedNamespaces": {"type": "array", "items": {"type": "string"}, "default": []}}),

@@ -8,6 +8,7 @@ import json
 
 import k8s_schemas
 import pytest
+from conftest import unwrap
 from pulumi.runtime import rpc
 from test_settings import errors, mutate
 
@@ -326,3 +327,18 @@ def test_cloudamqp_backend_needs_its_settings():
     assert errors("dev", mutate("dev", "broker.backend", "cloudamqp")) == [
         "Pulumi.dev.yaml: event-backbone:broker.cloudamqp is required when broker.backend is 'cloudamqp'"
     ]
+
+
+def test_operator_namespace_is_labelled_for_pod_security(stack):
+    """The release manifest creates rabbitmq-system; a NamespacePatch applied after it carries
+    the Pod Security labels (the manifest's own Namespace object gets them by a transform)."""
+    from components.render import broker as B
+
+    manifest = stack.one("yaml/v2:ConfigFile", "cluster-operator")
+    patch = stack.one("core/v1:NamespacePatch", "operator-namespace-pod-security")
+    assert manifest.urn in patch.dependencies
+    meta = unwrap(patch.inputs)["metadata"]
+    assert meta["name"] == B.OPERATOR_NAMESPACE == "rabbitmq-system"
+    assert meta["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert meta["labels"]["pod-security.kubernetes.io/audit"] == "restricted"
+    assert meta["labels"]["pod-security.kubernetes.io/warn"] == "restricted"

@@ -351,3 +351,26 @@ def test_stack_files_carry_no_ingress_settings():
     for stack in ("dev", "prod"):
         text = (ROOT / f"Pulumi.{stack}.yaml").read_text()
         assert "ingressClassName" not in text and "tlsSecretName" not in text
+
+
+def test_edge_controllers_install_into_labelled_namespaces_they_depend_on(stack):
+    """Helm's createNamespace would make unlabelled namespaces: each release depends on its own
+    Namespace, labelled with the enforce level its pods meet (cert-manager's pinned chart sets a
+    restricted-compliant securityContext the values leave alone; the ALB controller's chart is
+    not in the references: baseline), audit and warn restricted."""
+    if not stack.settings.edge.enabled:
+        pytest.skip("edge disabled in this stack")
+    namespaces = {unwrap(r.inputs)["metadata"]["name"]: r for r in stack.of_type("core/v1:Namespace")}
+    for release, ns, level in (
+        ("alb-controller", E.ALB_NAMESPACE, "baseline"),
+        ("cert-manager", "cert-manager", "restricted"),
+    ):
+        reg = stack.one("helm.sh/v3:Release", release)
+        inputs = unwrap(reg.inputs)
+        assert inputs["namespace"] == ns and not inputs.get("createNamespace")
+        assert namespaces[ns].urn in reg.dependencies, release
+        labels = unwrap(namespaces[ns].inputs)["metadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/enforce"] == level
+        assert labels["pod-security.kubernetes.io/audit"] == labels["pod-security.kubernetes.io/warn"] == "restricted"
+    overridden = json.dumps(E.cert_manager_values())
+    assert "securityContext" not in overridden and "SecurityContext" not in overridden

@@ -601,6 +601,79 @@ def test_every_namespace_the_stack_creates_has_an_enforce_level(planned):
     assert {"monitoring", "monitoring-node-exporter", "messaging", "platform-bootstrap"} <= names
 
 
+def test_a_helm_release_creating_its_own_namespace_is_refused(planned):
+    found = _pack_findings(planned, _tampered(planned, "cert-manager", createNamespace=True))
+    assert [f.policy for f in found] == ["namespace-pod-security"]
+    assert "createNamespace is true" in found[0].message and "'cert-manager'" in found[0].message
+
+
+def test_an_unlabelled_operator_namespace_patch_is_refused(planned):
+    found = _pack_findings(planned, _tampered(planned, "operator-namespace-pod-security", metadata__labels={}))
+    assert [f.policy for f in found] == ["namespace-pod-security"]
+    assert "NamespacePatch 'rabbitmq-system'" in found[0].message
+
+
+UPSTREAM_OPERATOR_NAMESPACE = {  # the Namespace object of the Cluster Operator's release manifest
+    "apiVersion": "v1",
+    "kind": "Namespace",
+    "metadata": {"name": "rabbitmq-system", "labels": {"app.kubernetes.io/part-of": "rabbitmq"}},
+}
+
+
+def test_a_manifest_carrying_an_unlabelled_namespace_is_refused():
+    from components.render import broker as B
+
+    policy = access.namespace_pod_security
+    # a ConfigFile's objects reach the pack as resources of their own (named <file>:<object>)
+    child = ("kubernetes:core/v1:Namespace", UPSTREAM_OPERATOR_NAMESPACE, "cluster-operator:rabbitmq-system")
+    [message] = check_stack(policy, [child])
+    assert "Namespace 'rabbitmq-system'" in message and "is not set" in message
+    # the broker's transform labels that object as it is created: the same check passes
+    labelled = B.label_operator_namespace("kubernetes:core/v1:Namespace", copy.deepcopy(UPSTREAM_OPERATOR_NAMESPACE))
+    assert labelled is not None and labelled["metadata"]["labels"]["app.kubernetes.io/part-of"] == "rabbitmq"
+    assert check_stack(policy, [(child[0], labelled, child[2])]) == []
+    assert B.label_operator_namespace("kubernetes:apps/v1:Deployment", {"metadata": {"name": "x"}}) is None
+    # an inline manifest (ConfigGroup objs) with an unlabelled Namespace
+    group = ("kubernetes:yaml/v2:ConfigGroup", {"objs": [UPSTREAM_OPERATOR_NAMESPACE]}, "operator")
+    [message] = check_stack(policy, [group])
+    assert "ConfigGroup 'rabbitmq-system'" in message and "objs[0]" in message
+    assert check_stack(policy, [(group[0], {"objs": [labelled]}, group[2])]) == []
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_namespace_the_workloads_use_is_a_labelled_namespace_in_the_plan(planned, stack):
+    """Helm release namespaces, the namespaces of every namespaced object (custom resources
+    included) and the operator manifest's namespace: each is created (Namespace) or labelled
+    (NamespacePatch) by the stack with a Pod Security enforce level, audit and warn restricted.
+    kube-system is AKS's own (add-ons) and not the stack's to label."""
+    from components.render import broker as B
+
+    p = planned[stack]
+    used: dict[str, str] = {B.OPERATOR_NAMESPACE: "cluster-operator manifest"}
+    for reg in p.result.registrations:
+        if not reg.type.startswith("kubernetes:"):
+            continue
+        inputs = unwrap(reg.inputs)
+        if reg.type == "kubernetes:helm.sh/v3:Release":
+            used[inputs["namespace"]] = reg.name
+            assert not inputs.get("createNamespace"), reg.name
+        elif isinstance(inputs.get("metadata"), dict) and inputs["metadata"].get("namespace"):
+            used.setdefault(inputs["metadata"]["namespace"], reg.name)
+    used.pop("kube-system", None)
+    labelled = {}
+    for reg in p.of_type("core/v1:Namespace") + p.of_type("core/v1:NamespacePatch"):
+        meta = unwrap(reg.inputs)["metadata"]
+        labelled[meta["name"]] = meta["labels"]
+    assert {"monitoring", "messaging", B.OPERATOR_NAMESPACE} <= set(used)
+    if p.settings.edge.enabled:
+        assert {"azure-alb-system", "cert-manager", "edge"} <= set(used)
+    for ns, user in sorted(used.items()):
+        assert ns in labelled, f"{ns} (used by {user}) is not a labelled Namespace in the {stack} plan"
+        labels = labelled[ns]
+        assert labels["pod-security.kubernetes.io/enforce"] in ("restricted", "baseline", "privileged"), ns
+        assert labels["pod-security.kubernetes.io/audit"] == labels["pod-security.kubernetes.io/warn"] == "restricted"
+
+
 # ------------------------------------------------------------------------- audit trail
 def stack_resources(planned, stack: str = "prod", change=None) -> list[PolicyResource]:
     """The recorded stack as the engine hands it to a stack policy: custom resources with their

@@ -26,6 +26,34 @@ def to_yaml(data) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
 
 
+POD_SECURITY_PREFIX = "pod-security.kubernetes.io/"
+
+
+def pod_security_labels(enforce: str) -> dict[str, str]:
+    """Pod Security Admission labels for a namespace the stack creates: ``enforce`` at the level
+    its workloads need, ``audit`` and ``warn`` always at restricted (so every gap from restricted
+    shows up in the audit log and in kubectl's warnings), all against the latest policy version."""
+    if enforce not in ("restricted", "baseline", "privileged"):
+        raise ValueError(f"unknown Pod Security level {enforce!r}")
+    labels = {}
+    for mode, level in (("enforce", enforce), ("audit", "restricted"), ("warn", "restricted")):
+        labels[f"{POD_SECURITY_PREFIX}{mode}"] = level
+        labels[f"{POD_SECURITY_PREFIX}{mode}-version"] = "latest"
+    return labels
+
+
+def labelled_namespace(name: str, enforce: str) -> dict:
+    """A Namespace manifest carrying the stack's part-of label and its Pod Security labels."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": name,
+            "labels": {"app.kubernetes.io/part-of": "event-backbone", **pod_security_labels(enforce)},
+        },
+    }
+
+
 def artefacts(s: StackSettings) -> dict[str, str]:
     from . import alertmanager, broker, clients, dashboards, helm_values, rollouts, rules
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..settings import LOAD_TEST_PERMISSION, LOAD_TEST_USER, ServiceTopology, StackSettings, Topology
+from . import labelled_namespace, pod_security_labels
 
 HASHING = "rabbit_password_hashing_sha256"
 # Definitions imported at boot stop RabbitMQ from creating its default user, so the
@@ -304,17 +305,41 @@ def selector(s: StackSettings) -> dict:
 
 
 def namespace(s: StackSettings) -> dict:
+    """The broker's namespace. Baseline enforced (as before): the RabbitMQ pods' securityContext
+    comes from the Cluster Operator's defaults, not from anything pinned here, so restricted
+    cannot be shown; restricted is audited and warned."""
+    return labelled_namespace(s.broker.namespace, "baseline")
+
+
+OPERATOR_NAMESPACE = "rabbitmq-system"  # fixed by the Cluster Operator's release manifest
+
+
+def operator_namespace_labels() -> dict[str, str]:
+    """Pod Security for the Cluster Operator's namespace. Baseline enforced: the release manifest
+    is fetched by URL at deploy time and not in the pinned references, so its Deployment's
+    securityContext cannot be checked against restricted here; restricted is audited and warned."""
+    return pod_security_labels("baseline")
+
+
+def label_operator_namespace(kind: str, props: dict) -> dict | None:
+    """The manifest's own Namespace object with the Pod Security labels added (its other labels
+    kept); None for any other object. The broker component applies this as a transform on the
+    release manifest, so the namespace is labelled when it is created, before the operator's pod."""
+    meta = props.get("metadata") or {}
+    if kind != "kubernetes:core/v1:Namespace" or meta.get("name") != OPERATOR_NAMESPACE:
+        return None
+    labels = {**(meta.get("labels") or {}), **operator_namespace_labels()}
+    return {**props, "metadata": {**meta, "labels": labels}}
+
+
+def operator_namespace_patch() -> dict:
+    """The same labels as a NamespacePatch (server-side apply of these labels only, the manifest
+    keeps owning the namespace): visible in the plan and to the policy gate, and it puts the
+    labels back if someone re-applies the upstream manifest by hand."""
     return {
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {
-            "name": s.broker.namespace,
-            "labels": {
-                "app.kubernetes.io/part-of": "event-backbone",
-                "pod-security.kubernetes.io/enforce": "baseline",
-                "pod-security.kubernetes.io/warn": "restricted",
-            },
-        },
+        "metadata": {"name": OPERATOR_NAMESPACE, "labels": operator_namespace_labels()},
     }
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..settings import StackSettings
-from . import helm_values
+from . import helm_values, labelled_namespace
 
 GATEWAY_API_VERSION = "v1.4.1"
 GATEWAY_API_CRDS = (
@@ -85,20 +85,24 @@ def listener_name(site: Site) -> str:
 def namespace() -> dict:
     """The edge's namespace (the Gateway and the routes' shared objects). Pod Security: baseline
     enforced (nothing here is known to need more), restricted warned and audited."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {
-            "name": NAMESPACE,
-            "labels": {
-                "app.kubernetes.io/part-of": "event-backbone",
-                "pod-security.kubernetes.io/enforce": "baseline",
-                "pod-security.kubernetes.io/enforce-version": "latest",
-                "pod-security.kubernetes.io/audit": "restricted",
-                "pod-security.kubernetes.io/warn": "restricted",
-            },
-        },
-    }
+    return labelled_namespace(NAMESPACE, "baseline")
+
+
+def alb_namespace() -> dict:
+    """The ALB controller's namespace, created here (not by Helm's createNamespace) so it carries
+    Pod Security labels. Baseline enforced: the controller's chart is an OCI artefact with no
+    values file in the pinned references, so its pods' securityContext cannot be checked against
+    restricted here; restricted is audited and warned, which names any gap on a real cluster."""
+    return labelled_namespace(ALB_NAMESPACE, "baseline")
+
+
+def cert_manager_namespace() -> dict:
+    """cert-manager's namespace, created here (not by Helm's createNamespace). Restricted enforced:
+    the pinned chart (v1.21.1 values.yaml) gives the controller, webhook, cainjector and
+    startupapicheck pods runAsNonRoot, seccompProfile RuntimeDefault, allowPrivilegeEscalation
+    false and capabilities drop ALL, and ``cert_manager_values`` overrides none of them; the
+    workload identity webhook adds only env vars and a projected token volume (allowed)."""
+    return labelled_namespace(CERT_MANAGER_NAMESPACE, "restricted")
 
 
 def gateway(s: StackSettings, alb_id: Any, frontend: Any) -> dict:
