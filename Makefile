@@ -8,8 +8,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STACK  ?= dev
 STAMP  := $(VENV)/.requirements-installed
+# Checkov has a large dependency tree of its own: it gets its own virtualenv, never .venv.
+CHECKOV_VENV  := .tools/checkov
+CHECKOV_PIN   := tests/tools/checkov-requirements.txt
+CHECKOV_STAMP := $(CHECKOV_VENV)/.requirements-installed
 
-.PHONY: plan test test-all lint lint-tools tools venv bench bench-broker clean
+.PHONY: plan test test-all lint lint-tools tools checkov venv bench bench-broker clean
 
 # (Re)create the virtualenv whenever requirements change. Python 3.11 or newer is required.
 $(STAMP): requirements.txt policies/requirements.txt bench/requirements.txt
@@ -29,6 +33,14 @@ plan: $(STAMP)
 tools:
 	@bash tests/tools/install.sh
 
+# Checkov (pinned) for tests/test_checkov.py: scans build/<stack>/arm, build/<stack>/k8s, .github/workflows.
+$(CHECKOV_STAMP): $(CHECKOV_PIN)
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q --disable-pip-version-check -r $(CHECKOV_PIN)
+	touch $@
+
+checkov: $(CHECKOV_STAMP)
+
 # Node.js for pyright (Debian's nodejs when the machine has none); the linters themselves are
 # pinned in requirements.txt.
 lint-tools:
@@ -47,10 +59,10 @@ lint: $(STAMP) lint-tools
 SLOW    := cluster or drill
 SELECT  := $(if $(filter true 1 yes,$(CI)),,-m "not ($(SLOW))")
 
-test: $(STAMP) lint tools
+test: $(STAMP) lint tools checkov
 	$(PY) -m pytest -q $(SELECT)
 
-test-all: $(STAMP) lint tools
+test-all: $(STAMP) lint tools checkov
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

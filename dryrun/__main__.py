@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     from components.settings import ConfigError, read_stack_file
 
     from . import plan
+    from .exports import write_exports
     from .runner import run_stack
 
     stack_file = args.stack_file or PROJECT_DIR / f"Pulumi.{args.stack}.yaml"
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             print(line, file=sys.stderr)
         return 2
     doc = plan.write_plan(result, out)
-    written = plan.write_artefacts(result, out)
+    written = plan.write_artefacts(result, out) + write_exports(result, out)  # + arm/, k8s/ for Checkov
     from . import access
 
     access_files, access_line = access.write_access(result, doc, out)

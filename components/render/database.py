@@ -326,7 +326,7 @@ def _container_security() -> dict:
 def bootstrap_job(*, name: Value, server_fqdn: Value, login: str) -> dict:
     """Runs the rendered SQL as the bootstrap identity (an Entra administrator of the server,
     PostgreSQL login ``login``) with a token for ``ossrdbms-aad``, TLS verified."""
-    resources = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+    resources = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -351,6 +351,7 @@ def bootstrap_job(*, name: Value, server_fqdn: Value, login: str) -> dict:
                         {
                             "name": "entra-token",
                             "image": AZURE_CLI_IMAGE,
+                            "imagePullPolicy": "Always",
                             "command": ["/bin/sh", "-c", TOKEN_SCRIPT],
                             "env": [
                                 {"name": "HOME", "value": "/tmp"},
@@ -368,6 +369,7 @@ def bootstrap_job(*, name: Value, server_fqdn: Value, login: str) -> dict:
                         {
                             "name": "psql",
                             "image": PSQL_IMAGE,
+                            "imagePullPolicy": "Always",
                             "command": ["/bin/sh", "-c", PSQL_SCRIPT],
                             "env": [
                                 {"name": "PGHOST", "value": server_fqdn},
