@@ -65,6 +65,7 @@ class Broker(pulumi.ComponentResource):
         vault: Vault,
         provider: k8s.Provider,
         crds: list[pulumi.Resource] | None = None,
+        registry: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("event-backbone:platform:Broker", name, None, opts)
@@ -77,10 +78,25 @@ class Broker(pulumi.ComponentResource):
         ns = apply_manifest("namespace", render.namespace(s), stateful)
         in_ns = pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[ns]))
 
+        # The release manifest names Docker Hub: its Deployment is rewritten on the way in so
+        # that the operator (and the images it defaults to) come through the registry.
+        operator_opts = kube
+        if registry is not None:
+            login = pulumi.Output.from_input(registry)
+
+            async def through_registry(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
+                if args.type_ != "kubernetes:apps/v1:Deployment":
+                    return None
+                props = dict(args.props)
+                changed = render.operator_workload({"kind": "Deployment", **props}, await login.future() or "")
+                changed.pop("kind")
+                return pulumi.ResourceTransformResult(props={**props, **changed}, opts=args.opts)
+
+            operator_opts = pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(transforms=[through_registry]))
         operator = k8s.yaml.v2.ConfigFile(
             "cluster-operator",
             file=operator_manifest_url(b.operator_version),
-            opts=kube,
+            opts=operator_opts,
         )
         storage = apply_manifest("storage-class", render.storage_class(s), kube)
 
@@ -168,7 +184,7 @@ class Broker(pulumi.ComponentResource):
 
         cluster = apply_manifest(
             "cluster",
-            render.rabbitmq_cluster(s, tls_name, ca_name, defs_name, admin_name),
+            render.rabbitmq_cluster(s, tls_name, ca_name, defs_name, admin_name, registry),
             pulumi.ResourceOptions.merge(
                 stateful,
                 pulumi.ResourceOptions(
@@ -196,6 +212,7 @@ class Broker(pulumi.ComponentResource):
                 ca.cert_pem,
                 provider,
                 broker=[cluster, ns],
+                registry=registry,
                 opts=pulumi.ResourceOptions(parent=self),
             )
 
