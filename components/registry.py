@@ -34,6 +34,9 @@ def login_server(s: StackSettings, suffix: pulumi.Input[str]) -> pulumi.Output[s
 class Registry(pulumi.ComponentResource):
     registry_id: pulumi.Output[str]
     login_server: pulumi.Output[str]
+    # the login server once the nodes can pull through the cache (AcrPull, every cache rule):
+    # what the workloads' image references are built from, so they wait for both
+    pull_through: pulumi.Output[str]
 
     def __init__(
         self,
@@ -125,7 +128,7 @@ class Registry(pulumi.ComponentResource):
                 opts=child,
             )
 
-        rbac.grant(
+        pull = rbac.grant(
             "kubelet-acr-pull",
             role=rbac.ACR_PULL,
             principal_id=kubelet_principal_id,
@@ -135,9 +138,10 @@ class Registry(pulumi.ComponentResource):
             opts=child,
         )
 
+        rules = []
         for upstream in r.cache_upstreams:
             prefix = CACHE_PREFIXES[upstream]
-            CR.CacheRule(
+            rule = CR.CacheRule(
                 f"cache-{prefix}",
                 CR.CacheRuleArgs(
                     resource_group_name=net.resource_group_name,
@@ -148,4 +152,6 @@ class Registry(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
+            rules.append(rule.id)
+        self.pull_through = pulumi.Output.all(login_server(s, suffix), pull.id, *rules).apply(lambda a: a[0])
         self.register_outputs({"loginServer": self.login_server})

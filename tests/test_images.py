@@ -203,3 +203,15 @@ def test_cluster_operator_deployment_is_rewritten():
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].startswith("rabbitmqoperator/")
     crd = {"kind": "CustomResourceDefinition", "spec": {"image": "x"}}
     assert B.operator_workload(crd, "acr.azurecr.io") is crd
+
+
+def test_workloads_wait_for_the_cache_rules_and_acr_pull(stack):
+    """The first pull goes through a cache rule with the nodes' AcrPull: both exist first."""
+    needed = {r.urn for r in stack.of_type("containerregistry:CacheRule")}
+    needed |= {r.urn for r in stack.of_type("authorization:RoleAssignment") if r.name == "kubelet-acr-pull"}
+    assert len(needed) == len(stack.settings.registry.cache_upstreams) + 1
+    pulling = [*stack.of_type("helm.sh/v3:Release"), stack.one("rabbitmq.com/v1beta1:RabbitmqCluster")]
+    pulling += [r for r in stack.of_type("batch/v1:Job") if r.name == "bootstrap-job"]
+    for r in pulling:
+        if r.name != E.ALB_CONTROLLER.release:
+            assert needed <= set(r.dependencies), r.name
