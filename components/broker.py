@@ -70,6 +70,7 @@ class Broker(pulumi.ComponentResource):
         vault: Vault,
         provider: k8s.Provider,
         crds: list[pulumi.Resource] | None = None,
+        registry: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("event-backbone:platform:Broker", name, None, opts)
@@ -84,11 +85,26 @@ class Broker(pulumi.ComponentResource):
 
         # The release manifest creates rabbitmq-system itself: a transform labels that Namespace
         # object as it is created (before the operator's pod is admitted), and a NamespacePatch
-        # with the same labels makes them visible to the plan and the policy gate.
+        # with the same labels makes them visible to the plan and the policy gate. The manifest
+        # also names Docker Hub: its Deployment is rewritten on the way in so that the operator
+        # (and the images it defaults to) come through the registry.
+        transforms: list[pulumi.ResourceTransform] = [_label_operator_namespace]
+        if registry is not None:
+            login = pulumi.Output.from_input(registry)
+
+            async def through_registry(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
+                if args.type_ != "kubernetes:apps/v1:Deployment":
+                    return None
+                props = dict(args.props)
+                changed = render.operator_workload({"kind": "Deployment", **props}, await login.future() or "")
+                changed.pop("kind")
+                return pulumi.ResourceTransformResult(props={**props, **changed}, opts=args.opts)
+
+            transforms.append(through_registry)
         operator = k8s.yaml.v2.ConfigFile(
             "cluster-operator",
             file=operator_manifest_url(b.operator_version),
-            opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(transforms=[_label_operator_namespace])),
+            opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(transforms=transforms)),
         )
         patch = render.operator_namespace_patch()
         k8s.core.v1.NamespacePatch(
@@ -182,7 +198,7 @@ class Broker(pulumi.ComponentResource):
 
         cluster = apply_manifest(
             "cluster",
-            render.rabbitmq_cluster(s, tls_name, ca_name, defs_name, admin_name),
+            render.rabbitmq_cluster(s, tls_name, ca_name, defs_name, admin_name, registry),
             pulumi.ResourceOptions.merge(
                 stateful,
                 pulumi.ResourceOptions(
@@ -210,6 +226,7 @@ class Broker(pulumi.ComponentResource):
                 ca.cert_pem,
                 provider,
                 broker=[cluster, ns],
+                registry=registry,
                 opts=pulumi.ResourceOptions(parent=self),
             )
 

@@ -282,6 +282,7 @@ class EdgeCertificates(pulumi.ComponentResource):
         aks: Aks,
         client: pulumi.Output,
         edge: Edge,
+        registry: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("event-backbone:platform:EdgeCertificates", name, None, opts)
@@ -351,7 +352,7 @@ class EdgeCertificates(pulumi.ComponentResource):
                 repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo),
                 namespace=render.CERT_MANAGER_NAMESPACE,
                 create_namespace=False,  # manager_ns: labelled for Pod Security
-                values=render.cert_manager_values(),
+                values=render.cert_manager_values(registry),
                 atomic=True,
                 cleanup_on_fail=True,
                 timeout=600,

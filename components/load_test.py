@@ -22,6 +22,7 @@ class LoadTest(pulumi.ComponentResource):
         ca_cert_pem: pulumi.Input[str],
         provider: k8s.Provider,
         broker: list[pulumi.Resource],
+        registry: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         """``password``: the perf-test user's (Key Vault ``broker-perf-test``), a Pulumi secret;
@@ -53,7 +54,7 @@ class LoadTest(pulumi.ComponentResource):
         # so the old one goes first).
         apply_manifest(
             "load-test-job",
-            render.job(s),
+            render.job(s, registry),
             pulumi.ResourceOptions.merge(
                 in_ns,
                 pulumi.ResourceOptions(depends_on=[secret, *policies, *broker], delete_before_replace=True),

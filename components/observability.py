@@ -29,6 +29,7 @@ class Observability(pulumi.ComponentResource):
         vault: Vault,
         provider: k8s.Provider,
         client: pulumi.Output | None = None,  # authorization.get_client_config_output(): the tenant for sign-in
+        registry: pulumi.Input[str] | None = None,  # the stack's registry login server: images through it
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("event-backbone:platform:Observability", name, None, opts)
@@ -103,7 +104,7 @@ class Observability(pulumi.ComponentResource):
             )
 
         tenant = client.tenant_id if client is not None else helm_values.TENANT_PLACEHOLDER
-        values = helm_values.all_values(s, tenant)
+        values = helm_values.all_values(s, tenant, registry)
         stack = release(helm_values.KUBE_PROMETHEUS_STACK, values[helm_values.KUBE_PROMETHEUS_STACK], extra)
         jaeger = release(helm_values.JAEGER, values[helm_values.JAEGER], extra)
         release(helm_values.OTEL_COLLECTOR, values[helm_values.OTEL_COLLECTOR], [stack, jaeger])

@@ -221,10 +221,11 @@ class PostgresBootstrap(pulumi.ComponentResource):
         provider: k8s.Provider,
         oidc_issuer_url: pulumi.Output[str],
         principals: Mapping[str, pulumi.Input[str]],
+        registry: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         """``principals``: database (= service) name -> Entra object (principal) id of the
-        managed identity that owns it."""
+        managed identity that owns it; ``registry``: the stack's registry login server."""
         super().__init__("event-backbone:platform:PostgresBootstrap", name, None, opts)
         s = settings
         child = pulumi.ResourceOptions(parent=self)
@@ -277,7 +278,9 @@ class PostgresBootstrap(pulumi.ComponentResource):
         )
         apply_manifest(
             "bootstrap-job",
-            render.bootstrap_job(name=sql.apply(render.job_name), server_fqdn=postgres.fqdn, login=login),
+            render.bootstrap_job(
+                name=sql.apply(render.job_name), server_fqdn=postgres.fqdn, login=login, registry=registry
+            ),
             pulumi.ResourceOptions.merge(
                 in_ns,
                 pulumi.ResourceOptions(

@@ -41,12 +41,15 @@ def main(settings: StackSettings | None = None) -> None:
         "name-suffix", random.RandomStringArgs(length=5, special=False, upper=False, numeric=True)
     ).result
 
-    net = Network("network", s, registry_login_server=registry.login_server(s, suffix))
+    # Every image the stack runs is pulled through the registry's cache (components/render/images.py).
+    login = registry.login_server(s, suffix)
+    net = Network("network", s, registry_login_server=login)
     vault = Vault("vault", s, net, client, suffix)
     aks = Aks("aks", s, net, client)
     # The services with a database (`services.<name>.database: true`).
     databases = s.databases
     acr = registry.Registry("registry", s, net, client, suffix, aks.kubelet_principal_id)
+    images = acr.pull_through  # the same login server, after AcrPull and the cache rules
     pg = Postgres("postgres", s, net, vault, client, suffix, databases)
     # Every service has its own identity: its PostgreSQL role (if any), its secrets, its pods.
     identities = ServiceIdentities("service-identities", s, net, list(s.services))
@@ -58,6 +61,7 @@ def main(settings: StackSettings | None = None) -> None:
         aks.provider,
         aks.oidc_issuer_url,
         {db: identities.principal_ids[db] for db in databases},
+        registry=images,
     )
     categories = log_categories(s)
     Diagnostics(
@@ -71,7 +75,7 @@ def main(settings: StackSettings | None = None) -> None:
             "registry": Target(acr.registry_id, categories["registry"]),
         },
     )
-    ClusterPolicies("cluster-policies", s, aks.cluster_id, registry.login_server(s, suffix))
+    ClusterPolicies("cluster-policies", s, aks.cluster_id, login)
     Budget("budget", s, net.resource_group_name, net.resource_group_id)
     Locks(
         "locks",
@@ -84,20 +88,20 @@ def main(settings: StackSettings | None = None) -> None:
             "registry": acr.registry_id,
         },
     )
-    observability = Observability("observability", s, vault, aks.provider, client)
+    observability = Observability("observability", s, vault, aks.provider, client, registry=images)
     if s.edge.enabled:
         edge = Edge("edge", s, net, aks, client)
-        certificates = EdgeCertificates("edge-certificates", s, net, aks, client, edge)
+        certificates = EdgeCertificates("edge-certificates", s, net, aks, client, edge, registry=images)
         pulumi.export("edgeFrontendFqdn", edge.frontend_fqdn)
         if certificates.zone_name_servers is not None:
             pulumi.export("edgeDnsZoneNameServers", certificates.zone_name_servers)
     if s.rollouts.enabled:
-        Rollouts("rollouts", s, aks.provider, crds=observability.crds)
+        Rollouts("rollouts", s, aks.provider, crds=observability.crds, registry=images)
     if s.broker.backend == "cloudamqp":
         broker = CloudAmqpBroker("broker", s, vault)
     else:
         # the broker's ServiceMonitor needs the monitoring CRDs that kube-prometheus-stack installs
-        broker = Broker("broker", s, vault, aks.provider, crds=observability.crds)
+        broker = Broker("broker", s, vault, aks.provider, crds=observability.crds, registry=images)
 
     ca_uri = {"broker-ca-cert": broker.ca_cert_uri} if isinstance(broker, Broker) else {}
     keda = None

@@ -16,16 +16,10 @@ from pulumi_azure_native import containerregistry, network
 
 from . import rbac
 from .network import Network
+from .render.images import CACHE_PREFIXES, cached_image
 from .settings import StackSettings
 
-# upstream registry -> the repository prefix it is cached under
-CACHE_PREFIXES = {
-    "docker.io": "docker",
-    "quay.io": "quay",
-    "ghcr.io": "ghcr",
-    "registry.k8s.io": "k8s",
-    "mcr.microsoft.com": "mcr",
-}
+__all__ = ["CACHE_PREFIXES", "Registry", "cached_image", "login_server", "registry_name"]
 
 
 def registry_name(s: StackSettings, suffix: pulumi.Input[str]) -> pulumi.Output[str]:
@@ -37,26 +31,12 @@ def login_server(s: StackSettings, suffix: pulumi.Input[str]) -> pulumi.Output[s
     return registry_name(s, suffix).apply(lambda n: f"{n}.azurecr.io")
 
 
-def cached_image(image: str, login: str) -> str:
-    """An upstream image reference as pulled through the registry's cache
-    (``quay.io/prometheus/prometheus:v3`` -> ``<login>/quay/prometheus/prometheus:v3``;
-    Docker Hub short names get their implicit ``docker.io/library/``)."""
-    if "/" not in image:
-        image = f"docker.io/library/{image}"
-    first = image.split("/", 1)[0]
-    if "." not in first and ":" not in first and first != "localhost":
-        image = f"docker.io/{image}"
-    host, rest = image.split("/", 1)
-    if host == login:
-        return image
-    if host not in CACHE_PREFIXES:
-        raise ValueError(f"{image}: {host} is not an upstream the registry caches ({', '.join(CACHE_PREFIXES)})")
-    return f"{login}/{CACHE_PREFIXES[host]}/{rest}"
-
-
 class Registry(pulumi.ComponentResource):
     registry_id: pulumi.Output[str]
     login_server: pulumi.Output[str]
+    # the login server once the nodes can pull through the cache (AcrPull, every cache rule):
+    # what the workloads' image references are built from, so they wait for both
+    pull_through: pulumi.Output[str]
 
     def __init__(
         self,
@@ -148,7 +128,7 @@ class Registry(pulumi.ComponentResource):
                 opts=child,
             )
 
-        rbac.grant(
+        pull = rbac.grant(
             "kubelet-acr-pull",
             role=rbac.ACR_PULL,
             principal_id=kubelet_principal_id,
@@ -158,9 +138,10 @@ class Registry(pulumi.ComponentResource):
             opts=child,
         )
 
+        rules = []
         for upstream in r.cache_upstreams:
             prefix = CACHE_PREFIXES[upstream]
-            CR.CacheRule(
+            rule = CR.CacheRule(
                 f"cache-{prefix}",
                 CR.CacheRuleArgs(
                     resource_group_name=net.resource_group_name,
@@ -171,4 +152,6 @@ class Registry(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
+            rules.append(rule.id)
+        self.pull_through = pulumi.Output.all(login_server(s, suffix), pull.id, *rules).apply(lambda a: a[0])
         self.register_outputs({"loginServer": self.login_server})

@@ -19,6 +19,7 @@ class Rollouts(pulumi.ComponentResource):
         settings: StackSettings,
         provider: k8s.Provider,
         crds: list[pulumi.Resource],
+        registry: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("event-backbone:platform:Rollouts", name, None, opts)
@@ -34,7 +35,7 @@ class Rollouts(pulumi.ComponentResource):
                 version=chart.version,
                 repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo),
                 namespace=s.rollouts.namespace,
-                values=rollouts.controller_values(s),
+                values=rollouts.controller_values(s, registry),
                 atomic=True,
                 cleanup_on_fail=True,
                 timeout=600,

@@ -401,6 +401,14 @@ def test_prod_pod_security_must_deny():
     ]
 
 
+def test_prod_allowed_images_must_deny(stack):
+    effect = by_name(stack, "authorization:PolicyAssignment")["allowed-images"]["parameters"]["effect"]["value"]
+    assert effect == ("Deny" if stack.stack == "prod" else "Audit")
+    assert errors("prod", mutate("prod", "aks.azurePolicy.allowedImagesEffect", "Audit")) == [
+        "Pulumi.prod.yaml: event-backbone:aks.azurePolicy.allowedImagesEffect must be 'Deny' in prod (got 'Audit')"
+    ]
+
+
 # ------------------------------------------------------------------ 9. registry
 def test_registry_per_environment(stack):
     acr = stack.inputs("containerregistry:Registry")

@@ -103,7 +103,10 @@ def test_perf_test_parameters_come_from_the_settings(planned_on):
     assert (lt.producers, lt.consumers, lt.queues) == (PARAMS["producers"], PARAMS["consumers"], PARAMS["queues"])
     container = job(planned_on)["spec"]["template"]["spec"]["containers"][0]
     args = container["args"]
-    assert container["image"] == lt.image == S.PERF_TEST_IMAGE
+    # the pinned PerfTest image, pulled through the stack's registry (tests/test_images.py)
+    registry = planned_on.inputs("containerregistry:Registry")["registryName"] + ".azurecr.io"
+    assert lt.image == S.PERF_TEST_IMAGE
+    assert container["image"] == f"{registry}/docker/{lt.image}"
     assert arg(args, "--producers") == str(lt.producers)
     assert arg(args, "--consumers") == str(lt.consumers)
     assert arg(args, "--rate") == str(lt.rate)
@@ -140,7 +143,7 @@ def test_restricted_pod_security(planned_on):
         assert sc["runAsNonRoot"] is True and sc["readOnlyRootFilesystem"] is True, c["name"]
         assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}, c["name"]
         assert c["resources"]["requests"] and c["resources"]["limits"]["memory"], c["name"]
-        assert c["image"] == lt.image
+        assert c["image"].endswith(f"/docker/{lt.image}")
     main = pod["containers"][0]["resources"]
     assert main == {
         "requests": {"cpu": lt.resources.cpu_request, "memory": lt.resources.memory},

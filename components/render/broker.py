@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import urllib.parse
 from collections.abc import Mapping
@@ -14,6 +15,7 @@ from typing import Any
 
 from ..settings import LOAD_TEST_PERMISSION, LOAD_TEST_USER, ServiceTopology, StackSettings, Topology
 from . import labelled_namespace, pod_security_labels
+from .images import pull
 
 HASHING = "rabbit_password_hashing_sha256"
 # Definitions imported at boot stop RabbitMQ from creating its default user, so the
@@ -357,7 +359,7 @@ def storage_class(s: StackSettings) -> dict:
 
 
 def rabbitmq_cluster(
-    s: StackSettings, tls_secret: str, ca_secret: str, definitions_secret: str, admin_secret: str
+    s: StackSettings, tls_secret: str, ca_secret: str, definitions_secret: str, admin_secret: str, registry: Any = None
 ) -> dict:
     b = s.broker
     resources = {
@@ -372,7 +374,7 @@ def rabbitmq_cluster(
         "metadata": {"name": b.cluster_name, "namespace": b.namespace, "labels": labels(s)},
         "spec": {
             "replicas": b.replicas,
-            "image": b.image,
+            "image": pull(b.image, registry),
             "persistence": {"storageClassName": b.storage_class, "storage": b.storage_size},
             "resources": resources,
             "tls": {
@@ -596,3 +598,21 @@ def service_monitor(s: StackSettings, ca_secret: str) -> dict:
             ],
         },
     }
+
+
+def operator_workload(obj: dict, login: str) -> dict:
+    """The Cluster Operator's release manifest, one object at a time, with every image through
+    the registry: the Deployment's container and init-container images and the ``*_IMAGE``
+    defaults it passes on (``DEFAULT_RABBITMQ_IMAGE``, ``DEFAULT_USER_UPDATER_IMAGE``).
+    Anything else is returned unchanged."""
+    if obj.get("kind") != "Deployment":
+        return obj
+    obj = json.loads(json.dumps(obj))
+    pod = obj.get("spec", {}).get("template", {}).get("spec", {})
+    for container in [*pod.get("initContainers", []), *pod.get("containers", [])]:
+        if "image" in container:
+            container["image"] = pull(container["image"], login)
+        for env in container.get("env", []):
+            if env.get("name", "").endswith("_IMAGE") and env.get("value"):
+                env["value"] = pull(env["value"], login)
+    return obj

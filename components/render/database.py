@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .images import pull
+
 MAINTENANCE_DB = "postgres"
 ROLE_PREFIX = "svc-"
 ENTRA_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
@@ -323,7 +325,7 @@ def _container_security() -> dict:
     }
 
 
-def bootstrap_job(*, name: Value, server_fqdn: Value, login: str) -> dict:
+def bootstrap_job(*, name: Value, server_fqdn: Value, login: str, registry: Value = None) -> dict:
     """Runs the rendered SQL as the bootstrap identity (an Entra administrator of the server,
     PostgreSQL login ``login``) with a token for ``ossrdbms-aad``, TLS verified."""
     resources = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}
@@ -350,7 +352,7 @@ def bootstrap_job(*, name: Value, server_fqdn: Value, login: str) -> dict:
                     "initContainers": [
                         {
                             "name": "entra-token",
-                            "image": AZURE_CLI_IMAGE,
+                            "image": pull(AZURE_CLI_IMAGE, registry),
                             "imagePullPolicy": "Always",
                             "command": ["/bin/sh", "-c", TOKEN_SCRIPT],
                             "env": [
@@ -368,7 +370,7 @@ def bootstrap_job(*, name: Value, server_fqdn: Value, login: str) -> dict:
                     "containers": [
                         {
                             "name": "psql",
-                            "image": PSQL_IMAGE,
+                            "image": pull(PSQL_IMAGE, registry),
                             "imagePullPolicy": "Always",
                             "command": ["/bin/sh", "-c", PSQL_SCRIPT],
                             "env": [

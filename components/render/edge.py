@@ -17,6 +17,7 @@ from typing import Any
 
 from ..settings import StackSettings
 from . import helm_values, labelled_namespace
+from .images import prefix
 
 GATEWAY_API_VERSION = "v1.4.1"
 GATEWAY_API_CRDS = (
@@ -273,11 +274,12 @@ def alb_controller_values(client_id: Any) -> dict:
     return {"albController": {"namespace": ALB_NAMESPACE, "podIdentity": {"clientID": client_id}}}
 
 
-def cert_manager_values() -> dict:
+def cert_manager_values(registry: Any = None) -> dict:
     """crds.enabled: the chart manages the CRDs (kept on uninstall); the controller watches
     Gateway API objects (the CRDs are installed before this release); its pods carry the
-    workload identity label so Azure DNS sees the identity's token."""
-    return {
+    workload identity label so Azure DNS sees the identity's token. ``registry``: the stack's
+    registry (every cert-manager image is ``<imageRegistry>/<imageNamespace>/<name>``)."""
+    values: dict = {
         "crds": {"enabled": True, "keep": True},
         "config": {
             "apiVersion": "controller.config.cert-manager.io/v1alpha1",
@@ -286,3 +288,6 @@ def cert_manager_values() -> dict:
         },
         "podLabels": {WORKLOAD_IDENTITY_LABEL: "true"},
     }
+    if registry is not None:
+        values["imageRegistry"] = prefix("quay.io", registry)
+    return values

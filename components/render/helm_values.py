@@ -9,6 +9,7 @@ from typing import Any
 
 from ..settings import StackSettings
 from . import alertmanager
+from .images import chart_image, pull
 
 
 @dataclass(frozen=True)
@@ -139,8 +140,9 @@ def _fmt(template: str, tenant_id: Any, action: str) -> Any:
     return template.format(tenant_id, action)
 
 
-def kube_prometheus_stack(s: StackSettings, tenant_id: Any = TENANT_PLACEHOLDER) -> dict:
+def kube_prometheus_stack(s: StackSettings, tenant_id: Any = TENANT_PLACEHOLDER, registry: Any = None) -> dict:
     o = s.observability
+    img = chart_image
     grafana = {
         "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
         "persistence": {"enabled": True, "size": o.grafana.storage_size},
@@ -158,13 +160,22 @@ def kube_prometheus_stack(s: StackSettings, tenant_id: Any = TENANT_PLACEHOLDER)
         "ingress": {"enabled": False},
         "grafana.ini": grafana_ini(s, tenant_id),
     }
+    if registry is not None:
+        # every image of the chart and its subcharts through the registry's cache (tags: the
+        # charts' pinned defaults); grafana.imageRenderer is off, its image is set all the same
+        grafana["image"] = img("docker.io", "grafana/grafana", registry)
+        grafana["sidecar"]["image"] = img("quay.io", "kiwigrid/k8s-sidecar", registry)
+        grafana["initChownData"] = {"image": img("docker.io", "library/busybox", registry)}
+        grafana["downloadDashboardsImage"] = img("docker.io", "curlimages/curl", registry)
+        grafana["testFramework"] = {"image": img("docker.io", "bats/bats", registry)}
+        grafana["imageRenderer"] = {"image": img("docker.io", "grafana/grafana-image-renderer", registry)}
     if o.grafana.sign_in is not None:
         grafana["envValueFrom"] = {
             "GF_AUTH_AZUREAD_CLIENT_SECRET": {"secretKeyRef": {"name": GRAFANA_ENTRA_SECRET, "key": "client-secret"}}
         }
     prom_pdb, prom_spread = disruption(s, o.prometheus.replicas)
     am_pdb, am_spread = disruption(s, o.alertmanager.replicas)
-    return {
+    values: dict = {
         "crds": {"enabled": True},
         # our rules file carries its own Watchdog (routed to the dead-man's switch)
         "defaultRules": {"rules": {"general": False}},
@@ -196,6 +207,33 @@ def kube_prometheus_stack(s: StackSettings, tenant_id: Any = TENANT_PLACEHOLDER)
         "grafana": grafana,
         "prometheus-node-exporter": {"namespaceOverride": NODE_EXPORTER_NAMESPACE},
     }
+    if registry is not None:
+        values["prometheus"]["prometheusSpec"]["image"] = img("quay.io", "prometheus/prometheus", registry)
+        values["alertmanager"]["alertmanagerSpec"]["image"] = img("quay.io", "prometheus/alertmanager", registry)
+        values["prometheusOperator"] = {
+            "image": img("quay.io", "prometheus-operator/prometheus-operator", registry),
+            "prometheusConfigReloader": {
+                "image": img("quay.io", "prometheus-operator/prometheus-config-reloader", registry)
+            },
+            "thanosImage": img("quay.io", "thanos/thanos", registry),
+            "admissionWebhooks": {
+                "deployment": {"image": img("quay.io", "prometheus-operator/admission-webhook", registry)},
+                "patch": {"image": img("ghcr.io", "jkroepke/kube-webhook-certgen", registry)},
+            },
+        }
+        values["crds"]["upgradeJob"] = {
+            "image": {
+                "busybox": img("docker.io", "busybox", registry),
+                "kubectl": img("registry.k8s.io", "kubectl", registry),
+            }
+        }
+        values["thanosRuler"] = {"thanosRulerSpec": {"image": img("quay.io", "thanos/thanos", registry)}}
+        # subcharts outside the reference extract (tests/test_helm_values.py: SUBCHART_IMAGE_KEYS)
+        values["kube-state-metrics"] = {
+            "image": img("registry.k8s.io", "kube-state-metrics/kube-state-metrics", registry)
+        }
+        values["prometheus-node-exporter"]["image"] = img("quay.io", "prometheus/node-exporter", registry)
+    return values
 
 
 def namespaces(s: StackSettings) -> list[dict]:
@@ -223,11 +261,14 @@ def namespaces(s: StackSettings) -> list[dict]:
     return [ns(s.observability.namespace, "baseline"), ns(NODE_EXPORTER_NAMESPACE, "privileged")]
 
 
-def collector(s: StackSettings) -> dict:
+COLLECTOR_IMAGE = "otel/opentelemetry-collector-k8s"  # docker.io; the tag: the chart's appVersion
+
+
+def collector(s: StackSettings, registry: Any = None) -> dict:
     t = s.observability.tracing
     return {
         "mode": "deployment",
-        "image": {"repository": "otel/opentelemetry-collector-k8s"},
+        "image": {"repository": pull(COLLECTOR_IMAGE, registry)},
         # tail sampling needs every span of a trace in one collector: one replica (see README)
         "replicaCount": 1,
         "presets": {"kubernetesAttributes": {"enabled": True}},
@@ -303,7 +344,15 @@ def collector(s: StackSettings) -> dict:
     }
 
 
-def jaeger(s: StackSettings) -> dict:
+JAEGER_JOB_IMAGES = {
+    "spark": "jaegertracing/spark-dependencies",
+    "esIndexCleaner": "jaegertracing/jaeger-es-index-cleaner",
+    "esRollover": "jaegertracing/jaeger-es-rollover",
+    "esLookback": "jaegertracing/jaeger-es-rollover",
+}
+
+
+def jaeger(s: StackSettings, registry: Any = None) -> dict:
     j = s.observability.jaeger
     if j.storage == "badger":
         backend = {
@@ -341,6 +390,12 @@ def jaeger(s: StackSettings) -> dict:
             {"name": "badger-data", "persistentVolumeClaim": {"claimName": JAEGER_BADGER_PVC}}
         ]
         values["jaeger"]["extraVolumeMounts"] = [{"name": "badger-data", "mountPath": "/badger"}]
+    if registry is not None:
+        # the chart's images name no registry (Docker Hub implied); the Elasticsearch jobs and
+        # spark are off, their images are set all the same
+        values["jaeger"]["image"] = chart_image("docker.io", "jaegertracing/jaeger", registry)
+        for job, repository in JAEGER_JOB_IMAGES.items():
+            values[job] = {"image": chart_image("docker.io", repository, registry)}
     return values
 
 
@@ -362,9 +417,10 @@ def jaeger_pvc(s: StackSettings) -> dict:
     }
 
 
-def all_values(s: StackSettings, tenant_id: Any = TENANT_PLACEHOLDER) -> dict[Chart, dict]:
+def all_values(s: StackSettings, tenant_id: Any = TENANT_PLACEHOLDER, registry: Any = None) -> dict[Chart, dict]:
+    """``registry``: the stack's registry login server (every image through its cache)."""
     return {
-        KUBE_PROMETHEUS_STACK: kube_prometheus_stack(s, tenant_id),
-        OTEL_COLLECTOR: collector(s),
-        JAEGER: jaeger(s),
+        KUBE_PROMETHEUS_STACK: kube_prometheus_stack(s, tenant_id, registry),
+        OTEL_COLLECTOR: collector(s, registry),
+        JAEGER: jaeger(s, registry),
     }

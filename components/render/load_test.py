@@ -7,9 +7,11 @@ the user's permissions on a real RabbitMQ. Runbook: docs/runbooks/load-test.md."
 from __future__ import annotations
 
 import urllib.parse
+from typing import Any
 
 from ..settings import LOAD_TEST_PERMISSION, LOAD_TEST_USER, StackSettings
 from . import broker as broker_render
+from .images import pull
 
 NAME = "perf-test"  # the Job, its pods' app label, its exchange and its queues' prefix
 EXCHANGE = "perf-test"
@@ -104,7 +106,7 @@ def namespace(s: StackSettings) -> dict:
     }
 
 
-def job(s: StackSettings) -> dict:
+def job(s: StackSettings, registry: Any = None) -> dict:
     lt = s.broker.load_test
     security = {
         "allowPrivilegeEscalation": False,
@@ -154,7 +156,7 @@ def job(s: StackSettings) -> dict:
                     "initContainers": [
                         {
                             "name": "truststore",
-                            "image": lt.image,
+                            "image": pull(lt.image, registry),
                             "command": ["sh", "-c"],
                             "args": [
                                 'exec "$JAVA_HOME/bin/keytool" -importcert -noprompt -alias broker-ca'
@@ -169,7 +171,7 @@ def job(s: StackSettings) -> dict:
                     "containers": [
                         {
                             "name": NAME,
-                            "image": lt.image,
+                            "image": pull(lt.image, registry),
                             "args": job_args(s),
                             "env": [
                                 {"name": "RABBITMQ_PERF_TEST_ENV_PREFIX", "value": ENV_PREFIX},

@@ -12,9 +12,11 @@ tests/test_rollouts.py proves every query with promtool on synthetic series."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..settings import StackSettings
 from .helm_values import Chart, prometheus_url
+from .images import chart_image
 
 CHART = Chart("argo-rollouts", "argo-rollouts", "2.41.0", "https://argoproj.github.io/argo-helm")
 
@@ -138,7 +140,8 @@ def namespace(s: StackSettings) -> dict:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": s.rollouts.namespace, "labels": labels}}
 
 
-def controller_values(s: StackSettings) -> dict:
+def controller_values(s: StackSettings, registry: Any = None) -> dict:
+    """``registry``: the stack's registry login server (images through its cache)."""
     r = s.rollouts
     replicas = r.controller.replicas
     pods = {"app.kubernetes.io/name": CHART.chart, "app.kubernetes.io/instance": CHART.release}
@@ -148,6 +151,8 @@ def controller_values(s: StackSettings) -> dict:
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
         "metrics": {"enabled": True, "serviceMonitor": {"enabled": True}},
     }
+    if registry is not None:
+        controller["image"] = chart_image("quay.io", "argoproj/argo-rollouts", registry)
     if replicas > 1:
         controller["topologySpreadConstraints"] = [
             {
@@ -162,5 +167,12 @@ def controller_values(s: StackSettings) -> dict:
         "installCRDs": True,
         "keepCRDs": True,  # uninstalling the controller must not delete every Rollout
         "controller": controller,
-        "dashboard": {"enabled": False},  # `kubectl argo rollouts` instead: no extra UI to expose
+        "dashboard": {
+            "enabled": False,  # `kubectl argo rollouts` instead: no extra UI to expose
+            **(
+                {"image": chart_image("quay.io", "argoproj/kubectl-argo-rollouts", registry)}
+                if registry is not None
+                else {}
+            ),
+        },
     }

@@ -87,8 +87,8 @@ class AzurePolicy(Model):
 
     pod_security: Literal["baseline", "restricted"] = "baseline"
     effect: Literal["Audit", "Deny"] = "Deny"  # pod security; prod: Deny, dev may Audit
-    # Allowed images (the stack's registry and mcr.microsoft.com): Audit until every rendered image
-    # reference points at the registry (docs/hardening.md), then Deny.
+    # Allowed images (the stack's registry and mcr.microsoft.com): every rendered image reference
+    # points at the registry (components/render/images.py); prod must Deny, dev may Audit.
     allowed_images_effect: Literal["Audit", "Deny"] = "Audit"
     excluded_namespaces: list[Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]] = Field(
         default_factory=lambda: list(SYSTEM_NAMESPACES)

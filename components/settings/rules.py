@@ -412,6 +412,14 @@ def hardening_rules(s: StackSettings) -> list[Problem]:
                 p.append(Problem(key=key, message="must be true in prod", got=value))
         if a.azure_policy.effect != "Deny":
             p.append(Problem(key="aks.azurePolicy.effect", message="must be 'Deny' in prod", got=a.azure_policy.effect))
+        if a.azure_policy.allowed_images_effect != "Deny":  # every rendered image names the registry
+            p.append(
+                Problem(
+                    key="aks.azurePolicy.allowedImagesEffect",
+                    message="must be 'Deny' in prod",
+                    got=a.azure_policy.allowed_images_effect,
+                )
+            )
         if not s.budget.contact_emails:
             p.append(Problem(key="budget.contactEmails", message="must list at least one address in prod", got=[]))
         if s.budget.oncall_webhook_url is None:
