@@ -31,6 +31,11 @@ ROLES = {
     "00482a5a-887f-4fb3-b363-3b7fe8e74483": "Key Vault Administrator",
     "21090545-7ca7-4776-b22c-e363652d74d2": "Key Vault Reader",
     "4d97b98b-1d4f-4787-a291-c67834d212e7": "Network Contributor",
+    "acdd72a7-3385-48ef-bd42-f606fba81ae7": "Reader",
+    "fbc52c3f-28ad-4303-a892-8a056630b8f1": "AppGw for Containers Configuration Manager",
+    "befefa01-2a29-4197-83a8-272ff33ce314": "DNS Zone Contributor",
+    "7f951dda-4ed3-4680-a7ca-43fe172d538d": "AcrPull",
+    "f1a07417-d97a-45cb-824c-7a7467783830": "Managed Identity Operator",
 }
 KV_ROLES = {g for g, n in ROLES.items() if n.startswith("Key Vault")}
 GRANTS_ANNOTATION = "event-backbone.io/database-grants"  # components/render/database.py
@@ -172,9 +177,14 @@ def matrix(doc: dict, definitions: dict) -> dict:
     principal_of: dict[str, str] = {}
     for r in of(ROLE_ASSIGNMENT) + of(PG_ADMIN):
         pid = r["inputs"].get("principalId") or r["inputs"].get("objectId")
+        scope = str(r["inputs"].get("scope", ""))
         for dep in r["dependencies"]:
-            if dep in identities and isinstance(pid, str):
-                principal_of.setdefault(dep, pid)
+            if dep not in identities or not isinstance(pid, str):
+                continue
+            name = identities[dep]["inputs"].get("resourceName", identities[dep]["name"])
+            if scope.rstrip("/").endswith(f"/{name}"):
+                continue  # a grant *on* the identity (e.g. Managed Identity Operator): not its principal
+            principal_of.setdefault(dep, pid)
 
     # The bootstrap Job's ConfigMap carries its grants as data (role, Entra object id, database).
     grants = [

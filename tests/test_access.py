@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import k8s_schemas
 import pytest
@@ -177,3 +178,21 @@ def test_the_hidden_stack_passes_the_policies_and_the_schemas(hidden):
     )
     admitted = broker_rule["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"]
     assert admitted == sorted(services)
+
+
+def test_every_identity_has_its_own_row_and_every_role_is_named(stack):
+    """A grant *on* an identity (Managed Identity Operator on the kubelet identity) must not make
+    that identity look like the grantee: each user-assigned identity gets its own row, the
+    deployer is one row, and no grant is left unattributed or shown as a bare GUID."""
+    m = matrix_of(stack)
+    identities = [r for r in stack.result.registrations if r.type == access.IDENTITY]
+    rows = [r for r in m["identities"] if r["kind"] in ("service", "platform")]
+    assert len(rows) == len(identities)
+    assert len({r["principal"] for r in rows}) == len(rows), "two identities share a principal"
+    assert [r["identity"] for r in m["identities"]].count("deployer") == 1
+    kubelet = next(r for r in rows if r["identity"] == "platform kubelet")
+    assert [g["role"] for g in kubelet["otherRoles"]] == ["AcrPull"]
+    guid = re.compile(r"^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$")
+    for r in m["identities"]:
+        for g in r["otherRoles"] + r["keyVault"]:
+            assert not guid.match(g["role"]), (r["identity"], g)
