@@ -71,7 +71,7 @@ def secrets():
         keyvault.Secret(f"floor-{i}", resource_group_name="rg", vault_name="kv", secret_name=f"floor-{i}",
                         properties=keyvault.SecretPropertiesArgs(value="not-a-secret"))
 
-write_plan(run_stack(sys.argv[2], program=secrets), Path(sys.argv[4]))
+write_plan(run_stack(sys.argv[2], program=secrets, one_shot=True), Path(sys.argv[4]))  # as the CLI
 """
 
 

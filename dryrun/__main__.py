@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         text = stack_file.read_text()
         read_stack_file(text, shown)  # YAML syntax, duplicate keys: FILE:LINE:COL lines, not a traceback
-        result = run_stack(args.stack, stack_text=text)
+        result = run_stack(args.stack, stack_text=text, one_shot=True)
     except ConfigError as exc:
         for line in exc.lines_for(shown):
             print(line, file=sys.stderr)

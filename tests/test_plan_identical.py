@@ -46,6 +46,37 @@ def test_shortcuts_give_the_stock_sdks_plan_byte_for_byte(stack, monkeypatch, tm
     assert any(aliases for aliases, _, _ in stock_sent.values())
     traced = [urn for urn, (_, trace, _) in stock_sent.items() if trace]
     assert len(traced) > len(stock_sent) / 2, "most registrations should carry the program's stack trace"
+    assert runner._unwrapped, "the lean run looked its type annotations up through the cache"
+
+
+def test_one_shot_run_gives_the_same_plan_and_freezes_its_heap(tmp_path):
+    import gc
+
+    normal = runner.run_stack("dev")
+    assert gc.get_freeze_count() == 0
+    try:
+        frozen = runner.run_stack("dev", one_shot=True)
+        assert gc.get_freeze_count() > 0 and gc.isenabled()
+    finally:
+        gc.unfreeze()
+    plan_mod.write_plan(normal, tmp_path / "normal")
+    plan_mod.write_plan(frozen, tmp_path / "frozen")
+    assert (tmp_path / "normal" / "plan.json").read_bytes() == (tmp_path / "frozen" / "plan.json").read_bytes()
+
+
+def test_leak_count_matches_the_plain_substring_count():
+    import random
+
+    rng = random.Random(9)
+    alphabet = "abMoc"
+    for _ in range(3000):
+        secrets = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 7))) for _ in range(rng.randint(0, 6))]
+        content = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        assert plan_mod._count_leaks(secrets, content) == sum(1 for s in secrets if s in content), (secrets, content)
+    # and on the mocks' real shapes: a leaked password and private key are both counted
+    secrets = ["Mock0123456789abcdef0123-_Pw9", "MOCK" + "ab" * 24, "MockAmqp0123456789abcdef"]
+    content = f'{{"a": "x{secrets[1]}y", "b": "Mock0123", "c": "amqps://admin:{secrets[2]}@h"}}'
+    assert plan_mod._count_leaks(secrets, content) == 2
 
 
 def test_plan_resources_are_in_urn_order(planned):
