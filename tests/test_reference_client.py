@@ -3,7 +3,8 @@ AMQPS with the stack's CA and the cluster's host names, the rendered prod defini
 at boot, the services' own users and their contract files.
 
 Proven: publish with confirms -> consume with manual ack; a failing handler dead-letters to
-dlq.<service> and dlq.all with x-death; a redelivery (ack lost with the connection, or a
+dlq.<service> and dlq.all with x-death; a handler that keeps asking for a retry ends in the DLQ
+at the delivery limit; a redelivery (ack lost with the connection, or a
 publisher's duplicate) reaches the handler once; a publisher that loses its connection
 mid-stream, or is told no (basic.nack from a full queue), retries and loses nothing; a dead
 node in the URL list is skipped; contract errors fail fast; the metric contract is emitted."""
@@ -23,7 +24,7 @@ from tools.rabbitmq_node import CTL, SERVER, RabbitNode, free_port
 
 sys.path.insert(0, str(ROOT / "clients" / "python"))
 import aiormq.exceptions  # noqa: E402
-from event_client import Contract, EventClient, Metrics, PublishFailed  # noqa: E402
+from event_client import Contract, EventClient, Metrics, PublishFailed, Requeue  # noqa: E402
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -139,6 +140,46 @@ def test_redeliveries_reach_the_handler_once(broker):
     assert sorted(calls) == sorted([first, second])
     assert consumer.stats["duplicates"] == 2  # the redelivery after the lost ack + the duplicate publish
     assert consumer.stats["connects"] == 2
+    assert broker.take("candystore.events") == []
+
+
+def test_requeue_ends_in_the_dlq_at_the_delivery_limit(broker):
+    """A handler that keeps raising ``Requeue`` (a transient failure that never clears) gets the
+    message back a bounded number of times: the client rejects with requeue, which counts towards
+    the queue's x-delivery-limit on every RabbitMQ version (a nack with requeue stops counting on
+    4.3), and the broker dead-letters it with reason delivery_limit."""
+    queue = next(q for q in broker.vhost_definitions()["queues"] if q["name"] == "candystore.events")
+    limit = queue["arguments"]["x-delivery-limit"]
+    calls: list[str] = []
+
+    async def handler(message):
+        calls.append(message.message_id)
+        raise Requeue("downstream not ready")
+
+    async def run():
+        publisher = make_client(broker, "bloodbank", CollectorRegistry())
+        consumer = make_client(broker, "candystore", CollectorRegistry())
+        message_id = await publisher.publish("order.cart.created", b"{}")
+        stop = asyncio.Event()
+        task = asyncio.create_task(consumer.consume(handler, stop))
+        dead: list[dict] = []
+
+        def dead_lettered() -> bool:
+            dead.extend(broker.take("dlq.candystore"))
+            return any(m["properties"]["message_id"] == message_id for m in dead)
+
+        await wait_until(dead_lettered)
+        stop.set()
+        await task
+        await publisher.close()
+        return message_id, dead
+
+    message_id, dead = asyncio.run(run())
+    assert 2 <= len(calls) <= limit + 1 and set(calls) == {message_id}
+    (found,) = [m for m in dead if m["properties"]["message_id"] == message_id]
+    (death,) = found["properties"]["headers"]["x-death"]
+    assert (death["queue"], death["reason"]) == ("candystore.events", "delivery_limit")
+    broker.take("dlq.all")
     assert broker.take("candystore.events") == []
 
 

@@ -12,7 +12,8 @@ What a service needs, and nothing more:
   if the connection went, until ``publish_deadline``; an unroutable message is an error;
 - consumes with manual acks: the handler returns -> ack; it raises -> reject without requeue,
   so the broker dead-letters the message (``x-death`` says why); it raises ``Requeue`` ->
-  back to the queue (the queue's delivery limit dead-letters it after a few tries);
+  ``basic.reject(requeue=True)``, back to the queue (the queue's delivery limit dead-letters it
+  after a few tries; a nack with requeue would stop counting on RabbitMQ 4.3);
 - handles each message id once: redeliveries happen (a lost ack, a publisher's retry after
   a lost confirm), so ids already handled are acked without calling the handler again;
 - emits the metric contract: ``events_published_total{service,outcome}`` and
@@ -312,7 +313,8 @@ class EventClient:
                 await handler(message)
             except Requeue:
                 self._handled.pop(key, None)
-                await message.nack(requeue=True)
+                # reject, not nack: from RabbitMQ 4.3 only a reject counts towards the delivery limit
+                await message.reject(requeue=True)
                 return
             except Exception:
                 self._handled.pop(key, None)
