@@ -9,6 +9,7 @@ import json
 
 import pulumi
 import pulumi_kubernetes as k8s
+import yaml
 
 from .kube import apply_manifest
 from .render import alertmanager, dashboards, helm_values, rules
@@ -86,6 +87,7 @@ class Observability(pulumi.ComponentResource):
             )
 
         def release(chart: Chart, values: dict, depends_on: list) -> k8s.helm.v3.Release:
+            kept, deleted = helm_values.split_deletions(values)
             return k8s.helm.v3.Release(
                 chart.release,
                 k8s.helm.v3.ReleaseArgs(
@@ -94,7 +96,9 @@ class Observability(pulumi.ComponentResource):
                     version=chart.version,
                     repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo),
                     namespace=o.namespace,
-                    values=values,
+                    values=kept,
+                    # chart defaults to delete (null): a YAML file, the one way nulls reach Helm from Python
+                    value_yaml_files=[pulumi.StringAsset(yaml.safe_dump(deleted, sort_keys=True))] if deleted else None,
                     atomic=True,
                     cleanup_on_fail=True,
                     timeout=900,
@@ -107,7 +111,9 @@ class Observability(pulumi.ComponentResource):
         values = helm_values.all_values(s, tenant, registry)
         stack = release(helm_values.KUBE_PROMETHEUS_STACK, values[helm_values.KUBE_PROMETHEUS_STACK], extra)
         jaeger = release(helm_values.JAEGER, values[helm_values.JAEGER], extra)
-        release(helm_values.OTEL_COLLECTOR, values[helm_values.OTEL_COLLECTOR], [stack, jaeger])
+        sampler = release(helm_values.OTEL_SAMPLER, values[helm_values.OTEL_SAMPLER], [stack, jaeger])
+        rbac = [apply_manifest(f"collector-{m['kind'].lower()}", m, in_ns) for m in helm_values.collector_rbac(s)]
+        release(helm_values.OTEL_COLLECTOR, values[helm_values.OTEL_COLLECTOR], [stack, sampler, *rbac])
 
         after_crds = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[stack]))
         apply_manifest("prometheus-rule", rules.prometheus_rule(s), after_crds)

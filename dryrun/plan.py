@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from pulumi import asset
 from pulumi.runtime import rpc
 
 from .runner import RunResult
@@ -28,6 +29,10 @@ def redact(value: Any) -> Any:
         return int(value)  # protobuf Structs carry every number as a double
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
+    if isinstance(value, asset.StringAsset):
+        return {"stringAsset": value.text}
+    if isinstance(value, asset.FileAsset):
+        return {"fileAsset": value.path}
     return str(value)
 
 

@@ -82,6 +82,24 @@ def components(planned) -> list[Component]:
             ),
         )
     )
+    for tier, release in (("otel-gateway", "otel-collector"), ("otel-sampler", "otel-sampler")):
+        values = releases(planned)[release]["values"]
+        pdb = values.get("podDisruptionBudget", {})
+        out.append(
+            Component(
+                tier,
+                values["replicaCount"],
+                pdb.get("minAvailable") if pdb.get("enabled") else None,
+                pdb.get("maxUnavailable") if pdb.get("enabled") else None,
+                any(
+                    c["topologyKey"] == HOSTNAME
+                    and c["whenUnsatisfiable"] == "DoNotSchedule"
+                    and c["maxSkew"] == 1
+                    and c["labelSelector"]["matchLabels"]["app.kubernetes.io/instance"] == release
+                    for c in values.get("topologySpreadConstraints", [])
+                ),
+            )
+        )
     manifests = k8s_schemas.recorded_manifests(planned)
     cluster = next((m for m in manifests if m["kind"] == "RabbitmqCluster"), None)
     if cluster is not None:
@@ -105,7 +123,14 @@ def components(planned) -> list[Component]:
 
 def test_prod_platform_keeps_serving_through_any_single_node_drain(planned):
     found = components(planned["prod"])
-    assert {c.name for c in found} == {"prometheus", "alertmanager", "argo-rollouts", "rabbitmq"}
+    assert {c.name for c in found} == {
+        "prometheus",
+        "alertmanager",
+        "argo-rollouts",
+        "otel-gateway",
+        "otel-sampler",
+        "rabbitmq",
+    }
     assert {c.name: serving_through_drain(c) for c in found} == {c.name: [] for c in found}
 
 
@@ -131,14 +156,27 @@ def test_the_reasoning_catches_what_would_stop_a_component(broken, reason):
 
 
 def test_no_budget_blocks_a_drain(stack):
-    """Single-replica components (dev; Grafana, Jaeger, the collector) get no PDB: a PDB of 1 of 1
+    """Single-replica components (dev; Grafana, Jaeger) get no PDB: a PDB of 1 of 1
     would block every node drain until AKS's drain timeout fails the upgrade."""
     for c in components(stack):
         if c.min_available is not None or c.max_unavailable is not None:
             assert allowed_disruptions(c) >= 1, c
     kps = releases(stack)["kube-prometheus-stack"]["values"]
     assert "podDisruptionBudget" not in kps["grafana"]
-    assert releases(stack)["otel-collector"]["values"].get("podDisruptionBudget", {}).get("enabled") is not True
+
+
+def test_dev_collector_is_one_replica_per_tier_without_a_budget(planned):
+    found = {c.name: c for c in components(planned["dev"])}
+    for tier in ("otel-gateway", "otel-sampler"):
+        assert (found[tier].replicas, found[tier].min_available, found[tier].max_unavailable) == (1, None, None)
+
+
+def test_collector_tiers_spread_over_zones_in_prod(planned):
+    """Two replicas of a tier never share a node, nor a zone when the cluster has several."""
+    for release in ("otel-collector", "otel-sampler"):
+        spread = releases(planned["prod"])[release]["values"]["topologySpreadConstraints"]
+        assert {c["topologyKey"] for c in spread if c["whenUnsatisfiable"] == "DoNotSchedule"} == {HOSTNAME, ZONE}
+        assert all(c.get("matchLabelKeys") == ["pod-template-hash"] for c in spread)
 
 
 def test_prod_needs_two_prometheus_replicas():
@@ -148,4 +186,15 @@ def test_prod_needs_two_prometheus_replicas():
     assert errors("prod", text) == [
         "Pulumi.prod.yaml: event-backbone:observability.prometheus.replicas must be at least 2 in prod"
         " (alerts keep being evaluated while a node drains) (got 1)"
+    ]
+
+
+@pytest.mark.parametrize("key", ["gatewayReplicas", "samplerReplicas"])
+def test_prod_needs_two_replicas_of_each_collector_tier(key):
+    from test_settings import errors, mutate
+
+    text = mutate("prod", f"observability.collector.{key}", 1)
+    assert errors("prod", text) == [
+        f"Pulumi.prod.yaml: event-backbone:observability.collector.{key} must be at least 2 in prod"
+        " (tracing keeps serving while a node drains) (got 1)"
     ]

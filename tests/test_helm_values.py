@@ -24,6 +24,12 @@ FREE_FORM = {
     "kube-prometheus-stack": {"alertmanager.config", "grafana.grafana.ini"},
     "opentelemetry-collector": {"config"},
 }
+# Keys a chart documents only as comments in its values.yaml (the extract holds the keys its
+# defaults set): each is checked against the upstream file by test_commented_keys_are_upstream.
+COMMENTED = {"opentelemetry-collector": {"podDisruptionBudget.maxUnavailable": "#   maxUnavailable: 1"}}
+# Maps whose entry names are ours, typed by the chart's values.schema.json (`patternProperties`
+# with `additionalProperties: false` entries): test_collector_values_match_the_chart_schema checks them.
+SCHEMA_MAPS = {"opentelemetry-collector": {"ports"}}
 # The image keys of two kube-prometheus-stack subcharts the reference extract does not hold
 # (prometheus-community's kube-state-metrics and prometheus-node-exporter charts: `image:
 # {registry, repository, tag}`), set to pull through the stack's registry.
@@ -52,8 +58,8 @@ def paths(values: dict, prefix: str = ""):
 
 def unknown_keys(chart: H.Chart, values: dict) -> list[str]:
     keys, open_maps = chart_keys(f"{chart.chart}-{chart.version}")
-    free = FREE_FORM.get(chart.chart, set())
-    keys = keys | SUBCHART_IMAGE_KEYS.get(chart.chart, set())
+    free = FREE_FORM.get(chart.chart, set()) | SCHEMA_MAPS.get(chart.chart, set())
+    keys = keys | SUBCHART_IMAGE_KEYS.get(chart.chart, set()) | set(COMMENTED.get(chart.chart, {}))
     sub_keys, sub_open = chart_keys("grafana-12.11.1") if chart.chart == "kube-prometheus-stack" else (set(), set())
     bad = []
     for path in paths(values):
@@ -69,7 +75,7 @@ def unknown_keys(chart: H.Chart, values: dict) -> list[str]:
     return bad
 
 
-@pytest.mark.parametrize("chart", H.CHARTS, ids=lambda c: c.chart)
+@pytest.mark.parametrize("chart", H.CHARTS, ids=lambda c: c.release)
 def test_every_key_exists_in_the_pinned_chart(stack, chart):
     assert unknown_keys(chart, H.all_values(stack.settings)[chart]) == []
     # with every image through the registry, and as recorded in the plan
@@ -84,6 +90,7 @@ def test_every_key_exists_in_the_pinned_chart(stack, chart):
         (H.KUBE_PROMETHEUS_STACK, ("grafana", "persistance")),
         (H.JAEGER, ("jaeger", "replica")),
         (H.OTEL_COLLECTOR, ("presets", "kubernetesAttribute")),
+        (H.OTEL_SAMPLER, ("podDisruptionBudget", "maxUnavailabel")),
     ],
 )
 def test_a_typo_is_caught(planned, chart, path):
@@ -109,20 +116,68 @@ def schema_for_user_values(schema: dict, defaults: set, prefix: str = "") -> dic
     return schema
 
 
-def test_collector_values_match_the_chart_schema(stack):
+def test_commented_keys_are_upstream():
+    """The keys allowed from comments are in the pinned chart's values.yaml as written."""
+    from test_reference import UPSTREAM
+
+    if not UPSTREAM.is_dir():
+        pytest.skip("../shared/reference is not beside this clone (CI has it)")
+    for chart in H.CHARTS:
+        text = (UPSTREAM / "charts" / f"{chart.chart}-{chart.version}" / "values.yaml").read_text()
+        for key, line in COMMENTED.get(chart.chart, {}).items():
+            assert line in text.splitlines(), (chart.chart, key)
+
+
+@pytest.mark.parametrize("render", [H.collector, H.sampler], ids=["gateway", "sampler"])
+def test_collector_values_match_the_chart_schema(stack, render):
     keys, _ = chart_keys("opentelemetry-collector-0.170.0")
     schema = schema_for_user_values(
         json.loads((CHARTS / "opentelemetry-collector-0.170.0.schema.json").read_text()), keys
     )
-    errors = [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(H.collector(stack.settings))]
+    errors = [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(render(stack.settings))]
     assert errors == []
-    broken = H.collector(stack.settings)
+    broken = render(stack.settings)
     broken["mode"] = "sidecar"
+    assert list(jsonschema.Draft7Validator(schema).iter_errors(broken))
+    broken = render(stack.settings)
+    broken["ports"]["otlp"] = {"enabled": True, "containerPort": 4317, "servicePrt": 4317}  # a typo in a port entry
     assert list(jsonschema.Draft7Validator(schema).iter_errors(broken))
 
 
 def releases(stack) -> dict:
     return {r.name: stack.inputs("helm.sh/v3:Release", r.name) for r in stack.of_type("helm.sh/v3:Release")}
+
+
+def user_values(release: dict) -> dict:
+    """What Helm gets from a recorded release: its valueYamlFiles (the null deletions: the
+    Python SDK drops nulls from `values`), then `values` over them."""
+    import yaml
+
+    merged: dict = {}
+    for asset in release.get("valueYamlFiles", []):
+        merged = _merge(merged, yaml.safe_load(asset.text))
+    return _merge(merged, release["values"])
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def test_recorded_releases_carry_every_rendered_value_and_deletion(stack):
+    """Nothing rendered is lost on the way to Helm: the recorded values plus the deletions file
+    are the rendered values, nulls included."""
+    found = releases(stack)
+    for chart, rendered in H.all_values(stack.settings, registry="x").items():
+        recorded = user_values(found[chart.release])
+        _, deleted = H.split_deletions(rendered)
+        assert H.split_deletions(recorded)[1] == deleted
+        assert ("valueYamlFiles" in found[chart.release]) == bool(deleted)
+    sampler = user_values(found["otel-sampler"])
+    assert sampler["config"]["service"]["pipelines"]["logs"] is None
+    assert sampler["config"]["receivers"]["otlp"]["protocols"]["http"] is None
 
 
 def test_releases_are_pinned(stack):
@@ -218,22 +273,81 @@ def test_grafana_entra_sign_in(planned):
 
 
 def test_collector_pipeline(planned):
+    """Gateway: OTLP in, Kubernetes attributes, every span routed twice to the sampler (by trace
+    ID for tail sampling, by service for span metrics); sampler: tail sampling to Jaeger, span
+    metrics to Prometheus's OTLP endpoint, exports retried from a queue."""
     for name, pct in (("dev", 100), ("prod", 10)):
-        values = releases(planned[name])["otel-collector"]["values"]
-        assert values["mode"] == "deployment"
-        # the k8s distribution, through the stack's registry (tests/test_images.py)
-        assert values["image"]["repository"].endswith(".azurecr.io/docker/otel/opentelemetry-collector-k8s")
-        cfg = values["config"]
+        found = releases(planned[name])
+        gateway, sampler = found["otel-collector"]["values"], found["otel-sampler"]["values"]
+        for values in (gateway, sampler):
+            assert values["mode"] == "deployment"
+            # the k8s distribution, through the stack's registry (tests/test_images.py)
+            assert values["image"]["repository"].endswith(".azurecr.io/docker/otel/opentelemetry-collector-k8s")
+        cfg = gateway["config"]
         assert set(cfg["receivers"]["otlp"]["protocols"]) == {"grpc", "http"}
+        traces = cfg["service"]["pipelines"]["traces"]
+        assert traces["processors"][0] == "memory_limiter" and "k8sattributes" in traces["processors"]
+        assert "tail_sampling" not in cfg.get("processors", {})  # a gateway replica sees part of a trace
+        by = {cfg["exporters"][e]["routing_key"]: cfg["exporters"][e] for e in traces["exporters"]}
+        sampler_svc = f"otel-sampler-opentelemetry-collector.{planned[name].settings.observability.namespace}"
+        assert {k: v["resolver"] for k, v in by.items()} == {
+            "traceID": {"k8s": {"service": sampler_svc, "ports": [4317]}},
+            "service": {"k8s": {"service": sampler_svc, "ports": [H.SPANMETRICS_PORT]}},
+        }
+        for exporter in by.values():  # a batch whose sampler replica went away is re-routed, not dropped
+            assert exporter["sending_queue"]["enabled"] and exporter["retry_on_failure"]["enabled"]
+
+        cfg = sampler["config"]
         policies = {p["type"]: p for p in cfg["processors"]["tail_sampling"]["policies"]}
         assert policies["probabilistic"]["probabilistic"]["sampling_percentage"] == pct
         assert policies["status_code"]["status_code"]["status_codes"] == ["ERROR"]
         assert policies["latency"]["latency"]["threshold_ms"] > 0
-        traces = cfg["service"]["pipelines"]["traces"]
-        assert traces["processors"][0] == "memory_limiter" and "k8sattributes" in traces["processors"]
-        assert traces["exporters"] == ["otlp_grpc/jaeger"]
-        assert "spanmetrics" in cfg["service"]["pipelines"]["metrics"]["receivers"]
-        assert cfg["exporters"]["otlphttp/prometheus"]["endpoint"].endswith("/api/v1/otlp")
+        pipelines = cfg["service"]["pipelines"]
+        assert pipelines["traces"]["receivers"] == ["otlp"]  # the trace-ID-routed stream
+        assert "tail_sampling" in pipelines["traces"]["processors"]
+        assert pipelines["traces"]["exporters"] == ["otlp_grpc/jaeger"]
+        # span metrics only from the service-routed stream (each service on one replica)
+        assert pipelines["traces/spanmetrics"] == {
+            "receivers": ["otlp/spanmetrics"],
+            "processors": ["memory_limiter", "batch"],
+            "exporters": ["span_metrics"],
+        }
+        assert cfg["receivers"]["otlp/spanmetrics"]["protocols"]["grpc"]["endpoint"].endswith(f":{H.SPANMETRICS_PORT}")
+        assert sampler["ports"]["otlp-spanmetrics"]["containerPort"] == H.SPANMETRICS_PORT
+        assert pipelines["metrics"]["receivers"] == ["span_metrics"]
+        # to every Prometheus replica (a push through the Service would reach one of them)
+        replicas = planned[name].settings.observability.prometheus.replicas
+        for pipeline in (pipelines["metrics"], gateway["config"]["service"]["pipelines"]["metrics"]):
+            endpoints = {cfg["exporters"][e]["endpoint"] for e in pipeline["exporters"]}
+            assert len(endpoints) == replicas == len(pipeline["exporters"])
+            assert all(".prometheus-operated." in e and e.endswith(":9090/api/v1/otlp") for e in endpoints)
+        for exporter in cfg["exporters"].values():
+            assert exporter["retry_on_failure"]["enabled"] and exporter["sending_queue"]["enabled"]
+        # only the gateway talks to the Kubernetes API
+        assert sampler["serviceAccount"]["automountServiceAccountToken"] is False
+        assert "presets" not in sampler and gateway["presets"]["kubernetesAttributes"]["enabled"]
+
+
+def test_the_gateway_may_only_read_the_samplers_endpoints(planned):
+    """The k8s resolver's access: a Role (not a ClusterRole) to read EndpointSlices in the
+    monitoring namespace, bound to the gateway's ServiceAccount alone."""
+    stack = planned["prod"]
+    ns = stack.settings.observability.namespace
+    role = stack.inputs("kubernetes:rbac.authorization.k8s.io/v1:Role")
+    binding = stack.inputs("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")
+    assert role["metadata"]["namespace"] == ns
+    assert role["rules"] == [
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}
+    ]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": H.collector_service(H.OTEL_COLLECTOR), "namespace": ns}
+    ]
+    assert not stack.of_type("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole")
 
 
 def test_jaeger_memory_in_dev_badger_on_a_volume_in_prod(planned):

@@ -23,11 +23,14 @@ class Chart:
 KUBE_PROMETHEUS_STACK = Chart(
     "kube-prometheus-stack", "kube-prometheus-stack", "88.5.3", "https://prometheus-community.github.io/helm-charts"
 )
-OTEL_COLLECTOR = Chart(
-    "otel-collector", "opentelemetry-collector", "0.170.0", "https://open-telemetry.github.io/opentelemetry-helm-charts"
-)
+_OTEL_CHARTS = "https://open-telemetry.github.io/opentelemetry-helm-charts"
+# The collector in two tiers, two releases of one chart: the gateway (the OTLP endpoint services
+# send to; the release name predates the split and is kept, so is every service's endpoint) and
+# the sampler behind it.
+OTEL_COLLECTOR = Chart("otel-collector", "opentelemetry-collector", "0.170.0", _OTEL_CHARTS)
+OTEL_SAMPLER = Chart("otel-sampler", "opentelemetry-collector", "0.170.0", _OTEL_CHARTS)
 JAEGER = Chart("jaeger", "jaeger", "4.11.1", "https://jaegertracing.github.io/helm-charts")
-CHARTS = (KUBE_PROMETHEUS_STACK, OTEL_COLLECTOR, JAEGER)
+CHARTS = (KUBE_PROMETHEUS_STACK, OTEL_COLLECTOR, OTEL_SAMPLER, JAEGER)
 
 GRAFANA_ADMIN_SECRET = "grafana-admin"
 GRAFANA_ENTRA_SECRET = "grafana-entra"  # key client-secret: the app registration's secret
@@ -47,6 +50,17 @@ def prometheus_url(s: StackSettings) -> str:
     return f"http://{KUBE_PROMETHEUS_STACK.release}-prometheus.{_ns(s)}.svc.cluster.local:9090"
 
 
+def prometheus_otlp_endpoints(s: StackSettings) -> dict[str, str]:
+    """One OTLP endpoint per Prometheus replica, by the operator's pod names behind its headless
+    `prometheus-operated` Service: a push through the load-balanced Service would reach one
+    replica only, and the replicas' data would differ. The collector sends to each."""
+    pods = f"prometheus-{KUBE_PROMETHEUS_STACK.release}-prometheus"
+    return {
+        f"otlp_http/prometheus-{i}": f"http://{pods}-{i}.prometheus-operated.{_ns(s)}.svc.cluster.local:9090/api/v1/otlp"
+        for i in range(s.observability.prometheus.replicas)
+    }
+
+
 def jaeger_query_url(s: StackSettings) -> str:
     return f"http://{JAEGER.release}.{_ns(s)}.svc.cluster.local:16686"
 
@@ -55,8 +69,13 @@ def jaeger_otlp_endpoint(s: StackSettings) -> str:
     return f"{JAEGER.release}.{_ns(s)}.svc.cluster.local:4317"
 
 
+def collector_service(chart: Chart) -> str:
+    """The one Service the opentelemetry-collector chart creates for a release."""
+    return f"{chart.release}-opentelemetry-collector"
+
+
 def collector_otlp_endpoint(s: StackSettings) -> str:
-    return f"http://{OTEL_COLLECTOR.release}-opentelemetry-collector.{_ns(s)}.svc.cluster.local:4317"
+    return f"http://{collector_service(OTEL_COLLECTOR)}.{_ns(s)}.svc.cluster.local:4317"
 
 
 def _pvc(storage_class: str, size: str) -> dict:
@@ -261,17 +280,33 @@ def namespaces(s: StackSettings) -> list[dict]:
     return [ns(s.observability.namespace, "baseline"), ns(NODE_EXPORTER_NAMESPACE, "privileged")]
 
 
-COLLECTOR_IMAGE = "otel/opentelemetry-collector-k8s"  # docker.io; the tag: the chart's appVersion
+COLLECTOR_IMAGE = "otel/opentelemetry-collector-k8s"  # docker.io; the tag: the chart's appVersion (0.158.0)
+# The sampler's second OTLP receiver: spans routed by service, for the span metrics.
+SPANMETRICS_PORT = 4319
+# The gateway's load-balancing exporters: the ring follows the sampler's EndpointSlices (a
+# replica leaves it the moment it starts terminating); a batch whose replica went away is kept
+# and re-routed over the new ring for this long (the upstream "resiliency options 1", off by
+# default) instead of being dropped.
+REROUTE_FOR = "5m"
+# The sampler's exports to Jaeger and Prometheus are retried, from a queue, for this long: Jaeger
+# runs one replica on a ReadWriteOnce volume, and a drain of its node stops it until the volume
+# has moved (README: what a drain interrupts).
+EXPORT_RETRY_FOR = "10m"
 
 
-def collector(s: StackSettings, registry: Any = None) -> dict:
-    t = s.observability.tracing
-    return {
+def _collector_labels(chart: Chart) -> dict:
+    """The chart's pod selector labels of one release."""
+    return {"app.kubernetes.io/name": "opentelemetry-collector", "app.kubernetes.io/instance": chart.release}
+
+
+def _collector_tier(s: StackSettings, chart: Chart, replicas: int, registry: Any) -> dict:
+    """What both tiers share: the k8s distribution, replicas spread over nodes (and zones), a PDB
+    that lets a drain evict one replica at a time, rolling updates that never go below the
+    replica count, no Jaeger/Zipkin ports."""
+    values: dict[str, Any] = {
         "mode": "deployment",
         "image": {"repository": pull(COLLECTOR_IMAGE, registry)},
-        # tail sampling needs every span of a trace in one collector: one replica (see README)
-        "replicaCount": 1,
-        "presets": {"kubernetesAttributes": {"enabled": True}},
+        "replicaCount": replicas,
         "resources": {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
         "ports": {
             "jaeger-compact": {"enabled": False},
@@ -281,67 +316,197 @@ def collector(s: StackSettings, registry: Any = None) -> dict:
             "metrics": {"enabled": True},
         },
         "serviceMonitor": {"enabled": True},
-        "config": {
-            "receivers": {
-                "jaeger": None,
-                "zipkin": None,
-                "otlp": {
-                    "protocols": {
-                        "grpc": {"endpoint": "${env:MY_POD_IP}:4317"},
-                        "http": {"endpoint": "${env:MY_POD_IP}:4318"},
-                    }
-                },
-            },
-            "processors": {
-                "tail_sampling": {
-                    "decision_wait": "10s",
-                    "num_traces": 50000,
-                    # a trace is kept when any policy keeps it
-                    "policies": [
-                        {"name": "errors", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}},
-                        {"name": "slow", "type": "latency", "latency": {"threshold_ms": t.slow_trace_threshold_ms}},
-                        {
-                            "name": "sample",
-                            "type": "probabilistic",
-                            "probabilistic": {"sampling_percentage": t.sampling_percentage},
-                        },
-                    ],
-                },
-            },
-            "connectors": {
-                "spanmetrics": {
-                    "histogram": {
-                        "explicit": {"buckets": ["5ms", "25ms", "100ms", "250ms", "500ms", "1s", "2.5s", "5s"]}
-                    }
-                }
-            },
-            "exporters": {
-                "otlp_grpc/jaeger": {"endpoint": jaeger_otlp_endpoint(s), "tls": {"insecure": True}},
-                "otlphttp/prometheus": {"endpoint": f"{prometheus_url(s)}/api/v1/otlp", "tls": {"insecure": True}},
-            },
-            "service": {
-                "pipelines": {
-                    # sampled traces to Jaeger
-                    "traces": {
-                        "receivers": ["otlp"],
-                        "processors": ["memory_limiter", "k8sattributes", "tail_sampling", "batch"],
-                        "exporters": ["otlp_grpc/jaeger"],
-                    },
-                    # span metrics from every span, before sampling
-                    "traces/spanmetrics": {
-                        "receivers": ["otlp"],
-                        "processors": ["memory_limiter", "k8sattributes", "batch"],
-                        "exporters": ["spanmetrics"],
-                    },
-                    "metrics": {
-                        "receivers": ["otlp", "spanmetrics"],
-                        "processors": ["memory_limiter", "batch"],
-                        "exporters": ["otlphttp/prometheus"],
-                    },
+        "rollout": {"strategy": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+    }
+    if replicas >= 2:
+        values["podDisruptionBudget"] = {"enabled": True, "maxUnavailable": 1}
+        keys = ["kubernetes.io/hostname"]
+        if len(s.aks.availability_zones) > 1:
+            keys.append("topology.kubernetes.io/zone")
+        values["topologySpreadConstraints"] = [
+            {
+                "maxSkew": 1,
+                "topologyKey": key,
+                "whenUnsatisfiable": "DoNotSchedule",
+                "labelSelector": {"matchLabels": _collector_labels(chart)},
+                "matchLabelKeys": ["pod-template-hash"],  # a rollout's new pods spread among themselves
+            }
+            for key in keys
+        ]
+    return values
+
+
+def _reroute() -> dict:
+    return {
+        "timeout": "10s",
+        "retry_on_failure": {"enabled": True, "max_elapsed_time": REROUTE_FOR},
+        "sending_queue": {"enabled": True, "queue_size": 5000},
+    }
+
+
+def _retried() -> dict:
+    return {
+        "retry_on_failure": {"enabled": True, "max_elapsed_time": EXPORT_RETRY_FOR},
+        "sending_queue": {"enabled": True, "queue_size": 5000},
+    }
+
+
+def collector(s: StackSettings, registry: Any = None) -> dict:
+    """The gateway tier: receives OTLP from the services, adds the Kubernetes attributes (only here
+    is the sending pod's address known), then routes every span twice to the sampler tier: by
+    trace ID (each trace whole on one sampler replica, for tail sampling) and by service (each
+    service's spans on one replica, so no two replicas write the same span-metric series)."""
+    sampler = f"{collector_service(OTEL_SAMPLER)}.{_ns(s)}"
+
+    def balance(routing_key: str, port: int) -> dict:
+        return {
+            "routing_key": routing_key,
+            "resolver": {"k8s": {"service": sampler, "ports": [port]}},
+            "protocol": {"otlp": {"tls": {"insecure": True}, "timeout": "5s"}},
+            **_reroute(),
+        }
+
+    values = _collector_tier(s, OTEL_COLLECTOR, s.observability.collector.gateway_replicas, registry)
+    values["presets"] = {"kubernetesAttributes": {"enabled": True}}
+    values["config"] = {
+        "receivers": {
+            "jaeger": None,
+            "zipkin": None,
+            "otlp": {
+                "protocols": {
+                    "grpc": {"endpoint": "${env:MY_POD_IP}:4317"},
+                    "http": {"endpoint": "${env:MY_POD_IP}:4318"},
                 }
             },
         },
+        "exporters": {
+            "load_balancing/traces": balance("traceID", 4317),
+            "load_balancing/spanmetrics": balance("service", SPANMETRICS_PORT),
+            **{
+                name: {"endpoint": url, "tls": {"insecure": True}, **_retried()}
+                for name, url in prometheus_otlp_endpoints(s).items()
+            },
+        },
+        "service": {
+            "pipelines": {
+                "traces": {
+                    "receivers": ["otlp"],
+                    "processors": ["memory_limiter", "k8sattributes", "batch"],
+                    "exporters": ["load_balancing/traces", "load_balancing/spanmetrics"],
+                },
+                # the services' own OTLP metrics, if any, straight to Prometheus
+                "metrics": {
+                    "receivers": ["otlp"],
+                    "processors": ["memory_limiter", "k8sattributes", "batch"],
+                    "exporters": list(prometheus_otlp_endpoints(s)),
+                },
+                # the chart's default, stated: no log backend here, OTLP logs are counted, not kept
+                "logs": {"receivers": ["otlp"], "processors": ["memory_limiter", "batch"], "exporters": ["debug"]},
+            }
+        },
     }
+    return values
+
+
+def sampler(s: StackSettings, registry: Any = None) -> dict:
+    """The sampler tier: only the gateway sends to it. Spans routed by trace ID are tail-sampled
+    (errors, slow traces, a share of the rest) and sent to Jaeger; spans routed by service become
+    span metrics for Prometheus. It needs no Kubernetes API: no token is mounted."""
+    t = s.observability.tracing
+    values = _collector_tier(s, OTEL_SAMPLER, s.observability.collector.sampler_replicas, registry)
+    values["ports"]["otlp-http"] = {"enabled": False}
+    values["ports"]["otlp-spanmetrics"] = {
+        "enabled": True,
+        "containerPort": SPANMETRICS_PORT,
+        "servicePort": SPANMETRICS_PORT,
+        "protocol": "TCP",
+        "appProtocol": "grpc",
+    }
+    values["serviceAccount"] = {"automountServiceAccountToken": False}
+    values["config"] = {
+        "receivers": {
+            "jaeger": None,
+            "zipkin": None,
+            "otlp": {"protocols": {"grpc": {"endpoint": "${env:MY_POD_IP}:4317"}, "http": None}},
+            "otlp/spanmetrics": {"protocols": {"grpc": {"endpoint": f"${{env:MY_POD_IP}}:{SPANMETRICS_PORT}"}}},
+        },
+        "processors": {
+            "tail_sampling": {
+                "decision_wait": "10s",
+                "num_traces": 50000,
+                # a trace is kept when any policy keeps it
+                "policies": [
+                    {"name": "errors", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}},
+                    {"name": "slow", "type": "latency", "latency": {"threshold_ms": t.slow_trace_threshold_ms}},
+                    {
+                        "name": "sample",
+                        "type": "probabilistic",
+                        "probabilistic": {"sampling_percentage": t.sampling_percentage},
+                    },
+                ],
+            },
+        },
+        "connectors": {
+            "span_metrics": {
+                "histogram": {"explicit": {"buckets": ["5ms", "25ms", "100ms", "250ms", "500ms", "1s", "2.5s", "5s"]}}
+            }
+        },
+        "exporters": {
+            "otlp_grpc/jaeger": {"endpoint": jaeger_otlp_endpoint(s), "tls": {"insecure": True}, **_retried()},
+            **{
+                name: {"endpoint": url, "tls": {"insecure": True}, **_retried()}
+                for name, url in prometheus_otlp_endpoints(s).items()
+            },
+        },
+        "service": {
+            "pipelines": {
+                # sampled traces to Jaeger
+                "traces": {
+                    "receivers": ["otlp"],
+                    "processors": ["memory_limiter", "tail_sampling", "batch"],
+                    "exporters": ["otlp_grpc/jaeger"],
+                },
+                # span metrics from every span, before sampling
+                "traces/spanmetrics": {
+                    "receivers": ["otlp/spanmetrics"],
+                    "processors": ["memory_limiter", "batch"],
+                    "exporters": ["span_metrics"],
+                },
+                "metrics": {
+                    "receivers": ["span_metrics"],
+                    "processors": ["memory_limiter", "batch"],
+                    "exporters": list(prometheus_otlp_endpoints(s)),
+                },
+                "logs": None,  # nothing sends logs here
+            }
+        },
+    }
+    return values
+
+
+def collector_rbac(s: StackSettings) -> list[dict]:
+    """The gateway's load-balancing exporters watch the sampler's EndpointSlices: read access to
+    EndpointSlices in the monitoring namespace only (the chart makes ClusterRoles alone)."""
+    name = f"{collector_service(OTEL_COLLECTOR)}-sampler-endpoints"
+    meta = {"name": name, "namespace": _ns(s), "labels": {"app.kubernetes.io/part-of": "event-backbone"}}
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta,
+            "rules": [
+                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            # the chart's ServiceAccount of the gateway release (its full name)
+            "subjects": [{"kind": "ServiceAccount", "name": collector_service(OTEL_COLLECTOR), "namespace": _ns(s)}],
+        },
+    ]
 
 
 JAEGER_JOB_IMAGES = {
@@ -417,10 +582,31 @@ def jaeger_pvc(s: StackSettings) -> dict:
     }
 
 
+def split_deletions(values: dict) -> tuple[dict, dict]:
+    """(values without the null leaves, the null leaves alone). Helm deletes a chart default set
+    to null, but the Python SDK drops null map values before they reach the provider (pulumi/pulumi
+    #12178); pulumi-kubernetes >= 4.30 passes nulls from `valueYamlFiles` through, so the
+    deletions travel as a YAML file of their own."""
+    kept: dict = {}
+    deleted: dict = {}
+    for key, value in values.items():
+        if value is None:
+            deleted[key] = None
+        elif isinstance(value, dict):
+            k, d = split_deletions(value)
+            kept[key] = k
+            if d:
+                deleted[key] = d
+        else:
+            kept[key] = value
+    return kept, deleted
+
+
 def all_values(s: StackSettings, tenant_id: Any = TENANT_PLACEHOLDER, registry: Any = None) -> dict[Chart, dict]:
     """``registry``: the stack's registry login server (every image through its cache)."""
     return {
         KUBE_PROMETHEUS_STACK: kube_prometheus_stack(s, tenant_id, registry),
         OTEL_COLLECTOR: collector(s, registry),
+        OTEL_SAMPLER: sampler(s, registry),
         JAEGER: jaeger(s, registry),
     }

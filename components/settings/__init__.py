@@ -76,6 +76,7 @@ from .network import NetworkSettings
 from .observability import (
     Alerting,
     AlertmanagerSettings,
+    CollectorSettings,
     Duration,
     GrafanaSettings,
     GrafanaSignIn,
@@ -199,6 +200,7 @@ __all__ = [
     "Thresholds",
     "Topology",
     "TracingSettings",
+    "CollectorSettings",
     "UpgradeSettings",
     "UserPool",
     "Uuid",

@@ -101,6 +101,16 @@ class TracingSettings(Model):
     slow_trace_threshold_ms: int = Field(default=1000, ge=1)
 
 
+class CollectorSettings(Model):
+    """The OpenTelemetry Collector in two tiers. The gateway is the OTLP endpoint services send to
+    (adds the Kubernetes attributes, routes spans); the sampler receives every span of a trace on
+    one replica (routed by trace ID: tail sampling) and every span of a service on one replica
+    (routed by service: span metrics without two replicas writing the same series)."""
+
+    gateway_replicas: int = Field(default=1, ge=1, le=10)
+    sampler_replicas: int = Field(default=1, ge=1, le=10)
+
+
 class ObservabilitySettings(Model):
     namespace: ServiceName = "monitoring"
     storage_class: ServiceName = "managed-csi-premium"
@@ -114,3 +124,4 @@ class ObservabilitySettings(Model):
     grafana: GrafanaSettings = GrafanaSettings()
     jaeger: JaegerSettings = JaegerSettings()
     tracing: TracingSettings = TracingSettings()
+    collector: CollectorSettings = CollectorSettings()

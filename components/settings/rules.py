@@ -477,6 +477,18 @@ def observability_rules(s: StackSettings) -> list[Problem]:
                     got=o.alertmanager.replicas,
                 )
             )
+        for key, replicas in (
+            ("gatewayReplicas", o.collector.gateway_replicas),
+            ("samplerReplicas", o.collector.sampler_replicas),
+        ):
+            if replicas < 2:
+                p.append(
+                    Problem(
+                        key=f"observability.collector.{key}",
+                        message="must be at least 2 in prod (tracing keeps serving while a node drains)",
+                        got=replicas,
+                    )
+                )
         if o.jaeger.storage != "badger":
             p.append(
                 Problem(
