@@ -401,5 +401,33 @@ def threshold_cases(s: StackSettings) -> list[dict]:
     return out
 
 
+def tracing_cases(s: StackSettings) -> list[dict]:
+    """Spans lost by either collector tier, under the counter names with and without `_total`."""
+    ns = s.observability.namespace
+    job = "otel-sampler-opentelemetry-collector"
+    out = []
+    for metric in ("otelcol_exporter_send_failed_spans_total", "otelcol_receiver_refused_spans"):
+        series = {f'{metric}{{namespace="{ns}",job="{job}",exporter="otlp_grpc/jaeger"}}': counter((120, 20))}
+        out.append(
+            case(
+                series,
+                [
+                    (5, "TracingSpansLost", []),
+                    (15, "TracingSpansLost", [expected(s, "TracingSpansLost", {"job": job}, 2)]),
+                ],
+                f"TracingSpansLost fires after 10 minutes ({metric})",
+            )
+        )
+    healthy = {
+        # a collector that lost spans once, long ago, and nothing since
+        f'otelcol_exporter_send_failed_spans_total{{namespace="{ns}",job="{job}"}}': counter((50, 2), (0, 20)),
+        # the same counter elsewhere (not our collectors)
+        'otelcol_exporter_send_failed_spans_total{namespace="other",job="x"}': counter((120, 22)),
+    }
+    out.append(case(healthy, [(20, "TracingSpansLost", [])], "TracingSpansLost healthy"))
+    return out
+
+
 def test_file(s: StackSettings, rules_path: str) -> dict:
-    return {"rule_files": [rules_path], "evaluation_interval": "1m", "tests": slo_cases(s) + threshold_cases(s)}
+    cases = slo_cases(s) + threshold_cases(s) + tracing_cases(s)
+    return {"rule_files": [rules_path], "evaluation_interval": "1m", "tests": cases}

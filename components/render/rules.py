@@ -293,6 +293,33 @@ def broker_alerts(s: StackSettings) -> list[dict]:
     ]
 
 
+# The collectors' own counters of spans lost: refused at a receiver (memory limiter), not queued
+# (sending queue full) or failed after the exporter's retries. The collector's Prometheus
+# exposition names counters with `_total` (the OTel SDK exporter); older builds did not.
+LOST_SPANS = "otelcol_(receiver_refused|exporter_enqueue_failed|exporter_send_failed)_spans(_total)?"
+
+
+def tracing_alerts(s: StackSettings) -> list[dict]:
+    """Both collector tiers run in the observability namespace; nothing else there exports
+    otelcol_* metrics."""
+    lost = f'{{__name__=~"{LOST_SPANS}",namespace="{s.observability.namespace}"}}'
+    return [
+        {
+            "alert": "TracingSpansLost",
+            "expr": f"sum by (job) (rate({lost}[5m])) > 0",
+            "for": "10m",
+            "labels": {"severity": "warning"},
+            "annotations": _annotations(
+                s,
+                "TracingSpansLost",
+                "The trace pipeline is losing spans",
+                "{{ $labels.job }} has refused or dropped {{ $value }} spans/s for 10 minutes "
+                "(refused by its memory limiter, its sending queue full, or an export failed after its retries).",
+            ),
+        }
+    ]
+
+
 def watchdog(s: StackSettings) -> dict:
     return {
         "alert": "Watchdog",
@@ -313,6 +340,7 @@ def rule_groups(s: StackSettings) -> list[dict]:
         {"name": "event-backbone-slo-alerts", "rules": slo_alerts(s)},
         {"name": "event-backbone-pipeline", "rules": pipeline_alerts(s)},
         {"name": "event-backbone-broker", "rules": broker_alerts(s)},
+        {"name": "event-backbone-tracing", "rules": tracing_alerts(s)},
         {"name": "event-backbone-meta", "rules": [watchdog(s)]},
     ]
     return [g for g in groups if g["rules"]]
