@@ -336,18 +336,24 @@ def _collector_tier(s: StackSettings, chart: Chart, replicas: int, registry: Any
     return values
 
 
+# In-memory sending queues of 1000 batches (the exporters' default size, stated): what a queue
+# holds counts against the pod's memory, and the memory limiter refuses new spans before the
+# limit (TracingSpansLost then fires) rather than letting the queue get the pod killed.
+QUEUE_BATCHES = 1000
+
+
 def _reroute() -> dict:
     return {
         "timeout": "10s",
         "retry_on_failure": {"enabled": True, "max_elapsed_time": REROUTE_FOR},
-        "sending_queue": {"enabled": True, "queue_size": 5000},
+        "sending_queue": {"enabled": True, "queue_size": QUEUE_BATCHES},
     }
 
 
 def _retried() -> dict:
     return {
         "retry_on_failure": {"enabled": True, "max_elapsed_time": EXPORT_RETRY_FOR},
-        "sending_queue": {"enabled": True, "queue_size": 5000},
+        "sending_queue": {"enabled": True, "queue_size": QUEUE_BATCHES},
     }
 
 
