@@ -121,7 +121,10 @@ def test_drilled_routing_differs_only_in_durations_and_receiver_endpoints(prod_a
 def test_the_diff_proof_refuses_any_other_change(prod_artefacts, tmp_path):
     rules, routing = prod_artefacts
     tampered = D.drill_rules(rules)
-    tampered["groups"][-2]["rules"][0]["expr"] = tampered["groups"][-2]["rules"][0]["expr"].replace("1000", "10")
+    [broker] = [g for g in tampered["groups"] if g["name"] == "event-backbone-broker"]
+    dlq = broker["rules"][0]
+    assert dlq["alert"] == "DeadLetterQueueBacklog" and "1000" in dlq["expr"]
+    dlq["expr"] = dlq["expr"].replace("1000", "10")  # a threshold lowered: not a drill change
     with pytest.raises(AssertionError, match="only receivers may change"):
         for p, a, b in leaf_diff(rules, tampered):
             classify(p, a, b, tmp_path, BASE)
