@@ -68,6 +68,16 @@ def manifest(type_token: str, name: str, inputs: dict) -> dict:
     return obj
 
 
+# libyaml's emitter when PyYAML has it (the PyPI wheels do): the same safe representer as
+# yaml.safe_dump, about 5x faster over the ~3000 files of a 200-service plan; it wraps long
+# scalars at other places than PyYAML's pure-Python emitter, the documents are the same.
+_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def dump(obj: Any) -> str:
+    return yaml.dump(obj, Dumper=_DUMPER, sort_keys=False)
+
+
 @dataclass
 class Manifests:
     files: dict[str, str]  # path under k8s/ -> YAML
@@ -88,7 +98,7 @@ def export(registrations: Iterable[Any]) -> Manifests:
         path = f"{ns}/{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
         if path in files:
             raise ValueError(f"two objects would be written to k8s/{path}")
-        files[path] = yaml.safe_dump(obj, sort_keys=False)
+        files[path] = dump(obj)
     if not_scanned:
         files["NOT-SCANNED.txt"] = "Not Kubernetes manifests, so not scanned:\n" + "".join(
             f"- {line}\n" for line in not_scanned

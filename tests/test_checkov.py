@@ -376,3 +376,32 @@ def test_make_plan_writes_the_exports(tmp_path):
     assert template["$schema"] == arm.SCHEMA and template["resources"]
     assert (tmp_path / "k8s" / "_cluster" / "namespace-messaging.yaml").is_file()
     assert "wrote " + str(tmp_path / "arm" / "template.json") in proc.stdout
+
+
+def test_arm_api_version_is_read_from_the_class_statement_as_inspect_reads_it():
+    import importlib
+    import inspect
+
+    for token in arm.TYPES:
+        _, module, kind = token.split(":")
+        cls = getattr(importlib.import_module(f"pulumi_azure_native.{module}"), kind)
+        mine, theirs = arm._class_source(cls), inspect.getsource(cls)  # theirs starts at the decorators
+        assert mine.startswith(theirs[theirs.index(f"class {kind}(") :].rstrip()), token  # mine: up to the next class
+        assert arm._API_VERSION.findall(mine) == arm._API_VERSION.findall(theirs), token
+
+
+def test_manifests_are_the_documents_yaml_safe_dump_writes(stack, monkeypatch):
+    """The k8s/ files come from libyaml's emitter; they load as exactly the documents PyYAML's own
+    emitter (yaml.safe_dump) writes, only wrapped differently."""
+    import yaml
+
+    from dryrun import manifests
+
+    assert manifests._DUMPER is yaml.CSafeDumper  # the fast path is the one in use
+    fast = manifests.export(stack.result.registrations).files
+    monkeypatch.setattr(manifests, "_DUMPER", yaml.SafeDumper)
+    slow = manifests.export(stack.result.registrations).files
+    assert sorted(fast) == sorted(slow) and len(fast) > 50
+    for path in fast:
+        if path.endswith(".yaml"):
+            assert yaml.safe_load(fast[path]) == yaml.safe_load(slow[path]), path
