@@ -357,6 +357,14 @@ def _retried() -> dict:
     }
 
 
+def _prometheus_exporters(s: StackSettings) -> dict:
+    """An OTLP/HTTP exporter per Prometheus replica, retried from a queue."""
+    return {
+        name: {"endpoint": url, "tls": {"insecure": True}, **_retried()}
+        for name, url in prometheus_otlp_endpoints(s).items()
+    }
+
+
 def collector(s: StackSettings, registry: Any = None) -> dict:
     """The gateway tier: receives OTLP from the services, adds the Kubernetes attributes (only here
     is the sending pod's address known), then routes every span twice to the sampler tier: by
@@ -388,10 +396,7 @@ def collector(s: StackSettings, registry: Any = None) -> dict:
         "exporters": {
             "load_balancing/traces": balance("traceID", 4317),
             "load_balancing/spanmetrics": balance("service", SPANMETRICS_PORT),
-            **{
-                name: {"endpoint": url, "tls": {"insecure": True}, **_retried()}
-                for name, url in prometheus_otlp_endpoints(s).items()
-            },
+            **_prometheus_exporters(s),
         },
         "service": {
             "pipelines": {
@@ -459,10 +464,7 @@ def sampler(s: StackSettings, registry: Any = None) -> dict:
         },
         "exporters": {
             "otlp_grpc/jaeger": {"endpoint": jaeger_otlp_endpoint(s), "tls": {"insecure": True}, **_retried()},
-            **{
-                name: {"endpoint": url, "tls": {"insecure": True}, **_retried()}
-                for name, url in prometheus_otlp_endpoints(s).items()
-            },
+            **_prometheus_exporters(s),
         },
         "service": {
             "pipelines": {
