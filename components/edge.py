@@ -13,7 +13,7 @@ from pulumi_azure_native import dns, managedidentity, network, servicenetworking
 
 from . import rbac
 from .aks import Aks
-from .kube import apply_manifest
+from .kube import apply_manifest, release_values
 from .network import Network
 from .render import edge as render
 from .render.helm_values import Chart
@@ -238,7 +238,7 @@ class Edge(pulumi.ComponentResource):
                 version=render.ALB_CONTROLLER.version,
                 namespace=render.ALB_NAMESPACE,
                 create_namespace=False,  # alb_ns: labelled for Pod Security
-                values=render.alb_controller_values(alb_identity.client_id),
+                **release_values(render.alb_controller_values(alb_identity.client_id)),
                 atomic=True,
                 cleanup_on_fail=True,
                 timeout=600,
@@ -352,7 +352,7 @@ class EdgeCertificates(pulumi.ComponentResource):
                 repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo),
                 namespace=render.CERT_MANAGER_NAMESPACE,
                 create_namespace=False,  # manager_ns: labelled for Pod Security
-                values=render.cert_manager_values(registry),
+                **release_values(render.cert_manager_values(registry)),
                 atomic=True,
                 cleanup_on_fail=True,
                 timeout=600,

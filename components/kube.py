@@ -6,9 +6,13 @@ Known kinds get their typed class (the SDK then checks field names); anything el
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+import yaml
+
+from .render.helm_values import split_deletions
 
 _TYPED = {
     ("v1", "Namespace"): k8s.core.v1.Namespace,
@@ -38,3 +42,12 @@ def apply_manifest(logical_name: str, manifest: dict, opts: pulumi.ResourceOptio
     if cls is None:
         return k8s.apiextensions.CustomResource(logical_name, api_version=api_version, kind=kind, opts=opts, **fields)
     return cls(logical_name, opts=opts, **{_snake(k): v for k, v in fields.items()})
+
+
+def release_values(values: dict) -> dict[str, Any]:
+    """A Helm release's ``values`` and ``value_yaml_files`` (ReleaseArgs) for rendered values.
+    Chart defaults set to null (Helm's deletion) travel as a YAML file: the Python SDK drops null
+    map values before they reach the provider, pulumi-kubernetes >= 4.30 passes a file's nulls."""
+    kept, deleted = split_deletions(values)
+    files = [pulumi.StringAsset(yaml.safe_dump(deleted, sort_keys=True))] if deleted else None
+    return {"values": kept, "value_yaml_files": files}

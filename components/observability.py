@@ -9,9 +9,8 @@ import json
 
 import pulumi
 import pulumi_kubernetes as k8s
-import yaml
 
-from .kube import apply_manifest
+from .kube import apply_manifest, release_values
 from .render import alertmanager, dashboards, helm_values, rules
 from .render.helm_values import Chart
 from .settings import StackSettings
@@ -87,7 +86,6 @@ class Observability(pulumi.ComponentResource):
             )
 
         def release(chart: Chart, values: dict, depends_on: list) -> k8s.helm.v3.Release:
-            kept, deleted = helm_values.split_deletions(values)
             return k8s.helm.v3.Release(
                 chart.release,
                 k8s.helm.v3.ReleaseArgs(
@@ -96,9 +94,7 @@ class Observability(pulumi.ComponentResource):
                     version=chart.version,
                     repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo),
                     namespace=o.namespace,
-                    values=kept,
-                    # chart defaults to delete (null): a YAML file, the one way nulls reach Helm from Python
-                    value_yaml_files=[pulumi.StringAsset(yaml.safe_dump(deleted, sort_keys=True))] if deleted else None,
+                    **release_values(values),
                     atomic=True,
                     cleanup_on_fail=True,
                     timeout=900,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .kube import apply_manifest
+from .kube import apply_manifest, release_values
 from .render import rollouts
 from .settings import StackSettings
 
@@ -35,7 +35,7 @@ class Rollouts(pulumi.ComponentResource):
                 version=chart.version,
                 repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo),
                 namespace=s.rollouts.namespace,
-                values=rollouts.controller_values(s, registry),
+                **release_values(rollouts.controller_values(s, registry)),
                 atomic=True,
                 cleanup_on_fail=True,
                 timeout=600,
