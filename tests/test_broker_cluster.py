@@ -48,7 +48,6 @@ PUBLISHER = "svc-bloodbank"
 # rolling restart. Measured here (2 shared cores, 3 nodes + clients, other test runs beside):
 # 0.57 s, 0.51 s and 0.55 s in three runs (printed as "longest gap"); the bound leaves ~10x for noise.
 STALL_BOUND_S = 5.0
-DLX_CONFIRM_TIMEOUT_S = 180  # rabbit's dead_letter_worker_publisher_confirm_timeout default (ms: 180000)
 CONNECTION_ERRORS = (
     pika.exceptions.AMQPError,
     ConnectionError,
@@ -479,12 +478,12 @@ def test_dead_lettering_stays_at_least_once_across_a_leader_failover(clean):
     elected = cluster.wait_for_leader(QUEUE, not_on=victim, timeout=30)
     cluster.restart(victim)
     try:
-        # When dlq.all's leader dies too, the source queue's dead-letter worker re-publishes what
-        # it had not had confirmed only after dead_letter_worker_publisher_confirm_timeout
-        # (RabbitMQ's default: 180 s, rabbit.app): late, never lost. Wait past it.
-        cluster.wait_until(
-            "every rejected id in dlq.all", lambda: len(dead) >= n, timeout=DLX_CONFIRM_TIMEOUT_S + 60, interval=0.5
-        )
+        # When the killed node also led dlq.all, the source queue's dead-letter worker can stall:
+        # it keeps what it has not had confirmed (at-least-once: retained, counted in the source
+        # queue's total, not ready) and re-publishes it late or, on 3.10.8, not for minutes (seen:
+        # 26 of 3000 still held after 300 s; upstream: rabbitmq-server #16652, #12625). Waiting
+        # longer proves nothing more: what is missing below must be what the source still holds.
+        cluster.wait_until("every rejected id in dlq.all", lambda: len(dead) >= n, timeout=120, interval=0.5)
     except TimeoutError:
         pass  # the counts below say what is missing
 
@@ -505,6 +504,15 @@ def test_dead_lettering_stays_at_least_once_across_a_leader_failover(clean):
     rejecter.join(timeout=30)
     reader.join(timeout=30)
     window = [t for t in rejecter.settled_at if killed_at - 1.0 <= t <= killed_at + elected + 1.0]
+    missing = len(set(ledger.confirmed) - set(dead))
+
+    def retained() -> int:  # dead letters the source queue still holds (quorum queues: messages_dlx)
+        return cluster.queue(QUEUE).get("messages_dlx") or 0
+
+    try:  # the HTTP API's counts are statistics, emitted every few seconds
+        cluster.wait_until("the source's dead letters settle", lambda: retained() == missing, timeout=30, interval=1)
+    except TimeoutError:
+        pass
     source = cluster.queue(QUEUE)
     reasons = collections.Counter(d["reason"] for d in deaths.values())
     counts = {
@@ -518,7 +526,8 @@ def test_dead_lettering_stays_at_least_once_across_a_leader_failover(clean):
         "consumer re-subscriptions after 5 s idle": rejecter.idle_reconnects,
         "ids never delivered to the consumer": len(set(ledger.confirmed) - rejected_ids()),
         "source queue at the end, AMQP (leader)": source_count(),
-        "source queue at the end, HTTP API (stats, may lag)": source.get("messages"),
+        "source queue at the end, HTTP API (stats, may lag)": source.get("messages") or 0,
+        "dead letters the source still holds (messages_dlx)": source.get("messages_dlx") or 0,
         "unique ids in dlq.all": len(dead),
         "rejected ids missing from dlq.all": len(rejected_ids() - set(dead)),
         "missing from dlq.all": len(set(ledger.confirmed) - set(dead)),
@@ -528,9 +537,11 @@ def test_dead_lettering_stays_at_least_once_across_a_leader_failover(clean):
         "x-death reasons": dict(reasons),
     }
     show("c. dead-lettering across a leader failover", counts)
-    assert counts["rejected ids missing from dlq.all"] == 0
-    assert counts["source queue at the end, AMQP (leader)"] == 0
-    assert counts["missing from dlq.all"] == 0
+    # at-least-once: every rejected id is in dlq.all or still held by the source queue, none lost
+    assert counts["ids never delivered to the consumer"] == 0
+    assert counts["source queue at the end, AMQP (leader)"] == 0  # nothing ready: all were rejected
+    assert counts["rejected ids missing from dlq.all"] == counts["missing from dlq.all"]
+    assert counts["missing from dlq.all"] == counts["dead letters the source still holds (messages_dlx)"]
     assert window, "no rejection happened around the leader move"
     assert all(
         d["queue"] == QUEUE and d["exchange"] == cluster.settings.broker.topology.exchange for d in deaths.values()
