@@ -510,7 +510,7 @@ def test_dead_lettering_stays_at_least_once_across_a_leader_failover(clean):
         return cluster.queue(QUEUE).get("messages_dlx") or 0
 
     try:  # the HTTP API's counts are statistics, emitted every few seconds
-        cluster.wait_until("the source's dead letters settle", lambda: retained() == missing, timeout=30, interval=1)
+        cluster.wait_until("the source's dead letters settle", lambda: retained() >= missing, timeout=30, interval=1)
     except TimeoutError:
         pass
     source = cluster.queue(QUEUE)
@@ -541,7 +541,9 @@ def test_dead_lettering_stays_at_least_once_across_a_leader_failover(clean):
     assert counts["ids never delivered to the consumer"] == 0
     assert counts["source queue at the end, AMQP (leader)"] == 0  # nothing ready: all were rejected
     assert counts["rejected ids missing from dlq.all"] == counts["missing from dlq.all"]
-    assert counts["missing from dlq.all"] == counts["dead letters the source still holds (messages_dlx)"]
+    # (the source may hold more: dead letters already in dlq.all whose confirm it has not had,
+    # duplicates to come; seen: 2213 missing, 2245 held)
+    assert counts["missing from dlq.all"] <= counts["dead letters the source still holds (messages_dlx)"]
     assert window, "no rejection happened around the leader move"
     assert all(
         d["queue"] == QUEUE and d["exchange"] == cluster.settings.broker.topology.exchange for d in deaths.values()
