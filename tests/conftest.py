@@ -17,8 +17,16 @@ from pulumi.runtime import rpc  # noqa: E402
 
 from dryrun import plan as plan_mod  # noqa: E402
 from dryrun.runner import RunResult, run_stack  # noqa: E402
+from tools import toolchain  # noqa: E402
 
 STACKS = ("dev", "prod")
+
+
+def pytest_report_header(config) -> list[str]:
+    """The servers every proof of this run talks to, named in the test output."""
+    found = toolchain.versions()
+    named = ", ".join(f"{k} {v}" for k, v in sorted(found.items())) or "none installed (make tools)"
+    return [f"proofs run on: {named} (testing root {toolchain.ROOT}, PostgreSQL from the pgserver wheel)"]
 
 
 def unwrap(value: Any) -> Any:
@@ -70,8 +78,14 @@ def stack(request, planned) -> Planned:
 
 
 def require_tool(name: str) -> str:
-    """A real tool the proof needs. In CI a missing tool fails the test; locally it skips."""
-    path = shutil.which(name) or (name if os.path.isabs(name) and os.access(name, os.X_OK) else None)
+    """A real tool the proof needs. In CI a missing tool fails the test; locally it skips.
+    The servers and CLIs of the proofs (promtool, amtool, Prometheus, Alertmanager, RabbitMQ,
+    Redis) run in the testing root (tests/tools/toolchain.py), never the host's: asked for by
+    name or by their wrapper's path, they are there only when the root is built."""
+    if name in toolchain.ROOT_TOOLS or Path(name).parent == toolchain.BIN:
+        path = toolchain.tool(Path(name).name) if toolchain.root_ready() else None
+    else:
+        path = shutil.which(name) or (name if os.path.isabs(name) and os.access(name, os.X_OK) else None)
     if path:
         return path
     message = f"{name} is not installed (run `make tools`)"

@@ -44,9 +44,12 @@ from typing import Any
 import yaml
 
 from components.render import alertmanager as AM
+from tools import toolchain
 
-PROMETHEUS = "/usr/bin/prometheus"
-ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
+# Prometheus and Alertmanager of the testing root (tests/tools/toolchain.py): the versions the
+# pinned kube-prometheus-stack runs, same major.minor (tests/test_versions.py).
+PROMETHEUS = toolchain.tool("prometheus")
+ALERTMANAGER = toolchain.tool("alertmanager")
 
 # One factor for every duration of the alert timeline (see the module docstring).
 FACTOR = 30

@@ -1,7 +1,8 @@
 """A throwaway PostgreSQL server on 127.0.0.1, in its own temp directory.
 
-Debian's ``postgresql`` package (15 on Debian 12): ``initdb`` and ``pg_ctl`` from
-``/usr/lib/postgresql/<major>/bin``. ``initdb`` refuses to run as root, so as root the
+PostgreSQL 16 from the pinned ``pgserver`` wheel (``tests/tools/toolchain.py``: its
+``pginstall/bin`` holds ``initdb``, ``pg_ctl``, ``psql``, ``pg_basebackup``), the major the stack's
+Flexible Server runs (``tests/test_versions.py``). ``initdb`` refuses to run as root, so as root the
 server runs as an unprivileged user (created once, ``pgtest``) through ``runuser``. Clients
 (psql) connect over TCP to 127.0.0.1 only. ``close()`` stops the server with ``pg_ctl stop``
 (which signals the postmaster PID from ``postmaster.pid``) and, if that fails, signals that
@@ -12,7 +13,6 @@ checks whatever the authentication method.
 
 from __future__ import annotations
 
-import glob
 import os
 import pwd
 import shutil
@@ -23,13 +23,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from tools import toolchain
+
 RUN_AS = "pgtest"
 
 
 def bin_dir() -> Path | None:
-    """The newest installed server's bin directory (``/usr/lib/postgresql/<major>/bin``)."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(Path(p).parts[-3]))
-    return Path(found[-1]).parent if found else None
+    """The pgserver wheel's bin directory; never the host's PostgreSQL."""
+    return toolchain.pg_bin()
 
 
 def free_port() -> int:
@@ -52,9 +53,9 @@ class PostgresNode:
     def __init__(self, *, superuser: str = "postgres", bin_path: Path | None = None):
         found = bin_path or bin_dir()
         if found is None:
-            raise FileNotFoundError("no PostgreSQL server under /usr/lib/postgresql (apt-get install postgresql)")
+            raise FileNotFoundError("the pgserver wheel is not installed (make venv: requirements.txt pins it)")
         self.bin: Path = found
-        self.psql_bin = shutil.which("psql") or str(self.bin / "psql")
+        self.psql_bin = str(self.bin / "psql")
         self.superuser = superuser
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="pgnode-"))

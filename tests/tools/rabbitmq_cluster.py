@@ -37,9 +37,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tools import toolchain
 from tools.rabbitmq_node import Epmd, RabbitNode, TlsFiles
 
-UPGRADE = "/usr/lib/rabbitmq/bin/rabbitmq-upgrade"
+UPGRADE = toolchain.tool("rabbitmq-upgrade")
 
 
 def operator_defaults(replicas: int, cluster_name: str) -> str:

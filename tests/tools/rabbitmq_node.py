@@ -3,8 +3,8 @@
 Everything binds 127.0.0.1 (AMQP, AMQPS, management, prometheus, Erlang distribution and
 an epmd on a private port that this module starts itself and stops by its PID); the node
 runs in its own process group so that it can be killed as a whole, and ``close()`` leaves
-nothing behind. Debian's ``rabbitmq-server`` (``/usr/lib/rabbitmq/bin/rabbitmq-server``,
-the real script, not the su wrapper). Ports are taken below 32768, outside Linux's
+nothing behind. RabbitMQ from the testing root (``tests/tools/toolchain.py``: Debian testing's
+``rabbitmq-server``, the real script under ``/usr/lib/rabbitmq/bin``, not the su wrapper). Ports are taken below 32768, outside Linux's
 ephemeral range, where an outgoing connection can grab a port between the check and the
 bind (``eaddrinuse`` was seen there for the distribution port).
 
@@ -28,9 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
-CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
-EPMD = "epmd"
+from tools import toolchain
+
+# RabbitMQ and its epmd from the testing root (tests/tools/toolchain.py): the wrapper execs the
+# real server script inside the root, so the PID and process group here are the node's own.
+SERVER = toolchain.tool("rabbitmq-server")
+CTL = toolchain.tool("rabbitmqctl")
+EPMD = toolchain.tool("epmd")
 PLUGINS = ["rabbitmq_management", "rabbitmq_prometheus", "rabbitmq_shovel", "rabbitmq_shovel_management"]
 
 
