@@ -11,6 +11,7 @@ definitions at boot, as the cluster does, is proven on the TLS node: test_broker
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import subprocess
 import time
@@ -521,8 +522,12 @@ def test_keda_monitor_rendered_as_deployed(broker):
     user = next(u for u in defs["users"] if u["name"] == render.MONITOR_USER)
     perm = next(p for p in defs["permissions"] if p["user"] == render.MONITOR_USER)
     assert user["tags"] == []
-    assert (perm["configure"], perm["write"], perm["read"]) == ("^$", "^$", "^$")
+    queues = sorted(p.queue for p in render.queue_plans(broker.s.broker.topology, broker.s.services))
+    assert KEDA_QUEUE in queues
+    # write on exactly the services' queues (what 4.3 needs for a passive declare), nothing else
+    expected = ("^$", "^(" + "|".join(re.escape(q) for q in queues) + ")$", "^$")
+    assert (perm["configure"], perm["write"], perm["read"]) == expected
+    assert re.fullmatch(perm["write"], KEDA_QUEUE) and not re.fullmatch(perm["write"], "dlq.all")
+    assert not re.fullmatch(perm["write"], broker.s.broker.topology.exchange) and not re.fullmatch(perm["write"], "")
     live = broker.node.api("GET", f"/api/users/{render.MONITOR_USER}/permissions")
-    assert [(p["configure"], p["write"], p["read"]) for p in live if p["vhost"] == broker.s.vhost] == [
-        ("^$", "^$", "^$")
-    ]
+    assert [(p["configure"], p["write"], p["read"]) for p in live if p["vhost"] == broker.s.vhost] == [expected]

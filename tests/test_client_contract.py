@@ -186,7 +186,7 @@ def test_declaring_the_exchange_is_access_refused(broker, service):
     err = refused(broker, service, lambda ch: ch.exchange_declare(ex["name"], exchange_type="topic", durable=True))
     assert err.reply_code == 403
     assert err.reply_text == (
-        f"ACCESS_REFUSED - access to exchange '{ex['name']}' in vhost '{broker.settings.vhost}' "
+        f"ACCESS_REFUSED - configure access to exchange '{ex['name']}' in vhost '{broker.settings.vhost}' "
         f"refused for user '{render.user_name(service)}'"
     )
 
@@ -220,4 +220,4 @@ def test_declaring_the_queue_with_other_arguments_is_a_precondition_failure(brok
 def test_a_publisher_declares_no_queue(broker, service):
     err = refused(broker, service, lambda ch: ch.queue_declare(f"{service}.events", durable=True))
     assert err.reply_code == 403
-    assert err.reply_text.startswith(f"ACCESS_REFUSED - access to queue '{service}.events'")
+    assert err.reply_text.startswith(f"ACCESS_REFUSED - configure access to queue '{service}.events'")

@@ -271,7 +271,9 @@ def test_contract_errors_fail_fast(broker):
         consumer = EventClient(
             broker.node_urls("candystore"), wrong, cafile=broker.tls.cacert, metrics=Metrics(wrong, CollectorRegistry())
         )
-        with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity, match="no queue 'nope.events'"):
+        # RabbitMQ 4.3 checks permissions before existence on a passive declare (no enumeration
+        # of queues one may not use), so a queue that is not the service's is ACCESS_REFUSED
+        with pytest.raises(aiormq.exceptions.ChannelAccessRefused, match="configure access to queue 'nope.events'"):
             await asyncio.wait_for(consumer.consume(lambda m: asyncio.sleep(0), asyncio.Event()), 10)
         await consumer.close()
         bad = broker.url("candystore").replace(broker.passwords["svc-candystore"], "wrong-password", 1)

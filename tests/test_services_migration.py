@@ -120,7 +120,7 @@ def test_seed_consumer_before(broker):
         with pytest.raises(aiormq.exceptions.ChannelAccessRefused) as exc:
             await run("seed-consumer", ns)
         assert str(exc.value.args[0]) == (
-            f"ACCESS_REFUSED - access to exchange 'bloodbank.events.v1' in vhost '{VHOST}' refused for user "
+            f"ACCESS_REFUSED - configure access to exchange 'bloodbank.events.v1' in vhost '{VHOST}' refused for user "
             "'svc-transcription'"
         )
         await ns["connection"].close()
@@ -139,7 +139,7 @@ def test_seed_consumer_before(broker):
         with pytest.raises(aiormq.exceptions.ChannelAccessRefused) as exc:
             await run("seed-consumer-queue", ns)
         assert str(exc.value.args[0]) == (
-            f"ACCESS_REFUSED - access to queue 'my_service_queue' in vhost '{VHOST}' refused for user "
+            f"ACCESS_REFUSED - configure access to queue 'my_service_queue' in vhost '{VHOST}' refused for user "
             "'svc-transcription'"
         )
         await ns["connection"].close()

@@ -9,7 +9,7 @@ import hashlib
 import json
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,7 +191,7 @@ def definitions(s: StackSettings, password_hashes: Mapping[str, str]) -> dict:
         "vhosts": [{"name": vhost}],
         "permissions": [admin]
         + permissions(t, s.services, vhost)
-        + [monitor_permissions(vhost)]
+        + [monitor_permissions(vhost, [p.queue for p in plans])]
         + ([load_test_permissions(s)] if s.broker.load_test.enabled else []),
         "topic_permissions": [],
         "parameters": [],
@@ -203,12 +203,17 @@ def definitions(s: StackSettings, password_hashes: Mapping[str, str]) -> dict:
     }
 
 
-def monitor_permissions(vhost: str) -> dict:
-    """The queue-depth reader (KEDA): may open the vhost and nothing else. A passive
-    ``queue.declare`` (how KEDA's rabbitmq scaler reads the depth over AMQP) needs no
-    permission; configure/write/read on no resource means it can neither declare, bind,
-    delete, publish, consume nor purge (proven on a real broker: tests/test_keda_monitor.py)."""
-    return {"user": MONITOR_USER, "vhost": vhost, "configure": "^$", "write": "^$", "read": "^$"}
+def monitor_permissions(vhost: str, queues: Sequence[str]) -> dict:
+    """The queue-depth reader (KEDA's rabbitmq scaler, which reads the depth with a passive
+    ``queue.declare`` over AMQP). Up to 3.13 a passive declare needed no permission; 4.2.6 and
+    4.3.0 check ``configure`` for it (rabbitmq-server #16085) and later releases accept any one
+    permission on the queue (#16272). ``configure`` or ``read`` would let it delete, purge or
+    consume, so it gets ``write`` on exactly the services' queues and nothing else: on a queue,
+    ``write`` only makes it a binding's destination, and binding also needs ``read`` on the
+    exchange, which it has on none. So it can neither declare, bind, delete, publish, consume
+    nor purge (proven on the RabbitMQ the stack deploys: tests/test_broker_rabbitmq.py)."""
+    write = "^(" + "|".join(re.escape(q) for q in sorted(queues)) + ")$" if queues else "^$"
+    return {"user": MONITOR_USER, "vhost": vhost, "configure": "^$", "write": write, "read": "^$"}
 
 
 def users_and_secrets(s: StackSettings) -> dict[str, str]:
@@ -286,9 +291,12 @@ def tls_config_lines() -> list[str]:
 
 
 def additional_config(s: StackSettings) -> str:
+    """Every key is one RabbitMQ 4.3 applies (tests/test_versions.py boots a 4.3 node on it). No
+    ``cluster_partition_handling``: 4.3's metadata store is Khepri (Raft), where partition
+    handling strategies have no effect; the operator's own defaults still carry the line, which
+    4.3 accepts and ignores."""
     lines = [
         f"load_definitions = {DEFINITIONS_DIR}/definitions.json",
-        "cluster_partition_handling = pause_minority",
         "disk_free_limit.absolute = 2GB",
         "queue_leader_locator = balanced",
         *tls_config_lines(),

@@ -148,9 +148,22 @@ def _bootstrap_may_act_as(role: str) -> str:
     new owner, and connecting to a database whose CONNECT is revoked from PUBLIC needs the
     owner's privileges: the bootstrap role is made a member of the service role (once; on
     PostgreSQL 16 a membership without SET or INHERIT does not count). The bootstrap
-    identity is an Entra administrator of the server anyway."""
+    identity is an Entra administrator of the server anyway. On PostgreSQL 16 a CREATEROLE
+    role (Azure's administrator is one, not a superuser) may grant only roles it has ADMIN
+    OPTION on: those it created itself, or those granted to it that way. A role someone else
+    created stops the run with a message saying so (tests/test_database_grants.py, on 16)."""
     return f"""DO $bootstrap$
 BEGIN
+  IF current_setting('server_version_num')::int >= 160000
+     AND NOT pg_catalog.pg_has_role(current_user, {literal(role)}, 'SET')
+     AND NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)
+     AND NOT EXISTS (SELECT FROM pg_catalog.pg_auth_members m
+                      WHERE m.roleid = {literal(role)}::regrole AND m.member = current_user::regrole
+                        AND m.admin_option) THEN
+    RAISE EXCEPTION 'role % was created by another role and % has no ADMIN OPTION on it: on PostgreSQL 16 '
+      'it cannot make itself a member, so it cannot hand the database over (drop the role and let this '
+      'identity create it, or grant it ADMIN OPTION on the role as a role that has it)', {literal(role)}, current_user;
+  END IF;
   IF NOT pg_catalog.pg_has_role(current_user, {literal(role)}, 'USAGE') THEN
     EXECUTE format('GRANT %I TO %I', {literal(role)}, current_user);
   ELSIF current_setting('server_version_num')::int >= 160000 THEN

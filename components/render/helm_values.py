@@ -226,9 +226,16 @@ def kube_prometheus_stack(s: StackSettings, tenant_id: Any = TENANT_PLACEHOLDER,
         "grafana": grafana,
         "prometheus-node-exporter": {"namespaceOverride": NODE_EXPORTER_NAMESPACE},
     }
+    # the releases the proofs run (settings: observability.*.imageTag), through the cache or not
+    values["prometheus"]["prometheusSpec"]["image"] = {
+        **img("quay.io", "prometheus/prometheus", registry),
+        "tag": o.prometheus.image_tag,
+    }
+    values["alertmanager"]["alertmanagerSpec"]["image"] = {
+        **img("quay.io", "prometheus/alertmanager", registry),
+        "tag": o.alertmanager.image_tag,
+    }
     if registry is not None:
-        values["prometheus"]["prometheusSpec"]["image"] = img("quay.io", "prometheus/prometheus", registry)
-        values["alertmanager"]["alertmanagerSpec"]["image"] = img("quay.io", "prometheus/alertmanager", registry)
         values["prometheusOperator"] = {
             "image": img("quay.io", "prometheus-operator/prometheus-operator", registry),
             "prometheusConfigReloader": {

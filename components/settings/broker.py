@@ -96,8 +96,11 @@ class BrokerSettings(Model):
     backend: Literal["in-cluster", "cloudamqp"] = "in-cluster"
     namespace: ServiceName = "messaging"
     cluster_name: ServiceName = "rabbitmq"
+    # The latest Cluster Operator release; its preStop path (await_online_quorum_plus_one, drain)
+    # is proven on 4.3 by the rolling-restart proof. The image is the RabbitMQ release the proofs
+    # run (tests/test_versions.py fails when the two differ in major.minor).
     operator_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = "2.22.3"
-    image: str = "rabbitmq:4.1.4-management"
+    image: str = "rabbitmq:4.3.6-management"
     replicas: int = Field(default=3, ge=1, le=7)
     storage_size: Gibibytes = "20Gi"
     storage_class: ServiceName = "rabbitmq-premium-zrs"

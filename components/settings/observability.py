@@ -59,15 +59,24 @@ class Alerting(Model):
     runbook_base_url: str = "https://github.com/event-backbone/event-backbone/blob/main/docs/runbooks"
 
 
+# The Prometheus and Alertmanager releases the proofs run (promtool, amtool and both servers of
+# the alert drill, from the testing root): pinned over the chart's defaults (88.5.3: Prometheus
+# v3.14.0, Alertmanager v0.34.0), which nothing here can run. Prometheus 3.5 is its long-term
+# support line. tests/test_versions.py fails when these and the proofs differ in major.minor.
+ImageTag = Annotated[str, Field(pattern=r"^v\d+\.\d+\.\d+$")]
+
+
 class PrometheusSettings(Model):
     retention: Duration = "7d"
     storage_size: Gibibytes = "50Gi"
     replicas: int = Field(default=1, ge=1, le=3)
+    image_tag: ImageTag = "v3.5.3"
 
 
 class AlertmanagerSettings(Model):
     replicas: int = Field(default=1, ge=1, le=5)
     storage_size: Gibibytes = "5Gi"
+    image_tag: ImageTag = "v0.33.1"
 
 
 class GrafanaSignIn(Model):

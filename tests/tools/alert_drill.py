@@ -1,5 +1,6 @@
 """The alert-path drill: the stack's rendered rules and routing in a real Prometheus and a real
-Alertmanager (Debian's ``prometheus`` 2.42 and ``prometheus-alertmanager`` 0.25), local
+Alertmanager (the testing root's ``prometheus`` 3.5 and ``prometheus-alertmanager`` 0.33, the releases
+the stack pins), local
 receivers standing in for PagerDuty and Slack, and a synthetic service with chaos-lite
 failure injection.
 
@@ -14,9 +15,9 @@ What the drill changes in the rendered configuration, and nothing else (``drill_
   The PromQL range windows (``[5m]``, ``[1h]``...) are part of the expressions and stay as
   rendered, so rate-based alerts still need real time for their windows to fill;
 * the receivers' endpoints: PagerDuty gets a local ``url`` (the Events API v2 path); the files
-  the receivers read their credentials from (``routing_key_file``, ``api_url_file``) move from
-  the Kubernetes secret mount to a directory of the drill, same file names; the webhook's
-  ``url_file`` (Alertmanager >= 0.26) becomes ``url`` because Debian's 0.25 lacks it.
+  the receivers read their credentials from (``routing_key_file``, ``api_url_file``, the
+  dead-man's switch webhook's ``url_file``) move from the Kubernetes secret mount to a
+  directory of the drill, same file names, each holding a local receiver's address.
 
 Every process binds 127.0.0.1, runs in its own process group and is stopped by its PID.
 """
@@ -42,9 +43,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from tools import toolchain
 
 from components.render import alertmanager as AM
-from tools import toolchain
 
 # Prometheus and Alertmanager of the testing root (tests/tools/toolchain.py): the versions the
 # pinned kube-prometheus-stack runs, same major.minor (tests/test_versions.py).
@@ -137,8 +138,7 @@ def drill_alertmanager(config: dict, secret_dir: Path, receiver_base: str, facto
         for slack in receiver.get("slack_configs", []):
             slack["api_url_file"] = relocate(slack["api_url_file"])
         for hook in receiver.get("webhook_configs", []):
-            hook.pop("url_file")
-            hook["url"] = receiver_base + DEADMANS_PATH
+            hook["url_file"] = relocate(hook["url_file"])
     return out
 
 

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -60,11 +61,10 @@ def tool(name: str) -> str:
 
 def pg_bin() -> Path | None:
     """The pgserver wheel's PostgreSQL bin directory, or None when the wheel is not installed."""
-    try:
-        import pgserver  # type: ignore[import-untyped]
-    except ImportError:
+    spec = importlib.util.find_spec("pgserver")  # located, not imported (its import sets up dirs)
+    if spec is None or not spec.origin:
         return None
-    found = Path(pgserver.__file__).resolve().parent / "pginstall" / "bin"
+    found = Path(spec.origin).resolve().parent / "pginstall" / "bin"
     return found if (found / "pg_ctl").is_file() else None
 
 
