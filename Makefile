@@ -28,8 +28,10 @@ venv: $(STAMP)
 plan: $(STAMP)
 	$(PY) -m dryrun $(STACK) --out build/$(STACK)
 
-# promtool, amtool and a RabbitMQ server from Debian's packages (no service is used: the
-# tests start throwaway instances on loopback).
+# The proofs' toolchain at the versions the stack deploys: a root of Debian's testing suite
+# (RabbitMQ 4.3, Prometheus 3.5, Alertmanager 0.33, Redis, cosign, notation), built once per
+# machine, and the host's debootstrap and JDK (no service is used: the tests start throwaway
+# instances on loopback). PostgreSQL 16 is the pgserver wheel of requirements.txt.
 tools:
 	@bash tests/tools/install.sh
 

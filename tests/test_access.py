@@ -14,6 +14,7 @@ import yaml
 from conftest import ROOT, Planned
 
 from components.render import artefacts
+from components.render.broker import queue_plans
 from dryrun import access
 from dryrun.runner import run_stack
 
@@ -100,7 +101,11 @@ def test_each_service_row_touches_only_its_own_things(stack):
     assert keda["secretsReadable"] == ["broker-ca-cert", "broker-keda-monitor-url"]
     (monitor,) = keda["broker"]
     assert monitor["user"] == "keda-monitor" and monitor["tags"] == []
-    assert all(monitor[k]["queues"] == [] and monitor[k]["exchanges"] == [] for k in ("configure", "write", "read"))
+    assert all(monitor[k]["queues"] == [] and monitor[k]["exchanges"] == [] for k in ("configure", "read"))
+    # write on exactly the services' queues (RabbitMQ 4.3's passive declare needs a permission),
+    # on no exchange: it can read a depth, not publish (tests/test_broker_rabbitmq.py proves it)
+    queues = sorted(p.queue for p in queue_plans(stack.settings.broker.topology, stack.settings.services))
+    assert sorted(monitor["write"]["queues"]) == queues and monitor["write"]["exchanges"] == []
 
 
 def test_the_matrix_comes_from_the_plan_not_the_settings(planned):
