@@ -257,9 +257,10 @@ def test_expired_message_is_dead_lettered(broker):
 
 # ---------------------------------------------------------------------------- 4. max length
 def test_full_queue_refuses_publishes_with_a_nack(broker):
-    """RabbitMQ 3.10 quorum queues check x-max-length against the length *before* an
-    enqueue, so the queue may hold one message over the limit; from then on every publish
-    is nacked, and every acked message is in the queue: nothing is dropped silently."""
+    """A quorum queue at x-max-length nacks publishes (reject-publish); 3.10 checked the length
+    *before* an enqueue and could hold one message over the limit, which the bound allows.
+    From the first nack on every publish is nacked, and every acked message is in the queue:
+    nothing is dropped silently."""
     limit = 5
     broker.drain("probe-full.events")
     conn, ch = broker.channel("svc-bloodbank")
