@@ -5,10 +5,12 @@ equals what this writes).
         bootstrap/main-stack-needs.json from build/dev/plan.json and build/prod/plan.json
         (run `make plan STACK=dev` and `make plan STACK=prod` first): the roles each main stack
         assigns and the Microsoft.Authorization writes it makes.
-    python -m bootstrap.generate policy-config [--outputs FILE]
-        policies/config.<stack>.json's deployerObjectIds and assignableRoleDefinitionIds from the
-        bootstrap's outputs: its offline plan (build/bootstrap/plan.json, the default) or the real
-        stack's (`pulumi stack output --json --show-secrets=false` in bootstrap/, saved to FILE).
+    python -m bootstrap.generate outputs [--from FILE]
+        bootstrap/outputs.json: the bootstrap's outputs, from its offline plan (build/bootstrap/plan.json,
+        the default) or from the real stack (`pulumi stack output --json` in bootstrap/, saved to FILE).
+    python -m bootstrap.generate policy-config
+        policies/config.<stack>.json's deployerObjectIds and assignableRoleDefinitionIds from
+        bootstrap/outputs.json, and the GitHub variables to set.
 """
 
 from __future__ import annotations
@@ -22,15 +24,24 @@ from typing import Any
 from . import roles
 
 ROOT = Path(__file__).resolve().parent.parent
+OUTPUTS_FILE = Path(__file__).resolve().parent / "outputs.json"
+OFFLINE = "offline plan (python -m dryrun.bootstrap)"
+REAL = "pulumi stack output --json (bootstrap stack)"
 STACKS = ("dev", "prod")
 VAULT_POLICY = "keyvault-no-vault-wide-data-access"
 ROLES_POLICY = "role-assignments-assignable"
 
 
-def outputs_of(path: Path) -> dict[str, Any]:
-    """The bootstrap's outputs: a plan.json (``outputs``) or ``pulumi stack output --json``."""
+def outputs_document(path: Path) -> str:
+    """bootstrap/outputs.json: the outputs and where they come from."""
     doc = json.loads(path.read_text())
-    return doc["outputs"] if "resources" in doc and "outputs" in doc else doc
+    offline = "resources" in doc and "outputs" in doc
+    outputs = doc["outputs"] if offline else doc
+    return json.dumps({"source": OFFLINE if offline else REAL, "outputs": outputs}, indent=2, sort_keys=True) + "\n"
+
+
+def read_outputs(path: Path = OUTPUTS_FILE) -> dict[str, Any]:
+    return json.loads(path.read_text())["outputs"]
 
 
 def render_config(current: str, stack: str, outputs: dict[str, Any]) -> str:
@@ -71,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="what", required=True)
     needs = sub.add_parser("needs")
     needs.add_argument("--plans", type=Path, default=ROOT / "build")
+    outs = sub.add_parser("outputs")
+    outs.add_argument("--from", dest="source", type=Path, default=ROOT / "build" / "bootstrap" / "plan.json")
     cfg = sub.add_parser("policy-config")
-    cfg.add_argument("--outputs", type=Path, default=ROOT / "build" / "bootstrap" / "plan.json")
     cfg.add_argument("--policies", type=Path, default=ROOT / "policies")
     args = parser.parse_args(argv)
     if args.what == "needs":
@@ -86,10 +98,14 @@ def main(argv: list[str] | None = None) -> int:
         roles.NEEDS_FILE.write_text(roles.needs_document(plans))
         print(f"wrote {roles.NEEDS_FILE.relative_to(ROOT)}")
         return 0
-    if not args.outputs.is_file():
-        print(f"{args.outputs}: no bootstrap outputs; run: python -m dryrun.bootstrap", file=sys.stderr)
-        return 2
-    outputs = outputs_of(args.outputs)
+    if args.what == "outputs":
+        if not args.source.is_file():
+            print(f"{args.source}: no bootstrap outputs; run: make plan-bootstrap", file=sys.stderr)
+            return 2
+        OUTPUTS_FILE.write_text(outputs_document(args.source))
+        print(f"wrote {OUTPUTS_FILE.relative_to(ROOT)}")
+        return 0
+    outputs = read_outputs()
     for stack in STACKS:
         path = args.policies / f"config.{stack}.json"
         path.write_text(render_config(path.read_text(), stack, outputs))

@@ -137,7 +137,8 @@ class StateBackend(pulumi.ComponentResource):
         )
         self.containers: dict[str, storage.BlobContainer] = {}
         self.urls: dict[str, pulumi.Output[str]] = {}
-        for env in s.environments:
+        # one container per main stack, and the bootstrap's own (only the platform admins reach it)
+        for env in [*s.environments, "bootstrap"]:
             container = storage.BlobContainer(
                 f"state-{env}",
                 storage.BlobContainerArgs(
@@ -201,7 +202,7 @@ class SecretsProvider(pulumi.ComponentResource):
         )
         self.keys: dict[str, keyvault.Key] = {}
         self.urls: dict[str, pulumi.Output[str]] = {}
-        for env in s.environments:
+        for env in [*s.environments, "bootstrap"]:  # the bootstrap's own key: the platform admins only
             key_name = f"pulumi-{env}"
             self.keys[env] = keyvault.Key(
                 f"key-{env}",
@@ -459,6 +460,13 @@ def main(settings: BootstrapSettings | None = None) -> None:
                 "secretsProvider": secrets.urls[env],
             }
             for env, d in deploy.items()
+        },
+    )
+    pulumi.export(
+        "bootstrap",  # where this stack's own state and secrets move after its first `pulumi up`
+        {
+            "backendUrl": state.urls["bootstrap"] if state is not None else "https://api.pulumi.com",
+            "secretsProvider": secrets.urls["bootstrap"],
         },
     )
     pulumi.export(
