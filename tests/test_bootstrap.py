@@ -390,3 +390,23 @@ def test_main_stack_role_outside_the_assignable_set_trips(planned):
     mandatory = [f for f in found if f.enforcement_level == "mandatory"]
     assert {f.policy for f in mandatory} == {"role-assignments-assignable"}, [f.message for f in mandatory]
     assert roles.CONTRIBUTOR in mandatory[0].message and "bootstrap.generate" in mandatory[0].message
+
+
+def test_pulumi_cloud_backend_creates_no_storage_and_grants_no_blob_rights():
+    from dryrun.bootstrap import plan_bootstrap
+
+    doc = yaml.safe_load(STACK_FILE.read_text())
+    doc["config"]["event-backbone-bootstrap:stateBackend"] = {"kind": "pulumi-cloud"}
+    result = plan_bootstrap(stack_text=yaml.safe_dump(doc))
+    types = {r.type for r in result.registrations}
+    assert not any(t.startswith("azure-native:storage:") for t in types)
+    blob_roles = {roles.STORAGE_BLOB_DATA_CONTRIBUTOR, roles.STORAGE_BLOB_DATA_READER}
+    granted = {
+        unwrap(r.inputs)["roleDefinitionId"].rsplit("/", 1)[-1]
+        for r in result.registrations
+        if r.type.endswith("RoleAssignment")
+    }
+    assert granted.isdisjoint(blob_roles) and roles.RBAC_ADMINISTRATOR in granted
+    outputs = unwrap(result.outputs)
+    assert {e["backendUrl"] for e in outputs["environments"].values()} == {"https://api.pulumi.com"}
+    assert findings(result.registrations) == {}
