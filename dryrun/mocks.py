@@ -48,6 +48,10 @@ _NAME_INPUTS = (
     "policyName",
     "relativeRecordSetName",
     "zoneName",
+    # Storage (the bootstrap's state backend): a container or the blob service before its account.
+    "containerName",
+    "blobServicesName",
+    "accountName",
 )
 
 

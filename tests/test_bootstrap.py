@@ -47,7 +47,7 @@ def container(env: str) -> str:
     (account,) = bootstrap_plan().of_type("storage:StorageAccount")
     rid = (
         "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ebb-boot-rg/providers/"
-        f"Microsoft.Storage/storageAccounts/{account.name}"
+        f"Microsoft.Storage/storageAccounts/{unwrap(account.inputs)['accountName']}"
     )
     return f"{rid}/blobServices/default/containers/state-{env}"
 

@@ -169,6 +169,7 @@ def test_deploy_jobs_log_in_with_their_environment_identity():
         login = next(s for s in job["steps"] if s.get("uses", "").startswith("azure/login"))
         assert login["with"]["client-id"] == "${{ vars.AZURE_CLIENT_ID }}"  # an environment variable
         assert job["env"]["ARM_CLIENT_ID"] == "${{ vars.AZURE_CLIENT_ID }}"
+        assert job["env"]["AZURE_KEYVAULT_AUTH_VIA_CLI"] == "true"  # the secrets provider signs in with az
         for event in triggers(load(ROOT / ".github" / "workflows" / wf)):
             for subject in subjects(job, event):
                 (principal,) = identities_for(subject)
