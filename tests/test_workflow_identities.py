@@ -186,3 +186,10 @@ def test_the_check_would_catch_a_pull_request_job_in_an_environment():
     (subject,) = subjects(job, "pull_request")
     (principal,) = identities_for(subject)
     assert write_capable(principal)
+
+
+def test_both_workflows_gate_the_bootstrap_plan():
+    pr = load(ROOT / ".github" / "workflows" / "pr.yml")["jobs"]
+    assert any(s.get("run") == "make plan-bootstrap" for s in pr["plan-bootstrap"]["steps"])
+    gate = load(ROOT / ".github" / "workflows" / "main.yml")["jobs"]["gate"]
+    assert any("make plan-bootstrap" in s.get("run", "") for s in gate["steps"])
