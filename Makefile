@@ -13,7 +13,7 @@ CHECKOV_VENV  := .tools/checkov
 CHECKOV_PIN   := tests/tools/checkov-requirements.txt
 CHECKOV_STAMP := $(CHECKOV_VENV)/.requirements-installed
 
-.PHONY: plan test test-all lint lint-tools tools checkov venv bench bench-broker clean
+.PHONY: plan plan-bootstrap test test-all lint lint-tools tools checkov venv bench bench-broker clean
 
 # (Re)create the virtualenv whenever requirements change. Python 3.11 or newer is required.
 $(STAMP): requirements.txt policies/requirements.txt bench/requirements.txt
@@ -27,6 +27,11 @@ venv: $(STAMP)
 
 plan: $(STAMP)
 	$(PY) -m dryrun $(STACK) --out build/$(STACK)
+
+# The bootstrap's offline plan (bootstrap/: identities, state backend, secrets provider) and its
+# policy gate: build/bootstrap/ (docs/first-rollout.md).
+plan-bootstrap: $(STAMP)
+	$(PY) -m dryrun.bootstrap --out build/bootstrap
 
 # The proofs' toolchain at the versions the stack deploys: a root of Debian's testing suite
 # (RabbitMQ 4.3, Prometheus 3.5, Alertmanager 0.33, Redis, cosign, notation), built once per

@@ -121,7 +121,8 @@ class Vault(pulumi.ComponentResource):
         )
 
         # The deploying principal writes the generated secrets (RBAC vault: no access policies).
-        # principal_type left unset: the deployer may be a user or a service principal.
+        # The SDK sends principalType "User" when it is left unset, which ARM refuses for the
+        # bootstrap's deploy identity (a managed identity): keyVault.deployerPrincipalType says which.
         writer = rbac.grant(
             "deployer-secrets-officer",
             role=rbac.KEY_VAULT_SECRETS_OFFICER,
@@ -130,7 +131,7 @@ class Vault(pulumi.ComponentResource):
             client=client,
             description="event-backbone deployment writes generated secrets",
             opts=child,
-            principal_type=None,
+            principal_type=kv.deployer_principal_type,
         )
 
         self._vault = vault

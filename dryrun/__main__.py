@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     doc = plan.write_plan(result, out)
     written = plan.write_artefacts(result, out) + write_exports(result, out)  # + arm/, k8s/ for Checkov
+    written.append(plan.write_invokes(result, out))
     from . import access
 
     access_files, access_line = access.write_access(result, doc, out)

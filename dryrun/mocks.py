@@ -48,6 +48,10 @@ _NAME_INPUTS = (
     "policyName",
     "relativeRecordSetName",
     "zoneName",
+    # Storage (the bootstrap's state backend): a container or the blob service before its account.
+    "containerName",
+    "blobServicesName",
+    "accountName",
 )
 
 
@@ -70,9 +74,13 @@ class Registration:
 class PlatformMocks(pmocks.Mocks):
     """Answers resource registrations and invokes with plausible Azure-shaped outputs."""
 
-    def __init__(self) -> None:
+    def __init__(self, deployer_object_id: str = DEPLOYER_OBJECT_ID) -> None:
         # Every secret value the mocks generate, so tests can prove none leaks into the plan.
         self.generated_secrets: list[str] = []
+        # getClientConfig's objectId: the principal running the stack (runner.deployer_object_id).
+        self.deployer_object_id = deployer_object_id
+        # Every invoke the program made (token, arguments): what a preview calls besides reads.
+        self.invokes: list[tuple[str, dict]] = []
 
     # ------------------------------------------------------------------ resources
     def new_resource(self, args: pmocks.MockResourceArgs) -> tuple[str, dict]:
@@ -182,14 +190,14 @@ class PlatformMocks(pmocks.Mocks):
 
     # ------------------------------------------------------------------ invokes
     def call(self, args: pmocks.MockCallArgs) -> tuple[dict, list[tuple[str, str]] | None]:
+        self.invokes.append((args.token, dict(args.args)))
         return self._invoke(args), []  # no check failures
 
-    @staticmethod
-    def _invoke(args: pmocks.MockCallArgs) -> dict:
+    def _invoke(self, args: pmocks.MockCallArgs) -> dict:
         if args.token == "azure-native:authorization:getClientConfig":
             return {
                 "clientId": "mock-client",
-                "objectId": DEPLOYER_OBJECT_ID,
+                "objectId": self.deployer_object_id,
                 "subscriptionId": SUBSCRIPTION,
                 "tenantId": TENANT,
             }

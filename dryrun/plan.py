@@ -128,3 +128,11 @@ def write_artefacts(result: RunResult, out_dir: Path) -> list[str]:
 
 def write_policy_report(result: RunResult, out_dir: Path, findings: list) -> Path:
     return write(result, out_dir, "policy-report.json", json.dumps([f.as_json() for f in findings], indent=2) + "\n")
+
+
+def write_invokes(result: RunResult, out_dir: Path) -> str:
+    """invokes.json: every provider function the program called (what a preview calls besides reads;
+    bootstrap/roles.py maps each to the right it needs)."""
+    calls = sorted({token for token, _ in result.invokes or []})
+    write(result, out_dir, "invokes.json", json.dumps({"stack": result.stack, "invokes": calls}, indent=2) + "\n")
+    return "invokes.json"

@@ -248,6 +248,7 @@ class RunResult:
     warnings: list[str]
     generated_secrets: list[str]
     settings: Any = None
+    invokes: list[tuple[str, dict]] | None = None  # every invoke the program made (token, arguments)
 
 
 def run_stack(
@@ -257,11 +258,13 @@ def run_stack(
     program: Callable[[], None] | None = None,
     stock_sdk: bool = False,
     one_shot: bool = False,
+    settings_loader: Callable[[dict[str, str], str], Any] | None = None,
 ) -> RunResult:
     """Plans one stack. ``stack_text`` replaces the stack file's content (tests use it for
     broken copies). ``stock_sdk`` runs the SDK without the shortcuts above (``_STOCK_SDK``).
     ``one_shot``: the process ends after this run (the CLI, the bench's SDK floor), so the run's
     heap is frozen instead of handed back to the cyclic collector (see below).
+    ``settings_loader(config, stack)`` validates another project's config (the bootstrap's).
     Raises ``components.settings.ConfigError`` on bad config."""
     project = read_project(project_dir)
     text = stack_text if stack_text is not None else (project_dir / f"Pulumi.{stack}.yaml").read_text()
@@ -279,7 +282,7 @@ def run_stack(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return ctx.run(_run, project, stack, config, secret_keys, program, stock_sdk)
+        return ctx.run(_run, project, stack, config, secret_keys, program, stock_sdk, settings_loader)
     finally:
         if one_shot:
             gc.freeze()
@@ -287,7 +290,7 @@ def run_stack(
             gc.enable()
 
 
-def _run(project, stack, config, secret_keys, program, stock_sdk) -> RunResult:
+def _run(project, stack, config, secret_keys, program, stock_sdk, settings_loader=None) -> RunResult:
     from pulumi.runtime import config as rconfig
     from pulumi.runtime import mocks as pmocks
     from pulumi.runtime import settings as rsettings
@@ -299,7 +302,7 @@ def _run(project, stack, config, secret_keys, program, stock_sdk) -> RunResult:
 
     rconfig.set_all_config(config, secret_keys)
     _STOCK_SDK.set(stock_sdk)
-    mocks = PlatformMocks()
+    mocks = PlatformMocks(deployer_object_id(stack))
     monitor = RecordingMonitor(mocks)
     handler = _Collect()
     logger = logging.getLogger(f"dryrun.{stack}")
@@ -332,5 +335,18 @@ def _run(project, stack, config, secret_keys, program, stock_sdk) -> RunResult:
         warnings=handler.messages,
         # secure config values (placeholders here) must never appear in plaintext either
         generated_secrets=list(mocks.generated_secrets) + ([SECURE_PLACEHOLDER] if secret_keys else []),
-        settings=settings_mod.from_config_map(config, stack, project),
+        invokes=sorted(mocks.invokes, key=lambda i: (i[0], json.dumps(i[1], sort_keys=True, default=str))),
+        settings=(settings_loader or (lambda c, s: settings_mod.from_config_map(c, s, project)))(config, stack),
     )
+
+
+def deployer_object_id(stack: str, project_dir: Path = PROJECT_DIR) -> str:
+    """Who runs the stack: the deploy identity the bootstrap planned for it, as generated into
+    policies/config.<stack>.json (``python -m bootstrap.generate``), else the mocks' stand-in."""
+    from .mocks import DEPLOYER_OBJECT_ID
+
+    path = project_dir / "policies" / f"config.{stack}.json"
+    if not path.is_file():
+        return DEPLOYER_OBJECT_ID
+    ids = json.loads(path.read_text()).get("keyvault-no-vault-wide-data-access", {}).get("deployerObjectIds") or []
+    return str(ids[0]) if ids else DEPLOYER_OBJECT_ID

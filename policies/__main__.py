@@ -1,8 +1,10 @@
 """The event-backbone policy pack. PolicyPack(...) serves gRPC and never returns, so only
 this file builds it; the policies live in access.py, audit.py, tls.py, backups.py, hardening.py,
-database_access.py and edge.py."""
+database_access.py, edge.py and
+assignable_roles.py."""
 
 import access
+import assignable_roles
 import audit
 import backups
 import database_access
@@ -22,6 +24,7 @@ PolicyPack(
         *hardening.POLICIES,
         *database_access.POLICIES,
         *edge.POLICIES,
+        *assignable_roles.POLICIES,
     ],
     description="No change may drop TLS or backups on the event-backbone platform.",
 )

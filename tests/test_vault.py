@@ -68,7 +68,9 @@ def test_secrets_written_only_after_the_deployer_may_write(stack):
 
 def test_only_the_deployer_holds_a_key_vault_role_at_vault_scope(stack):
     """The vault-wide workload grant is gone: every other grant names one secret."""
-    from dryrun.mocks import DEPLOYER_OBJECT_ID
+    from dryrun.runner import deployer_object_id
+
+    DEPLOYER_OBJECT_ID = deployer_object_id(stack.stack)  # the bootstrap's deploy identity (policies/config)
 
     grants = {r.name: unwrap(r.inputs) for r in stack.of_type("authorization:RoleAssignment")}
     kv = {n: g for n, g in grants.items() if g["roleDefinitionId"].rsplit("/", 1)[-1] in KV_ROLES}

@@ -17,3 +17,6 @@ class KeyVaultSettings(Model):
     soft_delete_retention_days: int = Field(default=90, ge=90, le=90)
     secrets_expire_on: _dt.date
     rotation: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    # What runs `pulumi up`: the bootstrap's deploy identity (a managed identity: ServicePrincipal),
+    # or a person. ARM refuses a role assignment whose principalType does not match the principal.
+    deployer_principal_type: Literal["ServicePrincipal", "User"] = "ServicePrincipal"
