@@ -155,12 +155,12 @@ class Redis(pulumi.ComponentResource):
         rg = net.resource_group_name
 
         cluster = redisenterprise.RedisEnterprise(
-            "cluster",
+            "redis-cluster",
             cluster_args(s, rg, suffix.apply(lambda x: s.name("redis", x))),
             opts=pulumi.ResourceOptions(parent=self, protect=s.protect),
         )
         database = redisenterprise.Database(
-            "database",
+            "redis-database",
             database_args(s, rg, cluster.name),
             opts=pulumi.ResourceOptions(parent=self, protect=s.protect),
         )
