@@ -137,7 +137,9 @@ def test_only_services_that_ask_get_access_each_its_own_identity(stack):
     assert policy["spec"]["egress"] == [
         {"to": [{"ipBlock": {"cidr": s.network.endpoints_subnet}}], "ports": [{"protocol": "TCP", "port": 10000}]}
     ]
-    configmaps = [r for r in stack.of_type("core/v1:ConfigMap") if r.name.endswith("-redis")]
+    configmaps = [
+        r for r in stack.of_type("core/v1:ConfigMap") if r.name.endswith("-redis") and "dashboard" not in r.name
+    ]
     assert [unwrap(r.inputs)["metadata"]["namespace"] for r in configmaps] == ["bloodbank"]
     data = unwrap(configmaps[0].inputs)["data"]
     assert data["REDIS_PORT"] == "10000" and data["REDIS_TLS"] == "true" and data["REDIS_KEY_PREFIX"] == "bloodbank:"
@@ -182,9 +184,14 @@ def test_diagnostics_and_alerts(stack):
 
 def cluster_id(stack) -> str:
     r = stack.one(CLUSTER)
-    return next(
-        unwrap(d.inputs)["resourceUri"] for d in stack.of_type("DiagnosticSetting") if d.name == "diag-redis-cluster"
-    ) or r.urn
+    return (
+        next(
+            unwrap(d.inputs)["resourceUri"]
+            for d in stack.of_type("DiagnosticSetting")
+            if d.name == "diag-redis-cluster"
+        )
+        or r.urn
+    )
 
 
 def test_the_client_contract_has_the_redis_section():
@@ -278,3 +285,25 @@ def test_unprotected_or_unlocked_redis_trips_in_prod(planned):
     assert "stateful-resources-protected" in [f.policy for f in _pack_findings(planned, regs)]
     regs = [r for r in planned["prod"].result.registrations if r.name != "lock-redis"]
     assert [f.policy for f in _pack_findings(planned, regs)] == ["stateful-resources-locked"]
+
+
+# ------------------------------------------------------------------ dashboard
+def test_the_redis_board_shows_the_alerting_metrics_from_azure_monitor(stack):
+    from components.render import redis as R
+
+    board = R.boards(stack.settings)["redis"]
+    assert [p["title"] for p in board["panels"]] == ["Server load", "Memory used", "Connected clients", "Errors"]
+    (source,) = [v for v in board["templating"]["list"] if v["type"] == "datasource"]
+    assert source["query"] == "grafana-azure-monitor-datasource"
+    alert_metrics = {a[1] for a in __import__("components.redis").redis.ALERTS}
+    metrics = set()
+    for p in board["panels"]:
+        assert p["datasource"] == {"type": "grafana-azure-monitor-datasource", "uid": "${azure}"}
+        (t,) = p["targets"]
+        query = t["azureMonitor"]
+        assert query["metricNamespace"] == "Microsoft.Cache/redisEnterprise"
+        assert query["resources"][0]["resourceGroup"] == stack.settings.name("rg")
+        metrics.add(query["metricName"])
+    assert metrics == alert_metrics
+    configmaps = [r for r in stack.of_type("core/v1:ConfigMap") if r.name == "dashboard-redis"]
+    assert len(configmaps) == 1 and "redis.json" in unwrap(configmaps[0].inputs)["data"]

@@ -122,3 +122,101 @@ def contract(s: StackSettings, svc: str) -> dict:
         "evictionPolicy": r.eviction_policy,
         "kubernetes": {"configMap": configmap_name(svc), "keys": list(CONFIGMAP_KEYS)},
     }
+
+
+# ----------------------------------------------------------------- dashboard
+AZURE_DATASOURCE_TYPE = "grafana-azure-monitor-datasource"
+AZURE_VARIABLE = "azure"
+METRIC_NAMESPACE = "Microsoft.Cache/redisEnterprise"
+# (title, metric, aggregation, unit, description) - the metrics the alerts watch (components/redis.py)
+PANELS = (
+    (
+        "Server load",
+        "serverLoad",
+        "Average",
+        "percent",
+        "RedisServerLoadHigh fires above redis.alerts.serverLoadPercent",
+    ),
+    ("Memory used", "usedmemorypercentage", "Average", "percent", "RedisMemoryHigh: keys with a TTL are evicted (LRU)"),
+    (
+        "Connected clients",
+        "connectedclients",
+        "Maximum",
+        "short",
+        "RedisConnectedClientsHigh: a share of the SKU limit",
+    ),
+    ("Errors", "errors", "Total", "short", "RedisErrors; split by the ErrorType dimension in the portal"),
+)
+
+
+def dashboard(s: StackSettings) -> dict[str, Any]:
+    """The Grafana board ``redis``, built like the others (components/render/dashboards.py's
+    builder): the four alerting metrics of the stack's cluster from an Azure Monitor data source
+    (variable ``azure``), the subscription and the cluster's name as text variables (the name
+    carries a suffix known only after the first `pulumi up`: the stack output redisHost)."""
+    import json
+
+    from grafana_foundation_sdk.builders import azuremonitor, timeseries
+    from grafana_foundation_sdk.builders import dashboard as gd
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.models.common import DataSourceRef
+
+    from .dashboards import PANEL_HEIGHT
+
+    source = DataSourceRef(type_val=AZURE_DATASOURCE_TYPE, uid="${" + AZURE_VARIABLE + "}")
+    board = (
+        gd.Dashboard("Azure Managed Redis")
+        .uid("eb-redis")
+        .tags(["event-backbone", "redis"])
+        .version(1)
+        .readonly()
+        .timezone("browser")
+        .time("now-6h", "now")
+        .refresh("1m")
+        .annotations([])
+        .with_variable(gd.DatasourceVariable(AZURE_VARIABLE).label("Azure Monitor").type(AZURE_DATASOURCE_TYPE))
+        .with_variable(gd.TextBoxVariable("subscription").label("Subscription ID"))
+        .with_variable(gd.TextBoxVariable("cluster").label("Redis cluster name"))
+    )
+    for i, (title, metric, aggregation, unit, description) in enumerate(PANELS, start=1):
+        resource = (
+            azuremonitor.AzureMonitorResource()
+            .subscription("$subscription")
+            .resource_group(s.name("rg"))
+            .resource_name("$cluster")
+            .metric_namespace(METRIC_NAMESPACE)
+            .region(s.location)
+        )
+        query = (
+            azuremonitor.AzureMonitorQuery()
+            .ref_id("A")
+            .datasource(source)
+            .query_type("Azure Monitor")
+            .subscription("$subscription")
+            .azure_monitor(
+                azuremonitor.AzureMetricQuery()
+                .resources([resource])
+                .metric_namespace(METRIC_NAMESPACE)
+                .metric_name(metric)
+                .aggregation(aggregation)
+                .time_grain("auto")
+            )
+        )
+        panel = (
+            timeseries.Panel()
+            .title(title)
+            .description(description)
+            .datasource(source)
+            .height(PANEL_HEIGHT)
+            .span(12)
+            .unit(unit)
+            .with_target(query)
+            .id(i)
+        )
+        board.with_panel(panel)
+    return json.loads(JSONEncoder().encode(board.build()))
+
+
+def boards(s: StackSettings) -> dict[str, dict[str, Any]]:
+    """The Redis board when the stack has Redis (provisioned like the others, as a ConfigMap)."""
+    return {"redis": dashboard(s)} if s.redis_enabled else {}
