@@ -307,3 +307,36 @@ def test_the_redis_board_shows_the_alerting_metrics_from_azure_monitor(stack):
     assert metrics == alert_metrics
     configmaps = [r for r in stack.of_type("core/v1:ConfigMap") if r.name == "dashboard-redis"]
     assert len(configmaps) == 1 and "redis.json" in unwrap(configmaps[0].inputs)["data"]
+
+
+# ------------------------------------------------------------------ the access matrix
+def test_the_access_matrix_shows_who_can_reach_redis_from_the_plan(planned):
+    from test_access import matrix_of
+
+    from dryrun import access
+
+    prod = planned["prod"]
+    m = matrix_of(prod)
+    holders = {r["identity"]: r["redis"] for r in m["identities"] if r["redis"]}
+    assert list(holders) == ["service bloodbank"]
+    (entry,) = holders["service bloodbank"]
+    assert entry["accessPolicy"] == "default" and entry["keyPrefix"] == "bloodbank:" and entry["clusterInPlan"]
+    md = access.markdown(m)
+    assert "| Redis (access policy; keys) |" in md and "keys `bloodbank:*`" in md
+    assert access.summary_line(m).endswith("; Redis: service bloodbank")
+
+    # a rogue assignment for candystore's identity, added to the recorded plan, shows up
+    import json
+
+    from components.render import artefacts
+
+    doc = copy.deepcopy(prod.doc)
+    grant = next(r for r in doc["resources"] if r["type"].endswith(ASSIGNMENT))
+    candystore = next(r for r in m["identities"] if r["identity"] == "service candystore")
+    rogue = copy.deepcopy(grant)
+    rogue["urn"] += "-rogue"
+    rogue["inputs"]["user"]["objectId"] = candystore["principal"]
+    doc["resources"].append(rogue)
+    m2 = access.matrix(doc, json.loads(artefacts(prod.settings)["rabbitmq/definitions.json"]))
+    row = next(r for r in m2["identities"] if r["identity"] == "service candystore")
+    assert [x["keyPrefix"] for x in row["redis"]] == [None]  # reaches Redis, has no prefix of its own
