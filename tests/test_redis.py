@@ -70,6 +70,14 @@ def test_prod_requires_high_availability_and_a_known_client_limit():
     ]
 
 
+def test_a_setting_that_would_be_ignored_is_an_error():
+    assert errors("prod", _doc("prod", redis__persistence="aof")) == [
+        "Pulumi.prod.yaml: event-backbone:redis.rdbFrequency applies only with redis.persistence 'rdb' (it is"
+        " 'aof'); remove it or set persistence: rdb (got '1h')"
+    ]
+    assert errors("prod", _doc("prod", redis__persistence="aof", redis__rdbFrequency=None)) == []
+
+
 def test_redis_keys_are_read_strictly():
     doc = _doc("prod", redis__clusteringPolicy="OSSCluster", redis__evictionPolicie="AllKeysLRU")
     doc["config"]["event-backbone:redis"]["sku"] = "Enterprise_E10"

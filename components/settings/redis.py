@@ -112,6 +112,15 @@ def redis_rules(s: StackSettings) -> list[Problem]:
                 got=False,
             )
         )
+    if "rdb_frequency" in r.model_fields_set and r.persistence != "rdb":
+        p.append(
+            Problem(
+                key="redis.rdbFrequency",
+                message=f"applies only with redis.persistence 'rdb' (it is '{r.persistence}'); remove it or set"
+                " persistence: rdb",
+                got=r.rdb_frequency,
+            )
+        )
     if r.max_connected_clients is None:
         p.append(
             Problem(
