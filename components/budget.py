@@ -66,6 +66,8 @@ class Budget(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        # The stack's Azure-side receivers: the budget and the Redis metric alerts (components/redis.py).
+        self.action_group_id = group.id
         consumption.Budget(
             "budget",
             consumption.BudgetArgs(

@@ -99,8 +99,10 @@ class ServiceLanding(pulumi.ComponentResource):
         client: pulumi.Output,
         provider: k8s.Provider,
         crds: Sequence[pulumi.Resource] = (),
+        redis_host: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
+        """``redis_host``: the Azure Managed Redis host, for a service with ``redis: true``."""
         super().__init__("event-backbone:platform:ServiceLanding", name, None, opts)
         s, svc = settings, service
         child = pulumi.ResourceOptions(parent=self)
@@ -129,7 +131,11 @@ class ServiceLanding(pulumi.ComponentResource):
         )
 
         kube = pulumi.ResourceOptions(parent=self, provider=provider)
-        objects = render.manifests(s, svc, client_id, vault_name, client.tenant_id, vault_uri, keda_client_id)
+        if s.services[svc].redis and redis_host is None:
+            raise ValueError(f"{svc} uses Redis: pass the Redis host")
+        objects = render.manifests(
+            s, svc, client_id, vault_name, client.tenant_id, vault_uri, keda_client_id, redis_host, principal_id
+        )
         ns = apply_manifest(f"{svc}-namespace", objects[0], kube)
         in_ns = pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[ns]))
         after_crds = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=list(crds)))

@@ -73,6 +73,7 @@ def nsg_rules(s: StackSettings, subnet: str) -> list[network.SecurityRuleArgs]:
                 destination_address_prefix=s.network.endpoints_subnet,
                 destination_port_range="443",
             ),
+            *redis_nsg_rules(s),
             network.SecurityRuleArgs(
                 name="deny-vnet-inbound",
                 priority=4000,
@@ -88,6 +89,26 @@ def nsg_rules(s: StackSettings, subnet: str) -> list[network.SecurityRuleArgs]:
     # AKS nodes: the load balancer and intra-VNet traffic are allowed by default rules;
     # nothing is exposed from the internet unless a Service of type LoadBalancer asks for it.
     return []
+
+
+def redis_nsg_rules(s: StackSettings) -> list[network.SecurityRuleArgs]:
+    """Azure Managed Redis's private endpoint: its TLS port from the node subnet only (pods leave
+    the nodes with the node's address under CNI overlay), when the stack has Redis."""
+    if not s.redis_enabled:
+        return []
+    return [
+        network.SecurityRuleArgs(
+            name="allow-redis-from-aks",
+            priority=110,
+            direction="Inbound",
+            access="Allow",
+            protocol="Tcp",
+            source_address_prefix=s.network.aks_subnet,
+            source_port_range="*",
+            destination_address_prefix=s.network.endpoints_subnet,
+            destination_port_range="10000",
+        )
+    ]
 
 
 def edge_subnets(s: StackSettings) -> list[network.SubnetArgs]:

@@ -12,6 +12,7 @@ import pulumi_kubernetes as k8s
 
 from .kube import apply_manifest, release_values
 from .render import alertmanager, dashboards, helm_values, rules
+from .render import redis as redis_render
 from .render.helm_values import Chart
 from .settings import StackSettings
 from .vault import Vault
@@ -113,7 +114,7 @@ class Observability(pulumi.ComponentResource):
 
         after_crds = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[stack]))
         apply_manifest("prometheus-rule", rules.prometheus_rule(s), after_crds)
-        for board, content in dashboards.dashboards(s).items():
+        for board, content in {**dashboards.dashboards(s), **redis_render.boards(s)}.items():
             apply_manifest(
                 f"dashboard-{board}",
                 {

@@ -26,6 +26,7 @@ from .locks import Locks
 from .network import Network
 from .observability import Observability
 from .postgres import Postgres, PostgresBootstrap
+from .redis import Redis
 from .rollouts import Rollouts
 from .settings import StackSettings
 from .vault import Vault
@@ -76,7 +77,19 @@ def main(settings: StackSettings | None = None) -> None:
         },
     )
     ClusterPolicies("cluster-policies", s, aks.cluster_id, login)
-    Budget("budget", s, net.resource_group_name, net.resource_group_id)
+    budget = Budget("budget", s, net.resource_group_name, net.resource_group_id)
+    # Azure Managed Redis for the services with `redis: true` (or redis.enabled): components/redis.py
+    redis = None
+    if s.redis_enabled:
+        redis = Redis(
+            "redis",
+            s,
+            net,
+            suffix,
+            aks.workspace_id,
+            {svc: identities.principal_ids[svc] for svc in s.redis_services},
+            budget.action_group_id,
+        )
     Locks(
         "locks",
         s,
@@ -86,6 +99,7 @@ def main(settings: StackSettings | None = None) -> None:
             "vault": vault.vault_id,
             "postgres": pg.server_id,
             "registry": acr.registry_id,
+            **({"redis": redis.cluster_id} if redis else {}),
         },
     )
     observability = Observability("observability", s, vault, aks.provider, client, registry=images)
@@ -138,6 +152,7 @@ def main(settings: StackSettings | None = None) -> None:
             client=client,
             provider=aks.provider,
             crds=observability.crds,
+            redis_host=redis.host_name if redis and s.services[svc].redis else None,
         )
 
     pulumi.export("environment", s.environment)
@@ -156,3 +171,5 @@ def main(settings: StackSettings | None = None) -> None:
     pulumi.export("serviceClientIds", identities.client_ids)
     pulumi.export("grafanaUrl", observability.grafana_url)
     pulumi.export("otlpEndpoint", observability.otlp_endpoint)
+    if redis:
+        pulumi.export("redisHost", redis.host_name)

@@ -24,6 +24,9 @@ PG_DATABASE = "azure-native:dbforpostgresql:Database"
 VNET = "azure-native:network:VirtualNetwork"
 NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 CONFIGMAP = "kubernetes:core/v1:ConfigMap"
+REDIS_ASSIGNMENT = "azure-native:redisenterprise:AccessPolicyAssignment"
+REDIS_CLUSTER = "azure-native:redisenterprise:RedisEnterprise"
+REDIS_PREFIX_KEY = "REDIS_KEY_PREFIX"  # the ConfigMap <svc>-redis (components/render/redis.py)
 
 ROLES = {
     "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
@@ -213,6 +216,7 @@ def matrix(doc: dict, definitions: dict) -> dict:
                 "otherRoles": [],
                 "broker": [],
                 "database": [],
+                "redis": [],
                 "network": [],
             },
         )
@@ -251,6 +255,32 @@ def matrix(doc: dict, definitions: dict) -> dict:
         else:
             r["otherRoles"].append({"role": role_name, "scope": _scope_label(scope)})
 
+    # Azure Managed Redis: who holds an access-policy assignment on which database, and the key
+    # prefix its namespace is told to keep to (the ConfigMap <svc>-redis).
+    prefixes = {
+        ((r["inputs"].get("metadata") or {}).get("namespace")): (r["inputs"].get("data") or {}).get(REDIS_PREFIX_KEY)
+        for r in of(CONFIGMAP)
+        if REDIS_PREFIX_KEY in (r["inputs"].get("data") or {})
+    }
+    redis_clusters = {r["inputs"].get("clusterName") for r in of(REDIS_CLUSTER)}
+    for a in of(REDIS_ASSIGNMENT):
+        p = a["inputs"]
+        oid = str((p.get("user") or {}).get("objectId"))
+        if oid.lower() not in rows:
+            row(f"principal {oid}", "other", oid, oid)
+        r = rows[oid.lower()]
+        namespaces = [sa.split(":", 1)[0] for sa in r["serviceAccounts"]]
+        r["redis"].append(
+            {
+                "cluster": p.get("clusterName"),
+                "clusterInPlan": p.get("clusterName") in redis_clusters,
+                "database": p.get("databaseName"),
+                "accessPolicy": p.get("accessPolicyName"),
+                "assignment": p.get("accessPolicyAssignmentName"),
+                "keyPrefix": next((prefixes[n] for n in namespaces if prefixes.get(n)), None),
+            }
+        )
+
     for pid, r in rows.items():
         readable = {g["secret"] for g in r["keyVault"]}
         if "*" in readable:
@@ -274,7 +304,7 @@ def matrix(doc: dict, definitions: dict) -> dict:
             r["network"].append(network_of(sa.split(":", 1)[0], policies, subnets))
         r["keyVault"].sort(key=lambda g: g["secret"])
 
-    order = {"service": 0, "platform": 1, "group": 2, "deployer": 3}
+    order = {"service": 0, "platform": 1, "group": 2, "deployer": 3, "other": 4}
     ordered = sorted(rows.values(), key=lambda r: (order[r["kind"]], r["identity"]))
     readers: dict[str, list[str]] = {s: [] for s in all_secrets}
     for r in ordered:
@@ -300,8 +330,8 @@ def markdown(m: dict) -> str:
         "(rabbitmq/definitions.json) by dryrun/access.py: what each identity can read and reach.",
         "",
         "| Identity | Signs in as | Key Vault secrets it can read | Broker user: configure / write / read"
-        " | Database | Pods may reach (egress) | Pods reachable from (ingress) |",
-        "|---|---|---|---|---|---|---|",
+        " | Database | Redis (access policy; keys) | Pods may reach (egress) | Pods reachable from (ingress) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in m["identities"]:
         kv = (
@@ -332,9 +362,16 @@ def markdown(m: dict) -> str:
         )
         ingress = "<br>".join("<br>".join(n["ingress"]) or "nothing" for n in net) or "n/a"
         other = "".join(f"<br>{o['role']} on {o['scope']}" for o in r["otherRoles"])
+        redis = (
+            "<br>".join(
+                f"`{x['accessPolicy']}` on {x['cluster']}/{x['database']}; keys `{x['keyPrefix'] or '?'}*`"
+                for x in r["redis"]
+            )
+            or "none"
+        )
         lines.append(
             f"| {r['identity']} | {', '.join(r['serviceAccounts']) or r['name']}{other} | {kv} | {broker} |"
-            f" {'; '.join(r['database']) or 'none'} | {egress} | {ingress} |"
+            f" {'; '.join(r['database']) or 'none'} | {redis} | {egress} | {ingress} |"
         )
     lines += ["", "## Who can read each secret", "", "| Secret | Readers |", "|---|---|"]
     for secret, readers in m["secretReaders"].items():
@@ -354,7 +391,8 @@ def summary_line(m: dict) -> str:
             f" ({', '.join(first['secretsReadable'])}), queues {', '.join(queues) or 'none'}, "
             f"database {', '.join(first['database']) or 'none'}"
         )
-    return text
+    redis = sorted(r["identity"] for r in m["identities"] if r["redis"])
+    return text + f"; Redis: {', '.join(redis) or 'nobody'}"
 
 
 def write_access(result: Any, doc: dict, out_dir: Path) -> tuple[list[str], str]:

@@ -112,6 +112,15 @@ TYPES: dict[str, ArmType] = {
             "Microsoft.Insights/diagnosticSettings", ("name",), "resourceUri"
         ),
         "azure-native:monitor:ActionGroup": ArmType("Microsoft.Insights/actionGroups", ("actionGroupName",)),
+        "azure-native:monitor:MetricAlert": ArmType("Microsoft.Insights/metricAlerts", ("ruleName",)),
+        "azure-native:redisenterprise:RedisEnterprise": ArmType("Microsoft.Cache/redisEnterprise", ("clusterName",)),
+        "azure-native:redisenterprise:Database": ArmType(
+            "Microsoft.Cache/redisEnterprise/databases", ("clusterName", "databaseName")
+        ),
+        "azure-native:redisenterprise:AccessPolicyAssignment": ArmType(
+            "Microsoft.Cache/redisEnterprise/databases/accessPolicyAssignments",
+            ("clusterName", "databaseName", "accessPolicyAssignmentName"),
+        ),
         "azure-native:network:VirtualNetwork": ArmType("Microsoft.Network/virtualNetworks", ("virtualNetworkName",)),
         "azure-native:network:Subnet": ArmType(
             "Microsoft.Network/virtualNetworks/subnets", ("virtualNetworkName", "subnetName")

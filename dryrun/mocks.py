@@ -52,6 +52,10 @@ _NAME_INPUTS = (
     "containerName",
     "blobServicesName",
     "accountName",
+    # Azure Managed Redis: the database and the assignments name their cluster too (theirs first)
+    "accessPolicyAssignmentName",
+    "ruleName",
+    "clusterName",
 )
 
 
@@ -184,6 +188,8 @@ class PlatformMocks(pmocks.Mocks):
             return {"customerId": "33333333-3333-3333-3333-333333333333"}
         if kind == "FrontendsInterface":  # Application Gateway for Containers frontend
             return {"fqdn": f"{hashlib.md5(name.encode()).hexdigest()[:16]}.fz12.alb.azure.com"}
+        if kind == "RedisEnterprise":  # Azure Managed Redis: <cluster>.<region>.redis.azure.net
+            return {"hostName": f"{name}.{inputs.get('location', 'westeurope')}.redis.azure.net"}
         if kind == "Zone":
             return {"nameServers": ["ns1-01.azure-dns.com.", "ns2-01.azure-dns.net."]}
         return {}

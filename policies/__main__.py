@@ -1,7 +1,7 @@
 """The event-backbone policy pack. PolicyPack(...) serves gRPC and never returns, so only
 this file builds it; the policies live in access.py, audit.py, tls.py, backups.py, hardening.py,
-database_access.py, edge.py and
-assignable_roles.py."""
+database_access.py, edge.py, assignable_roles.py and managed_redis.py (not redis.py: it would
+shadow the redis client package on the tests' path)."""
 
 import access
 import assignable_roles
@@ -10,6 +10,7 @@ import backups
 import database_access
 import edge
 import hardening
+import managed_redis
 import tls
 from pulumi_policy import EnforcementLevel, PolicyPack
 
@@ -25,6 +26,7 @@ PolicyPack(
         *database_access.POLICIES,
         *edge.POLICIES,
         *assignable_roles.POLICIES,
+        *managed_redis.POLICIES,
     ],
     description="No change may drop TLS or backups on the event-backbone platform.",
 )

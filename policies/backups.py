@@ -203,6 +203,8 @@ STATEFUL = [
     "kubernetes:core/v1:PersistentVolumeClaim",
     "cloudamqp:index/instance:Instance",
     "kubernetes:rabbitmq.com/v1beta1:RabbitmqCluster",
+    "azure-native:redisenterprise:RedisEnterprise",
+    "azure-native:redisenterprise:Database",
 ]
 
 

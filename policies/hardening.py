@@ -185,6 +185,7 @@ LOCKED_TYPES = [
     "azure-native:dbforpostgresql:Server",
     "azure-native:operationalinsights:Workspace",
     "azure-native:containerregistry:Registry",
+    "azure-native:redisenterprise:RedisEnterprise",
 ]
 
 

@@ -32,7 +32,12 @@ def matrix_of(planned: Planned) -> dict:
 
 
 def isolation_problems(
-    m: dict, services: dict, exchange: str, postgres_subnet: str, broker_ports: list[int]
+    m: dict,
+    services: dict,
+    exchange: str,
+    postgres_subnet: str,
+    broker_ports: list[int],
+    endpoints_subnet: str = "",
 ) -> list[str]:
     """Everything a service's row may touch is its own (or the shared CA, exchange, DNS,
     collector, PostgreSQL subnet when it has a database, public HTTPS for Entra ID)."""
@@ -59,6 +64,11 @@ def isolation_problems(
         expected_db = [f"owns {svc} (role svc-{svc})"] if cfg.get("database") else []
         if r["database"] != expected_db:
             problems.append(f"{svc}: database {r['database']}")
+        expected_redis = [("default", "default", f"{svc}:")] if cfg.get("redis") else []
+        if [(x["accessPolicy"], x["database"], x["keyPrefix"]) for x in r["redis"]] != expected_redis or not all(
+            x["clusterInPlan"] for x in r["redis"]
+        ):
+            problems.append(f"{svc}: redis {r['redis']}")
         if [n["namespace"] for n in r["network"]] != [svc]:
             problems.append(f"{svc}: namespaces {[n['namespace'] for n in r['network']]}")
         for n in r["network"]:
@@ -66,6 +76,8 @@ def isolation_problems(
             allowed = {DNS, OTLP, PUBLIC_HTTPS, f"namespace messaging, pods app.kubernetes.io/name=rabbitmq : {ports}"}
             if cfg.get("database"):
                 allowed.add(f"{postgres_subnet} (subnet snet-postgres) : 5432/TCP")
+            if cfg.get("redis"):  # Azure Managed Redis's private endpoint, its TLS port only
+                allowed.add(f"{endpoints_subnet} (subnet snet-private-endpoints) : 10000/TCP")
             if n["defaultDeny"] != ["Egress", "Ingress"] or set(n["egress"]) != allowed:
                 problems.append(f"{svc}: egress {n['defaultDeny']} {sorted(set(n['egress']) ^ allowed)}")
             if n["ingress"] != ["namespace monitoring : metrics/TCP"]:
@@ -88,7 +100,12 @@ def check(planned: Planned, services: dict) -> list[str]:
     s = planned.settings
     ports = [5671] + ([5672] if s.broker.plaintext_listener else [])
     return isolation_problems(
-        matrix_of(planned), services, s.broker.topology.exchange, s.network.postgres_subnet, ports
+        matrix_of(planned),
+        services,
+        s.broker.topology.exchange,
+        s.network.postgres_subnet,
+        ports,
+        s.network.endpoints_subnet,
     )
 
 
@@ -121,7 +138,12 @@ def test_the_matrix_comes_from_the_plan_not_the_settings(planned):
     m = access.matrix(doc, definitions)
     s = prod.settings
     problems = isolation_problems(
-        m, stack_services("prod"), s.broker.topology.exchange, s.network.postgres_subnet, [5671]
+        m,
+        stack_services("prod"),
+        s.broker.topology.exchange,
+        s.network.postgres_subnet,
+        [5671],
+        s.network.endpoints_subnet,
     )
     assert any(p.startswith("candystore: secrets") for p in problems)
     assert any("broker-bloodbank-url: read by" in p for p in problems)

@@ -29,7 +29,8 @@ def by_name(stack, type_suffix: str) -> dict[str, dict]:
 
 # ------------------------------------------------------------------ 1. diagnostic settings
 def test_each_stateful_resource_logs_to_the_workspace(stack):
-    settings = {r.name: r for r in stack.of_type("monitor:DiagnosticSetting")}
+    # Azure Managed Redis's two settings: tests/test_redis.py
+    settings = {r.name: r for r in stack.of_type("monitor:DiagnosticSetting") if not r.name.startswith("diag-redis-")}
     assert set(settings) == {"diag-cluster", "diag-vault", "diag-postgres", "diag-registry"}
     workspace = stack.one("operationalinsights:Workspace")
     targets = {
@@ -78,7 +79,8 @@ def test_prod_locks_its_stateful_resources_dev_does_not(stack):
         assert locks == {}
         assert stack.one("containerservice:ManagedCluster").protect is False
         return
-    assert set(locks) == {"lock-cluster", "lock-workspace", "lock-vault", "lock-postgres", "lock-registry"}
+    expected = {"lock-cluster", "lock-workspace", "lock-vault", "lock-postgres", "lock-registry"}
+    assert set(locks) == expected | ({"lock-redis"} if stack.settings.redis_enabled else set())
     assert {lock["level"] for lock in locks.values()} == {"CanNotDelete"}
     scopes = {name: lock["scope"] for name, lock in locks.items()}
     assert "/managedClusters/" in scopes["lock-cluster"] and "/vaults/" in scopes["lock-vault"]

@@ -54,7 +54,9 @@ def test_private_dns_zones_linked_to_vnet(stack):
     links = [
         stack.inputs("privatedns:VirtualNetworkLink", r.name) for r in stack.of_type("privatedns:VirtualNetworkLink")
     ]
-    assert len(links) == len(zones) == 3  # PostgreSQL, Key Vault, container registry
+    # PostgreSQL, Key Vault, container registry, and Azure Managed Redis where a service uses it
+    assert len(links) == len(zones) == 3 + (1 if stack.settings.redis_enabled else 0)
+    assert ("privatelink.redis.azure.net" in zones) == stack.settings.redis_enabled
     for link in links:
         assert link["registrationEnabled"] is False
         assert "/virtualNetworks/" in link["virtualNetwork"]["id"]

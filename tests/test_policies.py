@@ -16,6 +16,7 @@ import backups
 import database_access
 import edge
 import hardening
+import managed_redis
 import pytest
 import tls
 from conftest import ROOT, unwrap
@@ -456,7 +457,7 @@ def test_every_policy_is_in_the_pack_and_mandatory():
     with PolicyHost(ROOT / "policies") as host:
         names = {p.name: p for p in host.info.policies}
         assert host.info.name == "event-backbone"
-    packs = (access, audit, tls, backups, hardening, database_access, edge, assignable_roles)
+    packs = (access, audit, tls, backups, hardening, database_access, edge, assignable_roles, managed_redis)
     expected = {p.name for pack in packs for p in pack.POLICIES}
     assert set(names) == expected and len(expected) >= 15
     assert all(p.enforcementLevel == 1 for p in names.values())  # MANDATORY
@@ -802,4 +803,5 @@ def test_stateful_resources_locked(planned):
     one(run_stack_policy(policy, stack_resources(planned, "prod", read_level_none), cfg), "containerregistry:Registry")
     # dev has no locks and does not require them
     assert run_stack_policy(policy, stack_resources(planned, "dev"), CONFIG["dev"]["stateful-resources-locked"]) == []
-    assert len(run_stack_policy(policy, stack_resources(planned, "dev"), cfg)) == 5
+    # the five stateful resources, and Azure Managed Redis (dev has it: bloodbank asks for it)
+    assert len(run_stack_policy(policy, stack_resources(planned, "dev"), cfg)) == 6

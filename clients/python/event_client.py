@@ -17,7 +17,10 @@ What a service needs, and nothing more:
 - handles each message id once: redeliveries happen (a lost ack, a publisher's retry after
   a lost confirm), so ids already handled are acked without calling the handler again;
 - emits the metric contract: ``events_published_total{service,outcome}`` and
-  ``event_end_to_end_latency_seconds{service}`` (names and required buckets from the contract).
+  ``event_end_to_end_latency_seconds{service}`` (names and required buckets from the contract);
+- optionally tracks correlation (``correlation=CorrelationTracker(...)``, correlation.py, on
+  Azure Managed Redis): a child event inherits its parent's correlation id (AMQP
+  ``correlation_id``, header ``event-parent-id``), recorded once the broker has confirmed.
 """
 
 from __future__ import annotations
@@ -32,16 +35,24 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aio_pika
 import aiormq.exceptions
+import redis.exceptions
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractIncomingMessage
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+
+if TYPE_CHECKING:
+    from correlation import CorrelationTracker
 
 log = logging.getLogger("event_client")
 
 NACKS_BEFORE_RECONNECT = 3
 CREATED_AT_HEADER = "event-created-at-ms"  # set by the publisher; the consumer measures end-to-end latency from it
+PARENT_HEADER = "event-parent-id"  # the event that caused this one (correlation tracking)
+# Redis trouble while tracking correlation: logged and counted, never fails a publish.
+REDIS_ERRORS = (redis.exceptions.RedisError, ConnectionError, OSError, asyncio.TimeoutError)
 # Connection-level trouble: reconnect (to the next node) and retry.
 CONNECTION_ERRORS = (
     aiormq.exceptions.AMQPConnectionError,  # includes ConnectionClosed
@@ -131,6 +142,7 @@ class EventClient:
         publish_deadline: float = 30.0,
         prefetch: int = 32,
         remember_ids: int = 100_000,
+        correlation: CorrelationTracker | None = None,
     ):
         if not urls:
             raise ValueError("no broker URL")
@@ -150,7 +162,9 @@ class EventClient:
         self._handled: OrderedDict[str, None] = OrderedDict()
         self._remember = remember_ids
         self._in_hand = 0  # deliveries being handled right now
+        self.correlation = correlation
         self.stats = {"connects": 0, "nacks": 0, "connection_losses": 0, "duplicates": 0, "dead_lettered": 0}
+        self.stats["correlation_errors"] = 0
 
     # ------------------------------------------------------------------ connection
     async def channel(self) -> AbstractChannel:
@@ -208,17 +222,31 @@ class EventClient:
 
     # ------------------------------------------------------------------ publishing
     async def publish(
-        self, routing_key: str, body: bytes, *, message_id: str | None = None, created_at: float | None = None
+        self,
+        routing_key: str,
+        body: bytes,
+        *,
+        message_id: str | None = None,
+        created_at: float | None = None,
+        parent_id: str | None = None,
     ) -> str:
         """Publish until the broker confirms; returns the message id (keep it: it is the
-        consumers' de-duplication key). Raises PublishFailed after ``publish_deadline``."""
+        consumers' de-duplication key). Raises PublishFailed after ``publish_deadline``.
+        ``parent_id``: the event that caused this one (correlation tracking)."""
         message_id = message_id or uuid.uuid4().hex
+        headers: dict = {CREATED_AT_HEADER: int((created_at or time.time()) * 1000)}
+        correlation_id = None
+        if self.correlation is not None:
+            correlation_id = await self._correlation_for(parent_id, message_id)
+        if parent_id:
+            headers[PARENT_HEADER] = parent_id
         message = aio_pika.Message(
             body,
             message_id=message_id,
+            correlation_id=correlation_id,
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            headers={CREATED_AT_HEADER: int((created_at or time.time()) * 1000)},
+            headers=headers,
         )
         deadline, delay, nacks = time.monotonic() + self.publish_deadline, 0.05, 0
         while True:
@@ -227,6 +255,8 @@ class EventClient:
                 assert self._exchange is not None
                 await self._exchange.publish(message, routing_key, mandatory=True, timeout=self.confirm_timeout)
                 self.metrics.publish_outcome(True)
+                if self.correlation is not None and correlation_id is not None:
+                    await self._record(message_id, correlation_id, parent_id, routing_key)
                 return message_id
             except aiormq.exceptions.PublishError as exc:  # returned: no queue is bound for this key
                 self.metrics.publish_outcome(False)
@@ -253,6 +283,23 @@ class EventClient:
                 raise PublishFailed(f"{message_id}: not confirmed within {self.publish_deadline}s")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+    async def _correlation_for(self, parent_id: str | None, message_id: str) -> str:
+        assert self.correlation is not None
+        try:
+            return await self.correlation.correlation_for(parent_id, message_id)
+        except REDIS_ERRORS as exc:  # best-effort: the event matters, its correlation less
+            self.stats["correlation_errors"] += 1
+            log.warning("correlation lookup for %s failed (%r)", parent_id, exc)
+            return message_id
+
+    async def _record(self, message_id: str, correlation_id: str, parent_id: str | None, key: str) -> None:
+        assert self.correlation is not None
+        try:
+            await self.correlation.record(message_id, correlation_id, parent_id, key)
+        except REDIS_ERRORS as exc:
+            self.stats["correlation_errors"] += 1
+            log.warning("correlation of %s not recorded (%r)", message_id, exc)
 
     # ------------------------------------------------------------------ consuming
     async def consume(self, handler: Callable[[AbstractIncomingMessage], Awaitable[None]], stop: asyncio.Event) -> None:

@@ -75,4 +75,8 @@ def artefacts(s: StackSettings) -> dict[str, str]:
         )
     for name, board in dashboards.dashboards(s).items():
         files[f"grafana/dashboards/{name}.json"] = json.dumps(board, indent=2) + "\n"
+    from . import redis  # Azure Monitor metrics, not Prometheus: outside dashboards()
+
+    for name, board in redis.boards(s).items():
+        files[f"grafana/dashboards/{name}.json"] = json.dumps(board, indent=2) + "\n"
     return files

@@ -13,6 +13,7 @@ import re
 
 from ..settings import StackSettings
 from . import broker
+from . import redis as redis_render
 
 SERVICE_USER_PREFIX = "svc-"
 # Shared naming conventions (BRIEF): each service's landing zone delivers its broker
@@ -152,5 +153,7 @@ def client_contracts(s: StackSettings, definitions: dict) -> dict[str, dict]:
                 },
             },
             "metrics": metrics,
+            # Azure Managed Redis, for a service with `redis: true` (components/render/redis.py)
+            "redis": redis_render.contract(s, service) if s.services[service].redis else None,
         }
     return contracts

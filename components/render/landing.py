@@ -16,6 +16,7 @@ from typing import Any
 from ..settings import StackSettings
 from . import broker as broker_render
 from . import helm_values
+from . import redis as redis_render
 
 PART_OF = {"app.kubernetes.io/part-of": "event-backbone"}
 SERVICE_LABEL = "event-backbone.io/service"
@@ -219,6 +220,8 @@ def network_policies(s: StackSettings, svc: str) -> list[dict]:
             },
         ),
     ]
+    if cfg.redis:  # Azure Managed Redis's private endpoint, TLS port only (components/render/redis.py)
+        policies.append(redis_render.egress_policy(s, svc, labels(svc)))
     if cfg.database:
         policies.append(
             _policy(
@@ -407,8 +410,12 @@ def manifests(
     tenant_id: Value,
     vault_uri: Value = None,
     keda_client_id: Value = None,
+    redis_host: Value = None,
+    principal_id: Value = None,
 ) -> list[dict]:
-    """Every Kubernetes object of one service's landing zone, namespace first."""
+    """Every Kubernetes object of one service's landing zone, namespace first. ``redis_host`` and
+    ``principal_id`` (the Redis username): for a service with ``redis: true``."""
+    redis = [redis_render.configmap(svc, redis_host, principal_id, labels(svc))] if s.services[svc].redis else []
     return [
         namespace(s, svc),
         service_account(svc, client_id),
@@ -418,4 +425,5 @@ def manifests(
         limit_range(s, svc),
         pod_monitor(s, svc),
         *autoscaling(s, svc, vault_uri, keda_client_id),
+        *redis,
     ]

@@ -92,6 +92,7 @@ from .observability import (
     default_slos,
 )
 from .postgres import EntraAdminGroup, PostgresMaintenance, PostgresSettings
+from .redis import RedisAlerts, RedisSettings
 from .reference import (
     DOCS_COMMAND,
     DOCS_END,
@@ -134,6 +135,8 @@ __all__ = [
     "AksSettings",
     "AzurePolicy",
     "RegistrySettings",
+    "RedisAlerts",
+    "RedisSettings",
     "BudgetSettings",
     "LocalDisks",
     "VM_LOCAL_DISKS",

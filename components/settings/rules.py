@@ -18,6 +18,7 @@ from pydantic.alias_generators import to_camel
 
 from .aks import POOL_NAME_PATTERN
 from .errors import Problem
+from .redis import redis_rules
 from .vm_sizes import VM_LOCAL_DISKS, ephemeral_capacity_gb
 
 POOL_NAME_RULE = "lowercase letters and digits, starting with a letter, 1-12 characters"
@@ -820,4 +821,5 @@ CHECKS: list[Callable[[StackSettings], list[Problem]]] = [
     prod_aks_rules,
     prod_postgres_rules,
     prod_rollouts_rules,
+    redis_rules,
 ]

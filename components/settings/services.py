@@ -41,6 +41,9 @@ class ServiceSettings(ServiceTopology):
     service's side of the topology; the exchange, DLX and queue defaults stay under broker."""
 
     database: bool = False  # a PostgreSQL database owned by the service's identity
+    # Azure Managed Redis: an access-policy assignment for the service's own identity, egress to
+    # the private endpoint on 10000, a ConfigMap <svc>-redis; its keys are `<svc>:*` (docs/redis.md)
+    redis: bool = False
     scaling: ServiceScaling | None = None
     resources: ServiceResources = ServiceResources()
 

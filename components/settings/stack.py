@@ -17,6 +17,7 @@ from .keyvault import KeyVaultSettings
 from .network import NetworkSettings
 from .observability import ObservabilitySettings
 from .postgres import PostgresSettings
+from .redis import RedisSettings, redis_in_use, redis_services
 from .registry import RegistrySettings
 from .rollouts import RolloutsSettings
 from .rules import environment_rules
@@ -39,6 +40,7 @@ class StackSettings(Model):
     budget: BudgetSettings = BudgetSettings()
     registry: RegistrySettings = RegistrySettings()
     rollouts: RolloutsSettings = RolloutsSettings()
+    redis: RedisSettings = RedisSettings()
 
     @property
     def is_prod(self) -> bool:
@@ -74,6 +76,16 @@ class StackSettings(Model):
     def databases(self) -> list[str]:
         """The services that own a PostgreSQL database (``services.<name>.database: true``)."""
         return [svc for svc, cfg in self.services.items() if cfg.database]
+
+    @property
+    def redis_services(self) -> list[str]:
+        """The services with ``services.<name>.redis: true`` (each gets its own Redis access)."""
+        return redis_services(self)
+
+    @property
+    def redis_enabled(self) -> bool:
+        """Redis exists when a service asks for it or ``redis.enabled`` is true."""
+        return redis_in_use(self)
 
     @property
     def scaled_services(self) -> list[str]:
