@@ -48,6 +48,7 @@ def nsg_rules(s: StackSettings, subnet: str) -> list[network.SecurityRuleArgs]:
                 destination_address_prefix=s.network.postgres_subnet,
                 destination_port_range="*",
             ),
+            *dr_replication_rules(s),
             network.SecurityRuleArgs(
                 name="deny-vnet-inbound",
                 priority=4000,
@@ -88,6 +89,27 @@ def nsg_rules(s: StackSettings, subnet: str) -> list[network.SecurityRuleArgs]:
     # AKS nodes: the load balancer and intra-VNet traffic are allowed by default rules;
     # nothing is exposed from the internet unless a Service of type LoadBalancer asks for it.
     return []
+
+
+def dr_replication_rules(s: StackSettings) -> list[network.SecurityRuleArgs]:
+    """With a DR geo-replica (postgres.disasterRecovery): PostgreSQL from the DR region's
+    delegated subnet. Replication needs 5432 both ways: a promotion reverses the direction."""
+    dr = s.postgres.disaster_recovery
+    if dr is None:
+        return []
+    return [
+        network.SecurityRuleArgs(
+            name="allow-postgres-from-dr-replica",
+            priority=120,
+            direction="Inbound",
+            access="Allow",
+            protocol="Tcp",
+            source_address_prefix=dr.postgres_subnet,
+            source_port_range="*",
+            destination_address_prefix=s.network.postgres_subnet,
+            destination_port_range="5432",
+        )
+    ]
 
 
 def edge_subnets(s: StackSettings) -> list[network.SubnetArgs]:
@@ -200,6 +222,7 @@ class Network(pulumi.ComponentResource):
             opts=child,
         )
         self.vnet_id = vnet.id
+        self.vnet_name = vnet.name
         self.edge_subnet_id = vnet.id.apply(lambda i: f"{i}/subnets/{EDGE_SUBNET}") if s.edge.enabled else None
         # what must exist before nodes can reach the internet (the cluster waits for it)
         self.egress_ready: list[pulumi.Resource] = [vnet]

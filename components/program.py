@@ -26,6 +26,7 @@ from .locks import Locks
 from .network import Network
 from .observability import Observability
 from .postgres import Postgres, PostgresBootstrap
+from .postgres_replicas import DrNetwork, PostgresReplicas
 from .rollouts import Rollouts
 from .settings import StackSettings
 from .vault import Vault
@@ -51,6 +52,9 @@ def main(settings: StackSettings | None = None) -> None:
     acr = registry.Registry("registry", s, net, client, suffix, aks.kubelet_principal_id)
     images = acr.pull_through  # the same login server, after AcrPull and the cache rules
     pg = Postgres("postgres", s, net, vault, client, suffix, databases)
+    # Read replicas behind a virtual endpoint, and the DR geo-replica in its own VNet (prod).
+    dr_net = DrNetwork("dr-network", s, net) if s.postgres.disaster_recovery else None
+    replicas = PostgresReplicas("postgres-replicas", s, net, pg, client, dr_net)
     # Every service has its own identity: its PostgreSQL role (if any), its secrets, its pods.
     identities = ServiceIdentities("service-identities", s, net, list(s.services))
     PostgresBootstrap(
@@ -72,6 +76,10 @@ def main(settings: StackSettings | None = None) -> None:
             "cluster": Target(aks.cluster_id, categories["cluster"]),
             "vault": Target(vault.vault_id, categories["vault"]),
             "postgres": Target(pg.server_id, categories["postgres"], dedicated=False),
+            **{
+                f"postgres-{key}": Target(r.id, categories["postgres"], dedicated=False)
+                for key, r in replicas.servers.items()
+            },
             "registry": Target(acr.registry_id, categories["registry"]),
         },
     )
@@ -85,6 +93,7 @@ def main(settings: StackSettings | None = None) -> None:
             "workspace": aks.workspace_id,
             "vault": vault.vault_id,
             "postgres": pg.server_id,
+            **{f"postgres-{key}": r.id for key, r in replicas.servers.items()},
             "registry": acr.registry_id,
         },
     )
@@ -146,6 +155,12 @@ def main(settings: StackSettings | None = None) -> None:
     pulumi.export("aksOidcIssuerUrl", aks.oidc_issuer_url)
     pulumi.export("kubeconfig", aks.kubeconfig)  # a Pulumi secret
     pulumi.export("postgresFqdn", pg.fqdn)
+    if replicas.virtual_endpoint is not None:
+        pulumi.export("postgresWriterHost", replicas.virtual_endpoint.virtual_endpoints.apply(_writer))
+        pulumi.export("postgresReaderHost", replicas.virtual_endpoint.virtual_endpoints.apply(_reader))
+    pulumi.export("postgresReplicaFqdns", [r.fully_qualified_domain_name for r in replicas.replicas])
+    if replicas.dr_replica is not None:
+        pulumi.export("postgresDrReplicaFqdn", replicas.dr_replica.fully_qualified_domain_name)
     pulumi.export("postgresAdminLogin", s.postgres.admin_login)
     pulumi.export("postgresAdminPasswordSecretUri", vault.secrets["postgres-admin"].uri)
     pulumi.export("keyVaultName", vault.vault_name)
@@ -156,3 +171,11 @@ def main(settings: StackSettings | None = None) -> None:
     pulumi.export("serviceClientIds", identities.client_ids)
     pulumi.export("grafanaUrl", observability.grafana_url)
     pulumi.export("otlpEndpoint", observability.otlp_endpoint)
+
+
+def _writer(hosts: list[str] | None) -> str | None:
+    return next((h for h in hosts or [] if ".writer." in h), None)
+
+
+def _reader(hosts: list[str] | None) -> str | None:
+    return next((h for h in hosts or [] if ".reader." in h), None)
