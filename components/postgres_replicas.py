@@ -25,23 +25,15 @@ from pulumi_azure_native import dbforpostgresql, network, privatedns, resources
 
 from .network import POSTGRES_DELEGATION, Network, postgres_zone_name
 from .postgres import Postgres, server_parameters
+from .render import database_contract
 from .settings import StackSettings
 
 DR_SUBNET = "snet-postgres-dr"
-WRITER_SUFFIX = ".writer.postgres.database.azure.com"
-READER_SUFFIX = ".reader.postgres.database.azure.com"
 
 
 def virtual_endpoint_name(s: StackSettings) -> str:
-    return s.postgres.read_replicas.virtual_endpoint_name or s.name("pg")
-
-
-def writer_host(s: StackSettings) -> str:
-    return virtual_endpoint_name(s) + WRITER_SUFFIX
-
-
-def reader_host(s: StackSettings) -> str:
-    return virtual_endpoint_name(s) + READER_SUFFIX
+    """The writer/reader pair's base name; the services' database contract names the same hosts."""
+    return database_contract.endpoint_name(s)
 
 
 def replica_zones(s: StackSettings) -> list[str]:

@@ -54,7 +54,12 @@ def main(settings: StackSettings | None = None) -> None:
     pg = Postgres("postgres", s, net, vault, client, suffix, databases)
     # Read replicas behind a virtual endpoint, and the DR geo-replica in its own VNet (prod).
     dr_net = DrNetwork("dr-network", s, net) if s.postgres.disaster_recovery else None
-    replicas = PostgresReplicas("postgres-replicas", s, net, pg, client, dr_net)
+    replicas = (
+        PostgresReplicas("postgres-replicas", s, net, pg, client, dr_net)
+        if s.postgres.read_replicas.count or dr_net
+        else None
+    )
+    replica_servers = replicas.servers if replicas else {}
     # Every service has its own identity: its PostgreSQL role (if any), its secrets, its pods.
     identities = ServiceIdentities("service-identities", s, net, list(s.services))
     PostgresBootstrap(
@@ -78,7 +83,7 @@ def main(settings: StackSettings | None = None) -> None:
             "postgres": Target(pg.server_id, categories["postgres"], dedicated=False),
             **{
                 f"postgres-{key}": Target(r.id, categories["postgres"], dedicated=False)
-                for key, r in replicas.servers.items()
+                for key, r in replica_servers.items()
             },
             "registry": Target(acr.registry_id, categories["registry"]),
         },
@@ -93,7 +98,7 @@ def main(settings: StackSettings | None = None) -> None:
             "workspace": aks.workspace_id,
             "vault": vault.vault_id,
             "postgres": pg.server_id,
-            **{f"postgres-{key}": r.id for key, r in replicas.servers.items()},
+            **{f"postgres-{key}": r.id for key, r in replica_servers.items()},
             "registry": acr.registry_id,
         },
     )
@@ -155,12 +160,13 @@ def main(settings: StackSettings | None = None) -> None:
     pulumi.export("aksOidcIssuerUrl", aks.oidc_issuer_url)
     pulumi.export("kubeconfig", aks.kubeconfig)  # a Pulumi secret
     pulumi.export("postgresFqdn", pg.fqdn)
-    if replicas.virtual_endpoint is not None:
-        pulumi.export("postgresWriterHost", replicas.virtual_endpoint.virtual_endpoints.apply(_writer))
-        pulumi.export("postgresReaderHost", replicas.virtual_endpoint.virtual_endpoints.apply(_reader))
-    pulumi.export("postgresReplicaFqdns", [r.fully_qualified_domain_name for r in replicas.replicas])
-    if replicas.dr_replica is not None:
-        pulumi.export("postgresDrReplicaFqdn", replicas.dr_replica.fully_qualified_domain_name)
+    if replicas is not None:
+        if replicas.virtual_endpoint is not None:
+            pulumi.export("postgresWriterHost", replicas.virtual_endpoint.virtual_endpoints.apply(_writer))
+            pulumi.export("postgresReaderHost", replicas.virtual_endpoint.virtual_endpoints.apply(_reader))
+        pulumi.export("postgresReplicaFqdns", [r.fully_qualified_domain_name for r in replicas.replicas])
+        if replicas.dr_replica is not None:
+            pulumi.export("postgresDrReplicaFqdn", replicas.dr_replica.fully_qualified_domain_name)
     pulumi.export("postgresAdminLogin", s.postgres.admin_login)
     pulumi.export("postgresAdminPasswordSecretUri", vault.secrets["postgres-admin"].uri)
     pulumi.export("keyVaultName", vault.vault_name)
