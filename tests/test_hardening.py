@@ -35,7 +35,7 @@ def test_each_stateful_resource_logs_to_the_workspace(stack):
     targets = {
         "diag-cluster": stack.one("containerservice:ManagedCluster"),
         "diag-vault": stack.one("keyvault:Vault"),
-        "diag-postgres": stack.one("dbforpostgresql:Server"),
+        "diag-postgres": stack.one("dbforpostgresql:Server", "server"),
         "diag-registry": stack.one("containerregistry:Registry"),
     }
     for name, target in targets.items():
@@ -98,7 +98,7 @@ def test_defender_on_in_prod_and_bound_to_the_workspace(stack):
     (setting,) = atp
     props = stack.inputs("security:AdvancedThreatProtection")
     assert props["isEnabled"] is True and "/servers/" in props["resourceId"]
-    assert stack.one("dbforpostgresql:Server").urn in setting.dependencies
+    assert stack.one("dbforpostgresql:Server", "server").urn in setting.dependencies
 
 
 def test_prod_cannot_switch_defender_or_host_encryption_off():
