@@ -211,7 +211,7 @@ class PostgresReplicas(pulumi.ComponentResource):
         dr = pg.disaster_recovery
         tags = {**s.tags, "environment": s.environment, "managedBy": "pulumi"}
         # Azure runs one operation at a time on the primary (creating a replica is one): in turn.
-        previous: list[pulumi.Resource] = list(primary.last_operations)
+        previous: list[pulumi.Resource] = [*primary.last_operations, *primary.databases]
 
         def replica(
             key: str,

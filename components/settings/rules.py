@@ -174,6 +174,7 @@ def postgres_rules(s: StackSettings) -> list[Problem]:
                 got=s.postgres.sku_tier,
             )
         )
+    p.extend(replica_rules(s))
     return p
 
 
@@ -336,9 +337,9 @@ def _parity(s: StackSettings, key: str, sku: str | None, storage: int | None, pa
     return p
 
 
-def postgres_replica_rules(s: StackSettings) -> list[Problem]:
-    """Read replicas and the DR geo-replica: a tier that has replicas, parity with the primary,
-    a DR region that is the primary's pair, and a DR network that peers with the primary's."""
+def replica_rules(s: StackSettings) -> list[Problem]:
+    """Read replicas and the DR geo-replica, read from postgres alone (part of postgres_rules): a
+    tier that has replicas, parity with the primary."""
     pg = s.postgres
     rr = pg.read_replicas
     dr = pg.disaster_recovery
@@ -383,24 +384,7 @@ def postgres_replica_rules(s: StackSettings) -> list[Problem]:
         )
     if dr is not None:
         p += _parity(s, "postgres.disasterRecovery", dr.sku_name, dr.storage_size_gb, dr.parameters)
-        if dr.region == s.location:
-            p.append(
-                Problem(
-                    key="postgres.disasterRecovery.region",
-                    message=f"must be another region than location ({s.location})",
-                    got=dr.region,
-                )
-            )
-        elif s.location in REGION_PAIRS and dr.region != REGION_PAIRS[s.location]:
-            p.append(
-                Problem(
-                    key="postgres.disasterRecovery.region",
-                    message=f"must be the Azure pair of location {s.location} ({REGION_PAIRS[s.location]})",
-                    got=dr.region,
-                )
-            )
-        space = ipaddress.IPv4Network(dr.address_space)
-        if not ipaddress.IPv4Network(dr.postgres_subnet).subnet_of(space):
+        if not ipaddress.IPv4Network(dr.postgres_subnet).subnet_of(ipaddress.IPv4Network(dr.address_space)):
             p.append(
                 Problem(
                     key="postgres.disasterRecovery.postgresSubnet",
@@ -408,20 +392,46 @@ def postgres_replica_rules(s: StackSettings) -> list[Problem]:
                     got=dr.postgres_subnet,
                 )
             )
-        # peered networks must not overlap: the primary's VNet, and the ranges the cluster routes
-        for other_key, cidr in (
-            ("network.addressSpace", s.network.address_space),
-            ("aks.podCidr", s.aks.pod_cidr),
-            ("aks.serviceCidr", s.aks.service_cidr),
-        ):
-            if space.overlaps(ipaddress.ip_network(cidr)):
-                p.append(
-                    Problem(
-                        key="postgres.disasterRecovery.addressSpace",
-                        message=f"must not overlap {other_key} {cidr} (the two VNets are peered)",
-                        got=dr.address_space,
-                    )
+    return p
+
+
+def disaster_recovery_rules(s: StackSettings) -> list[Problem]:
+    """postgres.disasterRecovery against the rest of the stack: the Azure pair of the location,
+    a network that does not overlap the primary's (they are peered). Reads nothing else without it."""
+    dr = s.postgres.disaster_recovery
+    if dr is None:
+        return []
+    p: list[Problem] = []
+    if dr.region == s.location:
+        p.append(
+            Problem(
+                key="postgres.disasterRecovery.region",
+                message=f"must be another region than location ({s.location})",
+                got=dr.region,
+            )
+        )
+    elif s.location in REGION_PAIRS and dr.region != REGION_PAIRS[s.location]:
+        p.append(
+            Problem(
+                key="postgres.disasterRecovery.region",
+                message=f"must be the Azure pair of location {s.location} ({REGION_PAIRS[s.location]})",
+                got=dr.region,
+            )
+        )
+    space = ipaddress.IPv4Network(dr.address_space)
+    for other_key, cidr in (
+        ("network.addressSpace", s.network.address_space),
+        ("aks.podCidr", s.aks.pod_cidr),
+        ("aks.serviceCidr", s.aks.service_cidr),
+    ):
+        if space.overlaps(ipaddress.ip_network(cidr)):
+            p.append(
+                Problem(
+                    key="postgres.disasterRecovery.addressSpace",
+                    message=f"must not overlap {other_key} {cidr} (the two VNets are peered)",
+                    got=dr.address_space,
                 )
+            )
     return p
 
 
@@ -973,5 +983,5 @@ CHECKS: list[Callable[[StackSettings], list[Problem]]] = [
     prod_aks_rules,
     prod_postgres_rules,
     prod_rollouts_rules,
-    postgres_replica_rules,
+    disaster_recovery_rules,
 ]
