@@ -6,6 +6,8 @@ once per stack, in one process.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pulumi
 import pulumi_random as random
 from pulumi_azure_native import authorization
@@ -179,9 +181,9 @@ def main(settings: StackSettings | None = None) -> None:
     pulumi.export("otlpEndpoint", observability.otlp_endpoint)
 
 
-def _writer(hosts: list[str] | None) -> str | None:
+def _writer(hosts: Sequence[str] | None) -> str | None:
     return next((h for h in hosts or [] if ".writer." in h), None)
 
 
-def _reader(hosts: list[str] | None) -> str | None:
+def _reader(hosts: Sequence[str] | None) -> str | None:
     return next((h for h in hosts or [] if ".reader." in h), None)

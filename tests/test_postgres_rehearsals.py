@@ -75,7 +75,8 @@ def psql(pg_bin: Path, port: int, sql: str, *, db: str = DB, conninfo: str = "",
 def record(name: str, figures: dict) -> None:
     RESULTS.parent.mkdir(exist_ok=True)
     done = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    done[name] = {**figures, "postgres": "16 (pgserver wheel)", "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    done[name] = {**figures, "postgres": "16 (pgserver wheel)", "at": at}
     RESULTS.write_text(json.dumps(done, indent=2) + "\n")
     print(f"\nrehearsal {name}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
 
@@ -108,7 +109,8 @@ def test_point_in_time_restore_to_just_before_a_dropped_table(pg_bin, work, caps
     # after the base backup: these rows exist only in the WAL archive
     psql(pg_bin, primary, "insert into events (note) select 'after the backup ' || g from generate_series(1, 1500) g")
     committed = psql(pg_bin, primary, "select count(*), max(id) from events").stdout.split("|")
-    target = psql(pg_bin, primary, "select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US+00')")
+    now = "select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US+00')"
+    target = psql(pg_bin, primary, now)
     time.sleep(0.3)
     psql(pg_bin, primary, "drop table events")  # the operator error
     # the segment holding the DROP's commit, archived (Azure ships WAL continuously)

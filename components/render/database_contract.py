@@ -60,8 +60,7 @@ def database_contracts(s: StackSettings) -> dict[str, dict]:
         reader = (
             {
                 "host": h["reader"],
-                "hostFrom": "virtual endpoint (targets the first read replica; the former primary after a"
-                " switchover)",
+                "hostFrom": "virtual endpoint (targets the first read replica; the former primary after a switchover)",
                 "port": PORT,
                 "targetSessionAttrs": "read-only",
                 "consistency": "asynchronous replication: reads may lag the writer (seconds, more under load)",
