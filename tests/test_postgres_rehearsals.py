@@ -222,3 +222,58 @@ def test_streaming_replica_promoted_after_the_primary_is_killed(pg_bin, work, ca
     assert first_write_s < 60
     # asynchronous replication: a commit the primary confirmed may be lost; count it, bound it
     assert len(lost) <= len(committed)
+
+
+def test_service_roles_reach_the_replica_read_only(pg_bin, work, tmp_path):
+    """How a service's read-only use is expressed: the bootstrap script runs on the primary only;
+    its roles, their databases and the revoked CONNECT arrive on the replica by replication. The
+    service reads there with its own role and ``target_session_attrs=read-only``; a write is
+    refused (SQLSTATE 25006); another service's role still cannot connect to the database."""
+    from components.render.database import DatabaseGrant, bootstrap_sql
+
+    steps = runbook.blocks(FAILOVER_RUNBOOK)
+    env = {
+        "PGBIN": str(pg_bin),
+        "WORK": str(work),
+        "PRIMARY_PORT": str(free_port()),
+        "REPLICA_PORT": str(free_port()),
+        "DB": "postgres_rehearsal",
+    }
+    primary, replica = int(env["PRIMARY_PORT"]), int(env["REPLICA_PORT"])
+    runbook.run(steps["failover-primary"], env)
+    runbook.run(steps["failover-replica"], env)
+    script = tmp_path / "bootstrap.sql"
+    script.write_text(bootstrap_sql([DatabaseGrant("bloodbank"), DatabaseGrant("candystore")], principal="local"))
+    subprocess.run(
+        [
+            str(pg_bin / "psql"),
+            f"host=127.0.0.1 port={primary} user=postgres dbname=postgres",
+            "-XAtq",
+            "-f",
+            str(script),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    owner = f"host=127.0.0.1 port={primary} user=svc-candystore dbname=candystore"
+    psql(
+        pg_bin, primary, "create table orders (id int primary key); insert into orders values (1), (2)", conninfo=owner
+    )
+    lsn = psql(pg_bin, primary, "select pg_current_wal_lsn()", db="postgres").stdout.strip()
+    deadline = time.monotonic() + 30
+    while psql(pg_bin, replica, f"select pg_last_wal_replay_lsn() >= '{lsn}'", db="postgres").stdout.strip() != "t":
+        assert time.monotonic() < deadline, "the replica never caught up"
+        time.sleep(0.1)
+
+    reader = f"host=127.0.0.1 port={replica} user=svc-candystore dbname=candystore target_session_attrs=read-only"
+    assert psql(pg_bin, replica, "select count(*) from orders", conninfo=reader).stdout.strip() == "2"
+    write = psql(pg_bin, replica, "insert into orders values (3)", conninfo=reader, check=False)
+    assert write.returncode != 0 and "read-only transaction" in write.stderr
+    other = f"host=127.0.0.1 port={replica} user=svc-bloodbank dbname=candystore"
+    refused = psql(pg_bin, replica, "select 1", conninfo=other, check=False)
+    assert refused.returncode != 0 and "permission denied for database" in refused.stderr, refused.stderr
+    # the writer's setting refuses the replica: a read-write client never lands on it
+    rw = f"host=127.0.0.1 port={replica} user=svc-candystore dbname=candystore target_session_attrs=read-write"
+    assert "session is read-only" in psql(pg_bin, replica, "select 1", conninfo=rw, check=False).stderr
