@@ -40,6 +40,10 @@ def _tls(s: StackSettings) -> dict:
         "sslmode": "verify-full",
         "sslrootcert": "system",
         "minimumProtocol": s.postgres.ssl_min_protocol_version,
+        # open point (docs/disaster-recovery.md): not verifiable offline
+        "unverified": "that the server certificate names the virtual endpoint hosts"
+        if s.postgres.read_replicas.count
+        else None,
     }
 
 
