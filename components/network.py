@@ -48,6 +48,7 @@ def nsg_rules(s: StackSettings, subnet: str) -> list[network.SecurityRuleArgs]:
                 destination_address_prefix=s.network.postgres_subnet,
                 destination_port_range="*",
             ),
+            *dr_replication_rules(s),
             network.SecurityRuleArgs(
                 name="deny-vnet-inbound",
                 priority=4000,
@@ -107,6 +108,27 @@ def redis_nsg_rules(s: StackSettings) -> list[network.SecurityRuleArgs]:
             source_port_range="*",
             destination_address_prefix=s.network.endpoints_subnet,
             destination_port_range="10000",
+        )
+    ]
+
+
+def dr_replication_rules(s: StackSettings) -> list[network.SecurityRuleArgs]:
+    """With a DR geo-replica (postgres.disasterRecovery): PostgreSQL from the DR region's
+    delegated subnet. Replication needs 5432 both ways: a promotion reverses the direction."""
+    dr = s.postgres.disaster_recovery
+    if dr is None:
+        return []
+    return [
+        network.SecurityRuleArgs(
+            name="allow-postgres-from-dr-replica",
+            priority=120,
+            direction="Inbound",
+            access="Allow",
+            protocol="Tcp",
+            source_address_prefix=dr.postgres_subnet,
+            source_port_range="*",
+            destination_address_prefix=s.network.postgres_subnet,
+            destination_port_range="5432",
         )
     ]
 
@@ -221,6 +243,7 @@ class Network(pulumi.ComponentResource):
             opts=child,
         )
         self.vnet_id = vnet.id
+        self.vnet_name = vnet.name
         self.edge_subnet_id = vnet.id.apply(lambda i: f"{i}/subnets/{EDGE_SUBNET}") if s.edge.enabled else None
         # what must exist before nodes can reach the internet (the cluster waits for it)
         self.egress_ready: list[pulumi.Resource] = [vnet]

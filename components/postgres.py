@@ -47,6 +47,20 @@ AUDIT_PARAMETERS = {
 }
 
 
+# The primary's tag naming the disaster-recovery region (postgres.disasterRecovery.region).
+DR_REGION_TAG = "disasterRecoveryRegion"
+
+
+def server_parameters(s: StackSettings, shared_memory: Mapping[str, int]) -> dict[str, str]:
+    """Every server parameter the stack sets on a server, in the order they are applied:
+    shared-memory sizes, audit, then TLS last (later operations wait for the TLS ones)."""
+    return {
+        **{k: str(v) for k, v in sorted(shared_memory.items())},
+        **AUDIT_PARAMETERS,
+        **tls_parameters(s),
+    }
+
+
 class Postgres(pulumi.ComponentResource):
     server_name: pulumi.Output[str]
     fqdn: pulumi.Output[str]
@@ -67,6 +81,10 @@ class Postgres(pulumi.ComponentResource):
         pg = s.postgres
         admin_secret = vault.secrets[ADMIN_SECRET]
         tags = {**s.tags, "environment": s.environment, "managedBy": "pulumi"}
+        # what the replicas and the DR replica are checked against (policies/replicas.py)
+        server_tags = dict(tags)
+        if pg.disaster_recovery is not None:
+            server_tags[DR_REGION_TAG] = pg.disaster_recovery.region
 
         ha = (
             dbforpostgresql.HighAvailabilityArgs(
@@ -111,7 +129,7 @@ class Postgres(pulumi.ComponentResource):
                     start_hour=pg.maintenance_window.start_hour,
                     start_minute=pg.maintenance_window.start_minute,
                 ),
-                tags=tags,
+                tags=server_tags,
             ),
             # The server needs its DNS zone linked to the VNet before it can be created.
             opts=pulumi.ResourceOptions(parent=self, protect=s.protect, depends_on=[net]),
@@ -120,7 +138,7 @@ class Postgres(pulumi.ComponentResource):
         # Azure applies one parameter change at a time per server: chain them.
         previous: list[pulumi.Resource] = [server]
         # audit parameters first: the TLS ones stay last, later operations wait for them
-        for param, value in {**AUDIT_PARAMETERS, **tls_parameters(s)}.items():
+        for param, value in server_parameters(s, pg.parameters.values()).items():
             previous = [
                 dbforpostgresql.Configuration(
                     param.replace("_", "-"),
@@ -196,6 +214,7 @@ class Postgres(pulumi.ComponentResource):
                 )
             )
 
+        self.server = server
         self.server_name = server.name
         self.server_id = server.id
         self.resource_group_name = net.resource_group_name

@@ -6,6 +6,8 @@ once per stack, in one process.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pulumi
 import pulumi_random as random
 from pulumi_azure_native import authorization
@@ -27,6 +29,7 @@ from .network import Network
 from .observability import Observability
 from .postgres import Postgres, PostgresBootstrap
 from .redis import Redis
+from .postgres_replicas import DrNetwork, PostgresReplicas
 from .rollouts import Rollouts
 from .settings import StackSettings
 from .vault import Vault
@@ -52,6 +55,14 @@ def main(settings: StackSettings | None = None) -> None:
     acr = registry.Registry("registry", s, net, client, suffix, aks.kubelet_principal_id)
     images = acr.pull_through  # the same login server, after AcrPull and the cache rules
     pg = Postgres("postgres", s, net, vault, client, suffix, databases)
+    # Read replicas behind a virtual endpoint, and the DR geo-replica in its own VNet (prod).
+    dr_net = DrNetwork("dr-network", s, net) if s.postgres.disaster_recovery else None
+    replicas = (
+        PostgresReplicas("postgres-replicas", s, net, pg, client, dr_net)
+        if s.postgres.read_replicas.count or dr_net
+        else None
+    )
+    replica_servers = replicas.servers if replicas else {}
     # Every service has its own identity: its PostgreSQL role (if any), its secrets, its pods.
     identities = ServiceIdentities("service-identities", s, net, list(s.services))
     PostgresBootstrap(
@@ -73,6 +84,10 @@ def main(settings: StackSettings | None = None) -> None:
             "cluster": Target(aks.cluster_id, categories["cluster"]),
             "vault": Target(vault.vault_id, categories["vault"]),
             "postgres": Target(pg.server_id, categories["postgres"], dedicated=False),
+            **{
+                f"postgres-{key}": Target(r.id, categories["postgres"], dedicated=False)
+                for key, r in replica_servers.items()
+            },
             "registry": Target(acr.registry_id, categories["registry"]),
         },
     )
@@ -98,6 +113,7 @@ def main(settings: StackSettings | None = None) -> None:
             "workspace": aks.workspace_id,
             "vault": vault.vault_id,
             "postgres": pg.server_id,
+            **{f"postgres-{key}": r.id for key, r in replica_servers.items()},
             "registry": acr.registry_id,
             **({"redis": redis.cluster_id} if redis else {}),
         },
@@ -161,6 +177,13 @@ def main(settings: StackSettings | None = None) -> None:
     pulumi.export("aksOidcIssuerUrl", aks.oidc_issuer_url)
     pulumi.export("kubeconfig", aks.kubeconfig)  # a Pulumi secret
     pulumi.export("postgresFqdn", pg.fqdn)
+    if replicas is not None:
+        if replicas.virtual_endpoint is not None:
+            pulumi.export("postgresWriterHost", replicas.virtual_endpoint.virtual_endpoints.apply(_writer))
+            pulumi.export("postgresReaderHost", replicas.virtual_endpoint.virtual_endpoints.apply(_reader))
+        pulumi.export("postgresReplicaFqdns", [r.fully_qualified_domain_name for r in replicas.replicas])
+        if replicas.dr_replica is not None:
+            pulumi.export("postgresDrReplicaFqdn", replicas.dr_replica.fully_qualified_domain_name)
     pulumi.export("postgresAdminLogin", s.postgres.admin_login)
     pulumi.export("postgresAdminPasswordSecretUri", vault.secrets["postgres-admin"].uri)
     pulumi.export("keyVaultName", vault.vault_name)
@@ -173,3 +196,11 @@ def main(settings: StackSettings | None = None) -> None:
     pulumi.export("otlpEndpoint", observability.otlp_endpoint)
     if redis:
         pulumi.export("redisHost", redis.host_name)
+
+
+def _writer(hosts: Sequence[str] | None) -> str | None:
+    return next((h for h in hosts or [] if ".writer." in h), None)
+
+
+def _reader(hosts: Sequence[str] | None) -> str | None:
+    return next((h for h in hosts or [] if ".reader." in h), None)

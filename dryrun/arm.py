@@ -93,6 +93,9 @@ TYPES: dict[str, ArmType] = {
         "azure-native:dbforpostgresql:Database": ArmType(
             "Microsoft.DBforPostgreSQL/flexibleServers/databases", ("serverName", "databaseName")
         ),
+        "azure-native:dbforpostgresql:VirtualEndpoint": ArmType(
+            "Microsoft.DBforPostgreSQL/flexibleServers/virtualendpoints", ("serverName", "virtualEndpointName")
+        ),
         "azure-native:dbforpostgresql:Administrator": ArmType(
             "Microsoft.DBforPostgreSQL/flexibleServers/administrators", ("serverName", "objectId")
         ),
@@ -122,6 +125,10 @@ TYPES: dict[str, ArmType] = {
             ("clusterName", "databaseName", "accessPolicyAssignmentName"),
         ),
         "azure-native:network:VirtualNetwork": ArmType("Microsoft.Network/virtualNetworks", ("virtualNetworkName",)),
+        "azure-native:network:VirtualNetworkPeering": ArmType(
+            "Microsoft.Network/virtualNetworks/virtualNetworkPeerings",
+            ("virtualNetworkName", "virtualNetworkPeeringName"),
+        ),
         "azure-native:network:Subnet": ArmType(
             "Microsoft.Network/virtualNetworks/subnets", ("virtualNetworkName", "subnetName")
         ),

@@ -23,6 +23,9 @@ DEPLOYER_OBJECT_ID = "22222222-2222-2222-2222-222222222222"
 
 # Output property that carries an azure-native resource's name, keyed by the input that sets it.
 _NAME_INPUTS = (
+    # children named inside a parent whose name they carry too: theirs first
+    "virtualNetworkPeeringName",
+    "virtualEndpointName",
     "virtualNetworkName",
     "networkSecurityGroupName",
     "privateZoneName",
@@ -174,6 +177,13 @@ class PlatformMocks(pmocks.Mocks):
             }
         if kind == "Server":
             return {"fullyQualifiedDomainName": f"{name}.postgres.database.azure.com"}
+        if kind == "VirtualEndpoint":  # Azure answers with the pair of host names
+            return {
+                "virtualEndpoints": [
+                    f"{name}.reader.postgres.database.azure.com",
+                    f"{name}.writer.postgres.database.azure.com",
+                ]
+            }
         if kind == "Vault":
             return {"properties": {**(inputs.get("properties") or {}), "vaultUri": f"https://{name}.vault.azure.net/"}}
         if kind == "Secret":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kit import MANDATORY, MISSING, config, get, schema, violation
+from kit import MANDATORY, MISSING, config, get, is_replica, schema, violation
 from pulumi_policy import ResourceValidationPolicy, StackValidationPolicy
 
 PG_SERVER = "azure-native:dbforpostgresql:Server"
@@ -13,6 +13,10 @@ RELEASE = "kubernetes:helm.sh/v3:Release"
 
 def _postgres_backups(args, report):
     if args.resource_type != PG_SERVER:
+        return
+    if is_replica(args.props):
+        # Azure takes no backups of a read replica (its primary's backups hold the same data);
+        # one promoted to a standalone server starts its own. Replicas: policies/replicas.py.
         return
     cfg = config(args)
     minimum = int(cfg.get("minimumRetentionDays", 7))

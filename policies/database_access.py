@@ -3,7 +3,7 @@ Entra principals, and (where required: prod) no password opens it."""
 
 from __future__ import annotations
 
-from kit import MANDATORY, MISSING, config, get, schema, violation
+from kit import MANDATORY, MISSING, config, get, replica_source, schema, violation
 from pulumi_policy import StackValidationPolicy
 
 PG_SERVER = "azure-native:dbforpostgresql:Server"
@@ -44,7 +44,9 @@ def _postgres_entra(args, report):
                 " is break-glass only (docs/runbooks/postgres-break-glass.md)",
                 server.urn,
             )
-        if not admins.get(str(get(server.props, "serverName", server.name))):
+        # A read replica has its primary's Entra administrators (roles replicate physically).
+        admins_of = replica_source(server.props) or str(get(server.props, "serverName", server.name))
+        if not admins.get(admins_of):
             violation(
                 report,
                 PG_SERVER,

@@ -53,3 +53,16 @@ def config(args: Any) -> dict:
 
 
 MANDATORY = EnforcementLevel.MANDATORY
+
+
+def is_replica(props: Any) -> bool:
+    """A PostgreSQL flexible server created as a read replica (``createMode: Replica``)."""
+    return get(props, "createMode") == "Replica"
+
+
+def replica_source(props: Any) -> str | None:
+    """The server name of a replica's source (the last segment of ``sourceServerResourceId``)."""
+    source = get(props, "sourceServerResourceId")
+    if not isinstance(source, str) or "/providers/" not in source:
+        return None
+    return source.rstrip("/").rsplit("/", 1)[-1]

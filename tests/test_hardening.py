@@ -31,12 +31,16 @@ def by_name(stack, type_suffix: str) -> dict[str, dict]:
 def test_each_stateful_resource_logs_to_the_workspace(stack):
     # Azure Managed Redis's two settings: tests/test_redis.py
     settings = {r.name: r for r in stack.of_type("monitor:DiagnosticSetting") if not r.name.startswith("diag-redis-")}
+    replicas = {f"diag-postgres-{r.name}" for r in stack.of_type("dbforpostgresql:Server") if r.name != "server"}
+    assert replicas == (set() if stack.stack == "dev" else {"diag-postgres-replica-1", "diag-postgres-dr-replica"})
+    for name in replicas:  # the replicas' own (tests/test_postgres_replicas.py)
+        settings.pop(name)
     assert set(settings) == {"diag-cluster", "diag-vault", "diag-postgres", "diag-registry"}
     workspace = stack.one("operationalinsights:Workspace")
     targets = {
         "diag-cluster": stack.one("containerservice:ManagedCluster"),
         "diag-vault": stack.one("keyvault:Vault"),
-        "diag-postgres": stack.one("dbforpostgresql:Server"),
+        "diag-postgres": stack.one("dbforpostgresql:Server", "server"),
         "diag-registry": stack.one("containerregistry:Registry"),
     }
     for name, target in targets.items():
@@ -63,7 +67,12 @@ def test_control_plane_audit_categories_cannot_be_dropped():
 
 # ------------------------------------------------------------------ 2. PostgreSQL parameters
 def test_postgres_audit_parameters_are_chained_configurations(stack):
-    regs = {r.name: r for r in stack.of_type("dbforpostgresql:Configuration")}
+    # the primary's (each replica has its own chain: tests/test_postgres_replicas.py)
+    regs = {
+        r.name: r
+        for r in stack.of_type("dbforpostgresql:Configuration")
+        if not r.name.startswith(("replica-", "dr-replica-"))
+    }
     values = {stack.inputs("dbforpostgresql:Configuration", n)["configurationName"]: r for n, r in regs.items()}
     for param in ("connection_throttle.enable", "log_connections", "log_disconnections", "log_checkpoints"):
         assert stack.inputs("dbforpostgresql:Configuration", values[param].name)["value"] == "on"
@@ -80,6 +89,8 @@ def test_prod_locks_its_stateful_resources_dev_does_not(stack):
         assert stack.one("containerservice:ManagedCluster").protect is False
         return
     expected = {"lock-cluster", "lock-workspace", "lock-vault", "lock-postgres", "lock-registry"}
+    if stack.stack == "prod":
+        expected |= {"lock-postgres-replica-1", "lock-postgres-dr-replica"}
     assert set(locks) == expected | ({"lock-redis"} if stack.settings.redis_enabled else set())
     assert {lock["level"] for lock in locks.values()} == {"CanNotDelete"}
     scopes = {name: lock["scope"] for name, lock in locks.items()}
@@ -100,7 +111,7 @@ def test_defender_on_in_prod_and_bound_to_the_workspace(stack):
     (setting,) = atp
     props = stack.inputs("security:AdvancedThreatProtection")
     assert props["isEnabled"] is True and "/servers/" in props["resourceId"]
-    assert stack.one("dbforpostgresql:Server").urn in setting.dependencies
+    assert stack.one("dbforpostgresql:Server", "server").urn in setting.dependencies
 
 
 def test_prod_cannot_switch_defender_or_host_encryption_off():
@@ -170,7 +181,7 @@ def test_pools_carry_their_os_disk_and_host_encryption(stack):
 # ------------------------------------------------------------------ 6. egress
 def test_egress_per_environment(stack):
     c = stack.inputs("containerservice:ManagedCluster")["networkProfile"]
-    vnet = stack.inputs("network:VirtualNetwork")
+    vnet = stack.inputs("network:VirtualNetwork", "vnet")
     aks_subnet = next(sn for sn in vnet["subnets"] if sn["name"] == "snet-aks-nodes")
     if stack.stack == "dev":  # the load balancer's outbound rules: nothing extra to pay for
         assert c["outboundType"] == "loadBalancer"
@@ -183,7 +194,7 @@ def test_egress_per_environment(stack):
     assert all(ip["publicIPAllocationMethod"] == "Static" and ip["sku"]["name"] == "Standard" for ip in ips.values())
     assert all("zones" not in ip for ip in ips.values())  # no-zone IPs for the no-zone NAT gateway
     assert "/natGateways/" in aks_subnet["natGateway"]["id"]
-    assert stack.one("network:NatGateway").urn in stack.one("network:VirtualNetwork").dependencies
+    assert stack.one("network:NatGateway").urn in stack.one("network:VirtualNetwork", "vnet").dependencies
 
 
 @pytest.fixture(scope="module")
@@ -315,7 +326,9 @@ def test_budget_on_the_resource_group_alerts_the_action_group(stack):
     b = stack.settings.budget
     assert budget["amount"] == b.amount == (1000 if stack.stack == "prod" else 200)
     assert (budget["category"], budget["timeGrain"]) == ("Cost", "Monthly")
-    assert budget["scope"].endswith(f"/resourceGroups/{stack.inputs('resources:ResourceGroup')['resourceGroupName']}")
+    assert budget["scope"].endswith(
+        f"/resourceGroups/{stack.inputs('resources:ResourceGroup', 'rg')['resourceGroupName']}"
+    )
     start = budget["timePeriod"]["startDate"]
     assert start.endswith("-01T00:00:00Z") and start.startswith(b.start_date.isoformat()[:8])
     notes = {(n["thresholdType"], n["threshold"]) for n in budget["notifications"].values()}

@@ -18,6 +18,7 @@ import edge
 import hardening
 import managed_redis
 import pytest
+import replicas
 import tls
 from conftest import ROOT, unwrap
 from pulumi_policy import PolicyResource, PolicyResourceOptions, ResourceValidationArgs, StackValidationArgs
@@ -80,11 +81,16 @@ def one(messages: list[str], *words: str) -> None:
 
 
 # ------------------------------------------------------------------------- TLS
+REPLICA_PREFIXES = ("replica-", "dr-replica")  # components/postgres_replicas.py (tests/test_postgres_replicas.py)
+
+
 def pg_resources(planned) -> list[tuple[str, dict, str]]:
+    """The primary and its parameters (prod's replicas have their own tests)."""
     out = []
     for suffix in ("dbforpostgresql:Server", "dbforpostgresql:Configuration"):
         for reg in planned["prod"].of_type(suffix):
-            out.append((reg.type, unwrap(reg.inputs), reg.name))
+            if not reg.name.startswith(REPLICA_PREFIXES):
+                out.append((reg.type, unwrap(reg.inputs), reg.name))
     return out
 
 
@@ -107,7 +113,7 @@ def test_postgres_tls_enforced(planned):
 
 
 def test_postgres_not_public(planned):
-    typ, props = recorded(planned, "dbforpostgresql:Server")
+    typ, props = recorded(planned, "dbforpostgresql:Server", "server")
     assert check(tls.postgres_private, typ, props) == []
     one(
         check(tls.postgres_private, typ, mutated(props, "network.publicNetworkAccess", "Enabled")),
@@ -273,7 +279,8 @@ def entra_resources(planned, stack: str = "prod") -> list[tuple[str, dict, str]]
     out = []
     for suffix in ("dbforpostgresql:Server", "dbforpostgresql:AdministratorsMicrosoftEntra"):
         for reg in planned[stack].of_type(suffix):
-            out.append((reg.type, unwrap(reg.inputs), reg.name))
+            if not reg.name.startswith(REPLICA_PREFIXES):
+                out.append((reg.type, unwrap(reg.inputs), reg.name))
     return out
 
 
@@ -306,7 +313,7 @@ def test_postgres_entra_auth(planned):
 
 # ------------------------------------------------------------------------- backups
 def test_postgres_backup_retention(planned):
-    typ, props = recorded(planned, "dbforpostgresql:Server")
+    typ, props = recorded(planned, "dbforpostgresql:Server", "server")
     cfg = CONFIG["prod"]["postgres-backup-retention"]
     assert check(backups.postgres_backups, typ, props, config=cfg) == []
     one(
@@ -407,7 +414,7 @@ def test_observability_persistent_storage(planned):
 
 def test_stateful_resources_protected(planned):
     cfg = CONFIG["prod"]["stateful-resources-protected"]
-    typ, props = recorded(planned, "dbforpostgresql:Server")
+    typ, props = recorded(planned, "dbforpostgresql:Server", "server")
     assert check(backups.stateful_protected, typ, props, protect=True, config=cfg) == []
     one(check(backups.stateful_protected, typ, props, protect=False, config=cfg), "protect option", "false")
     assert (
@@ -457,7 +464,7 @@ def test_every_policy_is_in_the_pack_and_mandatory():
     with PolicyHost(ROOT / "policies") as host:
         names = {p.name: p for p in host.info.policies}
         assert host.info.name == "event-backbone"
-    packs = (access, audit, tls, backups, hardening, database_access, edge, assignable_roles, managed_redis)
+    packs = (access, audit, tls, backups, hardening, database_access, edge, assignable_roles, managed_redis, replicas)
     expected = {p.name for pack in packs for p in pack.POLICIES}
     assert set(names) == expected and len(expected) >= 15
     assert all(p.enforcementLevel == 1 for p in names.values())  # MANDATORY

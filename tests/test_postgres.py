@@ -14,7 +14,8 @@ from components.render import database as render
 
 
 def server(stack) -> dict:
-    return stack.inputs("dbforpostgresql:Server")
+    """The primary (prod also has read replicas and a DR replica: tests/test_postgres_replicas.py)."""
+    return stack.inputs("dbforpostgresql:Server", "server")
 
 
 def test_version_and_private_access_only(stack):
@@ -53,7 +54,7 @@ def test_storage_autogrow_and_custom_maintenance(stack):
 def test_entra_auth_on_password_auth_off_in_prod(planned):
     for name, password in (("prod", "Disabled"), ("dev", "Enabled")):
         stack = planned[name]
-        raw = stack.one("dbforpostgresql:Server").inputs
+        raw = stack.one("dbforpostgresql:Server", "server").inputs
         assert rpc.is_rpc_secret(raw["administratorLoginPassword"])  # break-glass only
         auth = server(stack)["authConfig"]
         assert auth["activeDirectoryAuth"] == "Enabled"

@@ -227,9 +227,9 @@ def test_dryrun_cli_prints_the_lines_and_exits_non_zero(tmp_path):
         timeout=120,
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [  # the file read; 3 checks wait
+    assert proc.stderr.strip().splitlines() == [  # the file read; 4 checks wait
         f"{bad}: event-backbone:postgres.backupRetentionDays must be between 7 and 35 (got 3)",
-        f"{bad}: 3 further cross-key/environment checks wait on the errors above and run once they are fixed",
+        f"{bad}: 4 further cross-key/environment checks wait on the errors above and run once they are fixed",
     ]
     assert not (tmp_path / "out" / "plan.json").exists()
 

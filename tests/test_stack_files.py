@@ -154,7 +154,8 @@ def test_misspelt_project_namespace(tmp_path, capsys, stack):
     assert plan(tmp_path, stack, text, capsys) == [
         f"{tmp_path}/copy-{stack}.yaml: event-backbon:postgres is not a known namespace;"
         " did you mean 'event-backbone:postgres'?",
-        f"{tmp_path}/copy-{stack}.yaml: {waiting(3 if stack == 'prod' else 1)}",  # + hardening_rules in prod
+        # + disaster_recovery_rules (reads postgres); + hardening_rules in prod
+        f"{tmp_path}/copy-{stack}.yaml: {waiting(4 if stack == 'prod' else 2)}",
     ]
 
 
@@ -222,8 +223,10 @@ def test_real_stack_files_read_clean(stack):
 def test_lines_name_the_file_actually_read(tmp_path, capsys, monkeypatch, stack):
     monkeypatch.chdir(tmp_path)
     text = edit(stack, "  event-backbone:location: westeurope", "  event-backbone:location: West Europe")
+    # prod's DR region is checked against the location: that check waits
     assert plan(tmp_path, stack, text, capsys, name="other.yaml") == [
-        "other.yaml: event-backbone:location must be Azure region name (got 'West Europe')"
+        "other.yaml: event-backbone:location must be Azure region name (got 'West Europe')",
+        *([f"other.yaml: {waiting(1)}"] if stack == "prod" else []),
     ]
 
 
@@ -233,7 +236,8 @@ def test_type_error_gives_the_range(tmp_path, capsys, stack):
     assert plan(tmp_path, stack, text, capsys) == [
         f"{tmp_path}/copy-{stack}.yaml: event-backbone:postgres.storageSizeGb must be a whole number"
         " between 32 and 16384 (got 'lots')",
-        f"{tmp_path}/copy-{stack}.yaml: {waiting(3 if stack == 'prod' else 1)}",  # + hardening_rules in prod
+        # + disaster_recovery_rules (reads postgres); + hardening_rules in prod
+        f"{tmp_path}/copy-{stack}.yaml: {waiting(4 if stack == 'prod' else 2)}",
     ]
 
 
@@ -253,7 +257,8 @@ def test_unquoted_zone_says_to_quote_it(tmp_path, capsys, stack):
     assert plan(tmp_path, stack, text, capsys) == [
         f"{tmp_path}/copy-{stack}.yaml: event-backbone:postgres.availabilityZone must be one of '1', '2' or '3'"
         ' (got 1; YAML reads an unquoted 1 as a number: quote it, "1")',
-        f"{tmp_path}/copy-{stack}.yaml: {waiting(3 if stack == 'prod' else 1)}",  # + hardening_rules in prod
+        # + disaster_recovery_rules (reads postgres); + hardening_rules in prod
+        f"{tmp_path}/copy-{stack}.yaml: {waiting(4 if stack == 'prod' else 2)}",
     ]
 
 
@@ -264,8 +269,8 @@ def test_unquoted_number_where_a_string_is_expected(tmp_path, capsys, stack):
     assert lines == [
         f"{tmp_path}/copy-{stack}.yaml: event-backbone:aks.kubernetesVersion must be a string"
         " (Kubernetes version `1.NN[.P]`) (got 1.33; YAML reads it unquoted as a number: quote the value)",
-        # aks_network_rules, aks_rules, hardening_rules (+ prod_aks_rules in prod)
-        f"{tmp_path}/copy-{stack}.yaml: {waiting(4 if stack == 'prod' else 3)}",
+        # aks_network_rules, aks_rules, hardening_rules (+ prod_aks_rules, disaster_recovery_rules in prod)
+        f"{tmp_path}/copy-{stack}.yaml: {waiting(5 if stack == 'prod' else 3)}",
     ]
 
 
@@ -281,7 +286,7 @@ def test_three_mistakes_in_prod_take_one_run(tmp_path, capsys):
         f"{f}: event-backbone:postgres.storageSizeGb must be between 32 and 16384 (got 10)",
         f"{f}: event-backbone:broker.replicas must be at least 3 in prod (one broker per zone) (got 1)",
         f"{f}: event-backbone:aks.tier must be 'Standard' or 'Premium' in prod (uptime SLA) (got 'Free')",
-        f"{f}: {waiting(3)}",  # postgres_rules, prod_postgres_rules, hardening_rules
+        f"{f}: {waiting(4)}",  # postgres_rules, prod_postgres_rules, hardening_rules, disaster_recovery_rules
     ]
 
 

@@ -55,7 +55,7 @@ def labelled_namespace(name: str, enforce: str) -> dict:
 
 
 def artefacts(s: StackSettings) -> dict[str, str]:
-    from . import alertmanager, broker, clients, dashboards, helm_values, rollouts, rules
+    from . import alertmanager, broker, clients, dashboards, database_contract, helm_values, rollouts, rules
 
     definitions = broker.definitions(s, broker.placeholder_hashes(s))
     files = {
@@ -66,6 +66,8 @@ def artefacts(s: StackSettings) -> dict[str, str]:
     # one contract per service user, read back from the same definitions
     for service, contract in clients.client_contracts(s, definitions).items():
         files[f"rabbitmq/clients/{service}.json"] = json.dumps(contract, indent=2) + "\n"
+    for service, contract in database_contract.database_contracts(s).items():
+        files[f"postgres/clients/{service}.json"] = json.dumps(contract, indent=2) + "\n"
     for chart, values in helm_values.all_values(s).items():
         files[f"helm/{chart.release}/values.yaml"] = to_yaml(values)
     if s.rollouts.enabled:

@@ -175,6 +175,7 @@ def postgres_rules(s: StackSettings) -> list[Problem]:
                 got=s.postgres.sku_tier,
             )
         )
+    p.extend(replica_rules(s))
     return p
 
 
@@ -268,6 +269,168 @@ def prod_postgres_rules(s: StackSettings) -> list[Problem]:
                     key="postgres.backupRetentionDays",
                     message="must be at least 30 in prod",
                     got=s.postgres.backup_retention_days,
+                )
+            )
+    return p
+
+
+# Azure's region pairs for the regions the stacks may use (learn.microsoft.com, "Azure region
+# pairs"); a DR region elsewhere is refused with the pair named, a location not listed here is
+# not checked against a pair (it still must differ from the primary's).
+REGION_PAIRS = {
+    "westeurope": "northeurope",
+    "northeurope": "westeurope",
+    "uksouth": "ukwest",
+    "ukwest": "uksouth",
+    "francecentral": "francesouth",
+    "germanywestcentral": "germanynorth",
+    "swedencentral": "swedensouth",
+    "eastus": "westus",
+    "westus": "eastus",
+    "eastus2": "centralus",
+    "centralus": "eastus2",
+}
+
+
+def _parity(s: StackSettings, key: str, sku: str | None, storage: int | None, params) -> list[Problem]:
+    """A replica's SKU and storage equal the primary's (a switchover needs it), its shared-memory
+    parameters at least the primary's (a hot standby stops replaying below them)."""
+    pg = s.postgres
+    p: list[Problem] = []
+    if sku is not None and sku != pg.sku_name:
+        p.append(
+            Problem(
+                key=f"{key}.skuName",
+                message=f"must equal postgres.skuName ({pg.sku_name}): promotion to primary needs the same compute",
+                got=sku,
+            )
+        )
+    if storage is not None and storage != pg.storage_size_gb:
+        p.append(
+            Problem(
+                key=f"{key}.storageSizeGb",
+                message=f"must equal postgres.storageSizeGb ({pg.storage_size_gb}): promotion to primary needs the"
+                " same storage",
+                got=storage,
+            )
+        )
+    primary = pg.parameters.values()
+    for name, value in params.values().items():
+        camel = to_camel(name)
+        if name not in primary:
+            p.append(
+                Problem(
+                    key=f"{key}.parameters.{camel}",
+                    message=f"needs postgres.parameters.{camel} set too: a replica's {name} must be at least the"
+                    " primary's, which is otherwise Azure's SKU default and unknown here",
+                    got=value,
+                )
+            )
+        elif value < primary[name]:
+            p.append(
+                Problem(
+                    key=f"{key}.parameters.{camel}",
+                    message=f"must be at least postgres.parameters.{camel} ({primary[name]}): a hot standby with a"
+                    f" smaller {name} stops replaying WAL",
+                    got=value,
+                )
+            )
+    return p
+
+
+def replica_rules(s: StackSettings) -> list[Problem]:
+    """Read replicas and the DR geo-replica, read from postgres alone (part of postgres_rules): a
+    tier that has replicas, parity with the primary."""
+    pg = s.postgres
+    rr = pg.read_replicas
+    dr = pg.disaster_recovery
+    p: list[Problem] = []
+    if (rr.count or dr is not None) and pg.sku_tier == "Burstable":
+        key = "postgres.readReplicas.count" if rr.count else "postgres.disasterRecovery"
+        p.append(
+            Problem(
+                key=key,
+                message="needs postgres.skuTier GeneralPurpose or MemoryOptimized (Burstable servers cannot have"
+                " read replicas)",
+                got=rr.count if rr.count else dr.region if dr else None,
+            )
+        )
+    if rr.count:
+        p += _parity(s, "postgres.readReplicas", rr.sku_name, rr.storage_size_gb, rr.parameters)
+        if not rr.storage_auto_grow:
+            p.append(
+                Problem(
+                    key="postgres.readReplicas.storageAutoGrow",
+                    message="must be true: the primary grows its storage automatically, and a replica of a"
+                    " primary with autogrow must have it too",
+                    got=False,
+                )
+            )
+        if len(rr.availability_zones) > rr.count:
+            p.append(
+                Problem(
+                    key="postgres.readReplicas.availabilityZones",
+                    message=f"must list at most postgres.readReplicas.count ({rr.count}) zones",
+                    got=rr.availability_zones,
+                )
+            )
+    elif rr.sku_name or rr.storage_size_gb or rr.parameters.values() or rr.availability_zones:
+        p.append(
+            Problem(
+                key="postgres.readReplicas.count",
+                message="must be at least 1 when other postgres.readReplicas settings are given (they would"
+                " otherwise be ignored)",
+                got=0,
+            )
+        )
+    if dr is not None:
+        p += _parity(s, "postgres.disasterRecovery", dr.sku_name, dr.storage_size_gb, dr.parameters)
+        if not ipaddress.IPv4Network(dr.postgres_subnet).subnet_of(ipaddress.IPv4Network(dr.address_space)):
+            p.append(
+                Problem(
+                    key="postgres.disasterRecovery.postgresSubnet",
+                    message=f"must lie inside postgres.disasterRecovery.addressSpace {dr.address_space}",
+                    got=dr.postgres_subnet,
+                )
+            )
+    return p
+
+
+def disaster_recovery_rules(s: StackSettings) -> list[Problem]:
+    """postgres.disasterRecovery against the rest of the stack: the Azure pair of the location,
+    a network that does not overlap the primary's (they are peered). Reads nothing else without it."""
+    dr = s.postgres.disaster_recovery
+    if dr is None:
+        return []
+    p: list[Problem] = []
+    if dr.region == s.location:
+        p.append(
+            Problem(
+                key="postgres.disasterRecovery.region",
+                message=f"must be another region than location ({s.location})",
+                got=dr.region,
+            )
+        )
+    elif s.location in REGION_PAIRS and dr.region != REGION_PAIRS[s.location]:
+        p.append(
+            Problem(
+                key="postgres.disasterRecovery.region",
+                message=f"must be the Azure pair of location {s.location} ({REGION_PAIRS[s.location]})",
+                got=dr.region,
+            )
+        )
+    space = ipaddress.IPv4Network(dr.address_space)
+    for other_key, cidr in (
+        ("network.addressSpace", s.network.address_space),
+        ("aks.podCidr", s.aks.pod_cidr),
+        ("aks.serviceCidr", s.aks.service_cidr),
+    ):
+        if space.overlaps(ipaddress.ip_network(cidr)):
+            p.append(
+                Problem(
+                    key="postgres.disasterRecovery.addressSpace",
+                    message=f"must not overlap {other_key} {cidr} (the two VNets are peered)",
+                    got=dr.address_space,
                 )
             )
     return p
@@ -822,4 +985,5 @@ CHECKS: list[Callable[[StackSettings], list[Problem]]] = [
     prod_postgres_rules,
     prod_rollouts_rules,
     redis_rules,
+    disaster_recovery_rules,
 ]
