@@ -28,8 +28,8 @@ from .locks import Locks
 from .network import Network
 from .observability import Observability
 from .postgres import Postgres, PostgresBootstrap
-from .redis import Redis
 from .postgres_replicas import DrNetwork, PostgresReplicas
+from .redis import Redis
 from .rollouts import Rollouts
 from .settings import StackSettings
 from .vault import Vault
