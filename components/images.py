@@ -20,13 +20,14 @@ stack's registry, signed, and what the cluster admits.
 
 from __future__ import annotations
 
-import base64
 import uuid
 
 import pulumi
+import pulumi_kubernetes as k8s
 from pulumi_azure_native import authorization, managedidentity, resources
 
 from . import rbac
+from .kube import release_values
 from .landing import WORKLOAD_AUDIENCE
 from .network import Network
 from .render import signing
@@ -59,70 +60,15 @@ def federated_subject(repository: str, environment: str) -> str:
     return f"repo:{repository}:environment:{environment}"
 
 
-def ratify_template() -> str:
-    """Ratify's Gatekeeper ConstraintTemplate (ratify-project/ratify library/default): every image
-    of a pod is sent to the Ratify external data provider; a failed or missing verification is a
-    violation."""
-    rego = """package ratifyverification
-
-remote_data := response {
-  images := [img | img = input.review.object.spec.containers[_].image]
-  images_init := [img | img = input.review.object.spec.initContainers[_].image]
-  images_ephemeral := [img | img = input.review.object.spec.ephemeralContainers[_].image]
-  other_images := array.concat(images_init, images_ephemeral)
-  all_images := array.concat(other_images, images)
-  response := external_data({"provider": "ratify-gatekeeper-provider", "keys": all_images})
-}
-
-violation[{"msg": msg}] {
-  general_violation[{"result": msg}]
-}
-
-general_violation[{"result": result}] {
-  err := remote_data.system_error
-  err != ""
-  result := sprintf("System error calling external data provider: %s", [err])
-}
-
-general_violation[{"result": result}] {
-  count(remote_data.errors) > 0
-  result := sprintf("Error validating one or more images: %s", [remote_data.errors])
-}
-
-general_violation[{"result": result}] {
-  subject_validation := remote_data.responses[_]
-  subject_validation[1].isSuccess == false
-  result := sprintf("Subject failed verification: %s", [subject_validation[0]])
-}
-"""
-    lines = [
-        "apiVersion: templates.gatekeeper.sh/v1beta1",
-        "kind: ConstraintTemplate",
-        "metadata:",
-        "  name: ratifyverification",
-        "spec:",
-        "  crd:",
-        "    spec:",
-        "      names:",
-        "        kind: RatifyVerification",
-        "  targets:",
-        "    - target: admission.k8s.gatekeeper.sh",
-        "      rego: |",
-        *[f"        {line}" if line else "" for line in rego.splitlines()],
-    ]
-    return "\n".join(lines) + "\n"
-
-
 def signed_images_rule() -> dict:
     return {
         "if": {"field": "type", "in": ["Microsoft.ContainerService/managedClusters"]},
         "then": {
             "effect": "[parameters('effect')]",
             "details": {
-                "templateInfo": {
-                    "sourceType": "Base64Encoded",
-                    "content": base64.b64encode(ratify_template().encode()).decode(),
-                },
+                # Ratify's ConstraintTemplate (every pod image to its external data provider; a
+                # failed or missing verification is a violation), at a pinned commit
+                "templateInfo": {"sourceType": "PublicURL", "url": signing.RATIFY_TEMPLATE_URL},
                 "apiGroups": [""],
                 "kinds": ["Pod"],
                 "namespaces": "[parameters('namespaces')]",
@@ -147,6 +93,9 @@ class ImageSupply(pulumi.ComponentResource):
         vault_id: pulumi.Input[str],
         cluster_id: pulumi.Input[str],
         oidc_issuer_url: pulumi.Input[str],
+        provider: k8s.Provider,
+        registry: pulumi.Input[str],
+        vault_uri: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("event-backbone:platform:ImageSupply", name, None, opts)
@@ -185,8 +134,10 @@ class ImageSupply(pulumi.ComponentResource):
             )
             # the registry's ARM id, known once it exists (the generic resource's own id is the same path)
             build_id = pulumi.Output.all(build.id, client.subscription_id, net.resource_group_name, build_name).apply(
-                lambda a: f"/subscriptions/{a[1]}/resourceGroups/{a[2]}/providers/Microsoft.ContainerRegistry"
-                f"/registries/{a[3]}"
+                lambda a: (
+                    f"/subscriptions/{a[1]}/resourceGroups/{a[2]}/providers/Microsoft.ContainerRegistry"
+                    f"/registries/{a[3]}"
+                )
             )
             self.build_login_server = build_name.apply(lambda n: f"{n}.azurecr.io")
 
@@ -237,7 +188,8 @@ class ImageSupply(pulumi.ComponentResource):
                         scope=build_id,
                         condition=signing.repository_condition(svc),
                         condition_version="2.0",
-                        description=f"{repository} pushes (and signs) {svc} in the build registry: that repository only",
+                        description=f"{repository} pushes (and signs) {svc} in the build registry:"
+                        " that repository only",
                     ),
                     opts=child,
                 )
@@ -307,6 +259,25 @@ class ImageSupply(pulumi.ComponentResource):
             opts=child,
         )
         self.ratify_client_id = ratify.client_id
+        chart = signing.RATIFY_CHART
+        # in gatekeeper-system, the Azure Policy add-on's Gatekeeper namespace (it exists with the add-on)
+        self.ratify = k8s.helm.v3.Release(
+            "ratify",
+            k8s.helm.v3.ReleaseArgs(
+                name=chart.release,
+                chart=chart.chart,
+                version=chart.version,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo),
+                namespace=RATIFY_NAMESPACE,
+                create_namespace=False,
+                **release_values(signing.ratify_values(s, registry, vault_uri, client.tenant_id, ratify.client_id)),
+                atomic=True,
+                cleanup_on_fail=True,
+                timeout=600,
+                max_history=10,
+            ),
+            opts=pulumi.ResourceOptions(parent=self, provider=provider),
+        )
 
         definition = authorization.PolicyDefinition(
             "signed-images-definition",
@@ -331,6 +302,7 @@ class ImageSupply(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        # after Ratify runs: in Deny, a pod the provider cannot answer for is refused
         authorization.PolicyAssignment(
             "signed-images",
             authorization.PolicyAssignmentArgs(
@@ -344,6 +316,6 @@ class ImageSupply(pulumi.ComponentResource):
                     "namespaces": authorization.ParameterValuesValueArgs(value=sorted(s.services)),
                 },
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.ratify]),
         )
         self.register_outputs({"pushClientIds": self.push_client_ids})

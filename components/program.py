@@ -79,7 +79,18 @@ def main(settings: StackSettings | None = None) -> None:
     ClusterPolicies("cluster-policies", s, aks.cluster_id, login)
     # The services' own images: push identities, the build registry, signing, admission (docs/images.md).
     supply = ImageSupply(
-        "images", s, net, client, suffix, acr.registry_id, vault.vault_id, aks.cluster_id, aks.oidc_issuer_url
+        "images",
+        s,
+        net,
+        client,
+        suffix,
+        acr.registry_id,
+        vault.vault_id,
+        aks.cluster_id,
+        aks.oidc_issuer_url,
+        provider=aks.provider,
+        registry=images,
+        vault_uri=vault.vault_uri,
     )
     Budget("budget", s, net.resource_group_name, net.resource_group_id)
     Locks(

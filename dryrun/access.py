@@ -42,7 +42,11 @@ ROLES = {
     "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba": "Key Vault Certificate User",
 }
 # the roles that read secrets (the key and certificate roles reach one key or certificate: otherRoles)
-KV_ROLES = {g for g, n in ROLES.items() if n.startswith("Key Vault") and n not in ("Key Vault Crypto User", "Key Vault Certificate User")}
+KV_ROLES = {
+    g
+    for g, n in ROLES.items()
+    if n.startswith("Key Vault") and n not in ("Key Vault Crypto User", "Key Vault Certificate User")
+}
 ROLE_DEFINITION = "azure-native:authorization:RoleDefinition"
 REPOSITORY_CONDITION = re.compile(r"repositories:name\] StringEqualsIgnoreCase '([^']+)'")
 GRANTS_ANNOTATION = "event-backbone.io/database-grants"  # components/render/database.py
@@ -393,11 +397,13 @@ def markdown(m: dict) -> str:
         )
         ingress = "<br>".join("<br>".join(n["ingress"]) or "nothing" for n in net) or "n/a"
         other = "".join(
-            f"<br>{o['role']} on {o['scope']}" + (f" (repository `{o['repository']}` only)" if "repository" in o else "")
+            f"<br>{o['role']} on {o['scope']}"
+            + (f" (repository `{o['repository']}` only)" if "repository" in o else "")
             for o in r["otherRoles"]
         )
+        signs_in = r["serviceAccounts"] + [f["subject"] for f in r.get("federated", [])]
         lines.append(
-            f"| {r['identity']} | {', '.join(r['serviceAccounts'] + [f['subject'] for f in r.get('federated', [])]) or r['name']}{other} | {kv} | {broker} |"
+            f"| {r['identity']} | {', '.join(signs_in) or r['name']}{other} | {kv} | {broker} |"
             f" {'; '.join(r['database']) or 'none'} | {egress} | {ingress} |"
         )
     lines += ["", "## Who can read each secret", "", "| Secret | Readers |", "|---|---|"]

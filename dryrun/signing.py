@@ -1,8 +1,8 @@
 """The services' image signing artefacts (issue 23), from the recorded plan and the settings:
 build/<stack>/signing/trustpolicy.json (the Notation trust policy Ratify enforces, scoped to each
 service's repository in the stack's registry), certificate-policy.json (the Key Vault certificate
-policy of the signing certificate) and ratify-verifier.yaml (Ratify's Notation verifier, the
-same trust policy). ``make plan`` writes them through the checked writer."""
+policy of the signing certificate) and ratify-trust-policies.yaml (what Ratify's chart gets:
+the same scopes, identities and level). ``make plan`` writes them through the checked writer."""
 
 from __future__ import annotations
 
@@ -26,7 +26,10 @@ def files(settings: Any, doc: dict) -> dict[str, str]:
     return {
         "signing/trustpolicy.json": json.dumps(signing.trust_policy(settings, login), indent=2) + "\n",
         "signing/certificate-policy.json": json.dumps(signing.certificate_policy(settings), indent=2) + "\n",
-        "signing/ratify-verifier.yaml": to_yaml(signing.ratify_verifier(settings, login)),
+        # Ratify's trust policies as its chart gets them (the release's values in plan.json)
+        "signing/ratify-trust-policies.yaml": to_yaml(
+            signing.ratify_values(settings, login, "<vault>", "<tenant>", "<client>")["notation"]["trustPolicies"]
+        ),
     }
 
 

@@ -75,7 +75,8 @@ def _vault_wide(args, report):
             "scope",
             scope,
             f"grant {KEY_VAULT_DATA_ROLES[_role(r.props) or '']} on each secret, key or certificate it needs"
-            f" (scope <vaultId>/secrets/<name>, /keys/<name>, /certificates/<name>), not on the vault or wider: principal {principal}"
+            " (scope <vaultId>/secrets/<name>, /keys/<name>, /certificates/<name>), not on the vault or wider:"
+            f" principal {principal}"
             " is not the deployer (deployerObjectIds)",
             r.urn,
         )

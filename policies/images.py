@@ -83,9 +83,8 @@ def _signed_images(args, report):
     for a in assignments:
         effect = get(a.props, "parameters.effect.value", "Audit")
         if cfg.get("requireDeny", False) and effect != "Deny":
-            violation(
-                report, POLICY_ASSIGNMENT, a.name, "parameters.effect", effect, "use Deny (only signed images run)", a.urn
-            )
+            fix = "use Deny (only signed images run)"
+            violation(report, POLICY_ASSIGNMENT, a.name, "parameters.effect", effect, fix, a.urn)
         covered = set(get(a.props, "parameters.namespaces.value", []) or [])
         missing = sorted(set(namespaces) - covered)
         if missing:

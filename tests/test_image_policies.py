@@ -8,13 +8,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import re
 
 import pytest
 import yaml
 from conftest import ROOT, unwrap
 
 from components.images import GITHUB_ISSUER, IMPORT_ACTION, REPOSITORY_WRITER, importer_guid
-from components.render.signing import repository_condition
+from components.render.signing import RATIFY_TEMPLATE_URL, repository_condition
 from dryrun.mocks import Registration
 
 DIGEST = "sha256:" + "ab" * 32
@@ -112,10 +113,11 @@ def test_the_prod_assignment_must_deny_and_cover_every_service_namespace(planned
     assert definition["mode"] == "Microsoft.Kubernetes.Data"
     details = definition["policyRule"]["then"]["details"]
     assert details["kinds"] == ["Pod"] and details["namespaces"] == "[parameters('namespaces')]"
-    import base64
-
-    template = base64.b64decode(details["templateInfo"]["content"]).decode()
-    assert "external_data" in template and "isSuccess == false" in template
+    # Ratify's own template at a pinned commit, after the Ratify release
+    assert details["templateInfo"] == {"sourceType": "PublicURL", "url": RATIFY_TEMPLATE_URL}
+    assert re.search(r"/ratify/[0-9a-f]{40}/library/default/template\.yaml$", RATIFY_TEMPLATE_URL)
+    ratify = planned["prod"].one("helm.sh/v3:Release", "ratify")
+    assert ratify.urn in planned["prod"].one("authorization:PolicyAssignment", "signed-images").dependencies
 
 
 def test_settings_refuse_audit_in_prod_a_runner_outside_the_vault_and_a_repository_without_owner():
@@ -163,8 +165,12 @@ def test_each_push_identity_pushes_only_its_own_repository(planned, stack):
         assert fic["issuer"] == GITHUB_ISSUER and fic["subject"] == f"repo:{owner}/{svc}:environment:{env}"
         mine = [g for g in grants if g["_name"].startswith(f"push-{svc}-")]
         roles = {g["roleDefinitionId"].rsplit("/", 1)[-1]: g for g in mine}
-        assert set(roles) == {REPOSITORY_WRITER, importer_guid(s), "12338af0-0e69-4776-bea7-57ae8d297424",
-                              "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba"}
+        assert set(roles) == {
+            REPOSITORY_WRITER,
+            importer_guid(s),
+            "12338af0-0e69-4776-bea7-57ae8d297424",
+            "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba",
+        }
         writer = roles[REPOSITORY_WRITER]
         assert writer["condition"] == repository_condition(svc) and writer["conditionVersion"] == "2.0"
         assert writer["scope"].endswith(f"/registries/{build['resourceName']}")

@@ -140,7 +140,7 @@ def test_build_scans_before_anything_is_pushed():
     run = "\n".join(s.get("run", "") for s in jobs["push"]["steps"])
     # push by digest, sign that digest, import it (with its referrers: the signature)
     assert "skopeo copy --all --preserve-digests" in run
-    assert 'notation sign --signature-format cose --plugin azure-kv' in run and '@${DIGEST}"' in run
+    assert "notation sign --signature-format cose --plugin azure-kv" in run and '@${DIGEST}"' in run
     assert "az acr import" in run and "list-referrers" in run
     assert "sha256sum -c" in run  # notation's tarball is checked against its pinned checksum
 

@@ -6,8 +6,9 @@
   code signing; non-exportable RSA 3072), self-signed, PEM.
 * ``trust_policy``: the Notation trust policy (format 1.0): each service's repository in the
   stack's registry, strict verification, the certificate's trust store, its subject pinned.
-  Ratify's Notation verifier (``ratify_verifier``) carries the same document, so what the cluster
-  enforces is what ``tests/test_image_signing.py`` runs the real ``notation`` against.
+  Ratify's chart values (``ratify_values``) carry the same scopes, identities and level (its
+  Key Vault store is ``ca:azurekeyvault``), so what the cluster enforces is what
+  ``tests/test_image_signing.py`` runs the real ``notation`` against.
 * ``ACR_REPOSITORY_CONDITION``: the ABAC condition that limits a registry role to one repository.
 """
 
@@ -16,6 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..settings import StackSettings
+from .helm_values import Chart
+from .images import pull
 
 TRUST_STORE = "image-signing"  # x509 trust store of type ca (Notation) = Ratify's cert store name
 SIGNATURE_ARTIFACT_TYPE = "application/vnd.cncf.notary.signature"
@@ -73,41 +76,59 @@ def trust_policy(s: StackSettings, login_server: str) -> dict[str, Any]:
     }
 
 
-RATIFY_API = "config.ratify.deislabs.io/v1beta1"
-KMP_NAME = "image-signing-kv"
+# Ratify v1.4.0 (chart 1.15.0, charts/ratify of ratify-project/ratify at tag v1.4.0, commit
+# f3f6229dee1051e4beb580ec17ad68b7a45f23af): the Gatekeeper external data provider that verifies
+# each pod's images; the signed-images Azure Policy calls it (components/images.py).
+RATIFY_CHART = Chart("ratify", "ratify", "1.15.0", "https://ratify-project.github.io/ratify")
+RATIFY_VERSION = "v1.4.0"
+RATIFY_COMMIT = "f3f6229dee1051e4beb580ec17ad68b7a45f23af"
+# the ConstraintTemplate the definition installs: Ratify's own, at that commit (not copied here)
+RATIFY_TEMPLATE_URL = (
+    f"https://raw.githubusercontent.com/ratify-project/ratify/{RATIFY_COMMIT}/library/default/template.yaml"
+)
+RATIFY_PROVIDER = "ratify-provider"  # the chart's Provider (templates/provider.yaml)
 
 
-def ratify_verifier(s: StackSettings, login_server: str) -> dict[str, Any]:
-    """Ratify's Notation verifier: the stack's trust policy, its cert store from Key Vault."""
+def _lift(value: Any, fn):
+    return value.apply(fn) if hasattr(value, "apply") else fn(value)
+
+
+def ratify_values(s: StackSettings, registry: Any, vault_uri: Any, tenant_id: Any, client_id: Any) -> dict[str, Any]:
+    """The chart's values: images through the registry's ghcr cache, the Key Vault certificate
+    through workload identity, the stack's trust policy (the chart names the Key Vault store
+    ``ca:azurekeyvault``), Notation only. Azure Policy's Gatekeeper (the AKS add-on) does not call
+    mutation providers, so tag-to-digest mutation is off; the add-on needs the certificate rotation."""
+
+    def policy(login: str) -> list[dict]:
+        [doc] = trust_policy(s, login)["trustPolicies"]
+        return [
+            {
+                "name": doc["name"],
+                "registryScopes": doc["registryScopes"],
+                "trustedIdentities": doc["trustedIdentities"],
+                "trustStores": ["ca:azurekeyvault"],
+                "verificatonLevel": doc["signatureVerification"]["level"],  # sic: the chart's key
+            }
+        ]
+
     return {
-        "apiVersion": RATIFY_API,
-        "kind": "Verifier",
-        "metadata": {"name": "verifier-notation"},
-        "spec": {
-            "name": "notation",
-            "artifactTypes": SIGNATURE_ARTIFACT_TYPE,
-            "parameters": {
-                "verificationCertStores": {"ca": {TRUST_STORE: [KMP_NAME]}},
-                "trustPolicyDoc": trust_policy(s, login_server),
-            },
+        "image": {
+            "repository": pull("ghcr.io/ratify-project/ratify", registry),
+            "crdRepository": pull("ghcr.io/ratify-project/ratify-crds", registry),
+            "tag": RATIFY_VERSION,
         },
-    }
-
-
-def ratify_key_management_provider(vault_uri: str, tenant_id: str, client_id: str, s: StackSettings) -> dict:
-    """Ratify reads the signing certificate (public part) from Key Vault with workload identity."""
-    return {
-        "apiVersion": RATIFY_API,
-        "kind": "KeyManagementProvider",
-        "metadata": {"name": KMP_NAME},
-        "spec": {
-            "type": "azurekeyvault",
-            "refreshInterval": "1h",
-            "parameters": {
-                "vaultURI": vault_uri,
-                "certificates": [{"name": s.registry.images.signing.certificate_name}],
-                "tenantID": tenant_id,
-                "clientID": client_id,
-            },
+        "replicaCount": 2 if s.is_prod else 1,
+        "serviceAccount": {"create": True, "name": "ratify-admin"},
+        "azureWorkloadIdentity": {"clientId": client_id},
+        "oras": {"authProviders": {"azureWorkloadIdentityEnabled": True}},
+        "azurekeyvault": {
+            "enabled": True,
+            "vaultURI": vault_uri,
+            "tenantId": tenant_id,
+            "certificates": [{"name": s.registry.images.signing.certificate_name}],
         },
+        "notation": {"enabled": True, "trustPolicies": _lift(registry, policy)},
+        "cosign": {"enabled": False},
+        "provider": {"enableMutation": False},
+        "featureFlags": {"RATIFY_CERT_ROTATION": True},
     }

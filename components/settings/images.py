@@ -37,7 +37,8 @@ class SigningSettings(Model):
         present = {part.split("=", 1)[0].strip() for part in value.split(",")}
         missing = [a for a in SUBJECT_ATTRIBUTES if a not in present]
         if missing:
-            raise ValueError(f"must name {', '.join(SUBJECT_ATTRIBUTES)} (the Notary Project's rule); missing {missing}")
+            names = ", ".join(SUBJECT_ATTRIBUTES)
+            raise ValueError(f"must name {names} (the Notary Project's rule); missing {missing}")
         return value
 
 

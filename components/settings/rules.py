@@ -824,7 +824,7 @@ def image_rules(s: StackSettings) -> list[Problem]:
                     )
                 )
         return p
-    allowed = [ipaddress.ip_network(r, strict=False) for r in s.key_vault.allowed_ip_ranges]
+    allowed = [ipaddress.IPv4Network(r, strict=False) for r in s.key_vault.allowed_ip_ranges]
     if not im.runner_ip_ranges:
         p.append(
             Problem(
@@ -835,7 +835,7 @@ def image_rules(s: StackSettings) -> list[Problem]:
             )
         )
     for i, r in enumerate(im.runner_ip_ranges):
-        net = ipaddress.ip_network(r, strict=False)
+        net = ipaddress.IPv4Network(r, strict=False)
         if net.prefixlen < 16:
             p.append(Problem(key=f"registry.images.runnerIpRanges[{i}]", message="must be /16 or narrower", got=r))
         elif not any(net.subnet_of(a) for a in allowed):
