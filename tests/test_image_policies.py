@@ -209,3 +209,22 @@ def test_the_access_matrix_shows_push_rights(planned):
         assert x["signsWith"] == [next(iter(x["signsWith"]))] and x["signsWith"][0].startswith("key image-signing")
     text = access.markdown(m)
     assert "## Who can push images" in text and "repository `candystore` of registry" in text
+
+
+def test_without_a_github_owner_nothing_can_push_but_admission_stays(tmp_path):
+    """registry.images.githubOwner unset: no build registry, no push identity, no import role;
+    Ratify and the signed-images assignment are planned all the same."""
+    from test_settings import stack_doc
+
+    from dryrun.runner import run_stack
+
+    doc = stack_doc("dev")
+    images = doc["config"]["event-backbone:registry"]["images"]
+    del images["githubOwner"], images["runnerIpRanges"]
+    result = run_stack("dev", stack_text=yaml.safe_dump(doc, sort_keys=False))
+    names = {(r.type.split(":", 1)[1], r.name) for r in result.registrations}
+    assert not [n for n in names if n[1] == "build-registry" or n[1].startswith(("id-push-", "push-", "fic-push-"))]
+    assert ("authorization:RoleDefinition", "registry-importer") not in names
+    assert ("helm.sh/v3:Release", "ratify") in names
+    assert ("authorization:PolicyAssignment", "signed-images") in names
+    assert result.outputs["imagePush"] == {}
