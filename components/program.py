@@ -22,6 +22,7 @@ from .cluster_policy import ClusterPolicies
 from .diagnostics import Diagnostics, Target, log_categories
 from .edge import Edge, EdgeCertificates
 from .identities import ServiceIdentities
+from .images import ImageSupply
 from .keda import KedaAccess
 from .landing import ServiceLanding
 from .locks import Locks
@@ -92,6 +93,21 @@ def main(settings: StackSettings | None = None) -> None:
         },
     )
     ClusterPolicies("cluster-policies", s, aks.cluster_id, login)
+    # The services' own images: push identities, the build registry, signing, admission (docs/images.md).
+    supply = ImageSupply(
+        "images",
+        s,
+        net,
+        client,
+        suffix,
+        acr.registry_id,
+        vault.vault_id,
+        aks.cluster_id,
+        aks.oidc_issuer_url,
+        provider=aks.provider,
+        registry=images,
+        vault_uri=vault.vault_uri,
+    )
     budget = Budget("budget", s, net.resource_group_name, net.resource_group_id)
     # Azure Managed Redis for the services with `redis: true` (or redis.enabled): components/redis.py
     redis = None
@@ -196,6 +212,20 @@ def main(settings: StackSettings | None = None) -> None:
     pulumi.export("otlpEndpoint", observability.otlp_endpoint)
     if redis:
         pulumi.export("redisHost", redis.host_name)
+    # what each service's repository sets as its environment's variables (docs/images.md)
+    pulumi.export(
+        "imagePush",
+        {
+            svc: {
+                "EB_PUSH_CLIENT_ID": client_id,
+                "EB_BUILD_REGISTRY": supply.build_login_server,
+                "EB_REGISTRY": login,
+                "EB_SIGNING_VAULT": vault.vault_name,
+                "EB_SIGNING_CERTIFICATE": s.registry.images.signing.certificate_name,
+            }
+            for svc, client_id in supply.push_client_ids.items()
+        },
+    )
 
 
 def _writer(hosts: Sequence[str] | None) -> str | None:

@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
 
     access_files, access_line = access.write_access(result, doc, out)
     written += access_files
+    from .signing import write_signing
+
+    written += write_signing(result, doc, out)  # signing/: trust policy, certificate policy
     print(plan.summary(doc, result.warnings))
     print(access_line)
     for path in ["plan.json", *written]:

@@ -39,8 +39,19 @@ ROLES = {
     "befefa01-2a29-4197-83a8-272ff33ce314": "DNS Zone Contributor",
     "7f951dda-4ed3-4680-a7ca-43fe172d538d": "AcrPull",
     "f1a07417-d97a-45cb-824c-7a7467783830": "Managed Identity Operator",
+    "2a1e307c-b015-4ebd-883e-5b7698a07328": "Container Registry Repository Writer",
+    "b93aa761-3e63-49ed-ac28-beffa264f7ac": "Container Registry Repository Reader",
+    "12338af0-0e69-4776-bea7-57ae8d297424": "Key Vault Crypto User",
+    "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba": "Key Vault Certificate User",
 }
-KV_ROLES = {g for g, n in ROLES.items() if n.startswith("Key Vault")}
+# the roles that read secrets (the key and certificate roles reach one key or certificate: otherRoles)
+KV_ROLES = {
+    g
+    for g, n in ROLES.items()
+    if n.startswith("Key Vault") and n not in ("Key Vault Crypto User", "Key Vault Certificate User")
+}
+ROLE_DEFINITION = "azure-native:authorization:RoleDefinition"
+REPOSITORY_CONDITION = re.compile(r"repositories:name\] StringEqualsIgnoreCase '([^']+)'")
 GRANTS_ANNOTATION = "event-backbone.io/database-grants"  # components/render/database.py
 
 
@@ -58,8 +69,14 @@ def _secret_of(scope: str) -> str | None:
 
 def _scope_label(scope: str) -> str:
     lowered = scope.lower()
+    for kind in ("keys", "certificates"):
+        if "/providers/microsoft.keyvault/vaults/" in lowered and f"/{kind}/" in lowered:
+            vault = scope[lowered.index("/vaults/") + len("/vaults/") :].split("/", 1)[0]
+            return f"{kind[:-1]} {scope.rstrip('/').rsplit('/', 1)[-1]} (vault {vault})"
     if "/providers/microsoft.keyvault/vaults/" in lowered:
         return "vault " + scope.rstrip("/").rsplit("/", 1)[-1]
+    if "/providers/microsoft.containerregistry/" in lowered:
+        return "registry " + scope.rstrip("/").rsplit("/", 1)[-1]
     if "/subnets/" in lowered:
         return "subnet " + scope.rstrip("/").rsplit("/", 1)[-1]
     return scope
@@ -201,6 +218,18 @@ def matrix(doc: dict, definitions: dict) -> dict:
     pg_admins = {str(r["inputs"].get("objectId")).lower(): r["inputs"].get("principalName") for r in of(PG_ADMIN)}
     pg_names = {k: v for k, v in pg_admins.items() if isinstance(v, str)}
 
+    # custom roles (the image importer): their GUID -> name and actions, from the plan
+    custom_roles = {
+        str(r["inputs"].get("roleDefinitionId", "")).lower(): r["inputs"].get("roleName", r["name"])
+        for r in of(ROLE_DEFINITION)
+    }
+    custom_actions = {
+        str(r["inputs"].get("roleDefinitionId", "")).lower(): sorted(
+            a for perm in r["inputs"].get("permissions") or [] for a in perm.get("actions") or []
+        )
+        for r in of(ROLE_DEFINITION)
+    }
+
     rows: dict[str, dict] = {}
 
     def row(key: str, kind: str, name: str, principal: str) -> dict:
@@ -234,8 +263,11 @@ def matrix(doc: dict, definitions: dict) -> dict:
         if ident is None:
             continue
         r = rows[principal_of.get(ident["urn"], f"(unknown: {ident['inputs'].get('resourceName')})").lower()]
-        sa = fed["inputs"]["subject"].removeprefix("system:serviceaccount:")
-        r["serviceAccounts"].append(sa)
+        subject = fed["inputs"]["subject"]
+        if subject.startswith("system:serviceaccount:"):
+            r["serviceAccounts"].append(subject.removeprefix("system:serviceaccount:"))
+        else:  # a GitHub Actions job (repo:<owner>/<repo>:environment:<env>): no pods, no network
+            r.setdefault("federated", []).append({"issuer": fed["inputs"]["issuer"], "subject": subject})
 
     for grant in of(ROLE_ASSIGNMENT):
         p = grant["inputs"]
@@ -253,7 +285,11 @@ def matrix(doc: dict, definitions: dict) -> dict:
                 {"secret": secret or "*", "scope": "secret" if secret else _scope_label(scope), "role": role_name}
             )
         else:
-            r["otherRoles"].append({"role": role_name, "scope": _scope_label(scope)})
+            other = {"role": custom_roles.get(guid, role_name), "scope": _scope_label(scope)}
+            repo = REPOSITORY_CONDITION.search(str(p.get("condition") or ""))
+            if repo:
+                other["repository"] = repo.group(1)
+            r["otherRoles"].append(other)
 
     # Azure Managed Redis: who holds an access-policy assignment on which database, and the key
     # prefix its namespace is told to keep to (the ConfigMap <svc>-redis).
@@ -310,7 +346,36 @@ def matrix(doc: dict, definitions: dict) -> dict:
     for r in ordered:
         for s in r["secretsReadable"]:
             readers.setdefault(s, []).append(r["identity"])
-    return {"project": doc["project"], "stack": doc["stack"], "identities": ordered, "secretReaders": readers}
+    pushers = push_rights(ordered, custom_actions, custom_roles)
+    return {
+        "project": doc["project"],
+        "stack": doc["stack"],
+        "identities": ordered,
+        "secretReaders": readers,
+        "imagePushers": pushers,
+    }
+
+
+def push_rights(rows: list[dict], custom_actions: dict[str, list[str]], custom_roles: dict[str, str]) -> list[dict]:
+    """Who can put an image into a registry: every identity holding a repository-writing role
+    (with the repository its ABAC condition allows, or all) or an import role, and who it signs in as."""
+    importers = {custom_roles[g] for g, actions in custom_actions.items() if any("importImage" in a for a in actions)}
+    out = []
+    for r in rows:
+        writes = [o for o in r["otherRoles"] if o["role"] in ("Container Registry Repository Writer", "AcrPush")]
+        imports = [o for o in r["otherRoles"] if o["role"] in importers]
+        if not writes and not imports:
+            continue
+        out.append(
+            {
+                "identity": r["identity"],
+                "signsInAs": [f["subject"] for f in r.get("federated", [])] + r["serviceAccounts"],
+                "pushes": [{"scope": o["scope"], "repository": o.get("repository", "*")} for o in writes],
+                "imports": [{"scope": o["scope"], "role": o["role"]} for o in imports],
+                "signsWith": [o["scope"] for o in r["otherRoles"] if o["role"] == "Key Vault Crypto User"],
+            }
+        )
+    return out
 
 
 # ----------------------------------------------------------------- rendering
@@ -361,7 +426,12 @@ def markdown(m: dict) -> str:
             or "n/a (not a pod)"
         )
         ingress = "<br>".join("<br>".join(n["ingress"]) or "nothing" for n in net) or "n/a"
-        other = "".join(f"<br>{o['role']} on {o['scope']}" for o in r["otherRoles"])
+        other = "".join(
+            f"<br>{o['role']} on {o['scope']}"
+            + (f" (repository `{o['repository']}` only)" if "repository" in o else "")
+            for o in r["otherRoles"]
+        )
+        signs_in = r["serviceAccounts"] + [f["subject"] for f in r.get("federated", [])]
         redis = (
             "<br>".join(
                 f"`{x['accessPolicy']}` on {x['cluster']}/{x['database']}; keys `{x['keyPrefix'] or '?'}*`"
@@ -370,12 +440,29 @@ def markdown(m: dict) -> str:
             or "none"
         )
         lines.append(
-            f"| {r['identity']} | {', '.join(r['serviceAccounts']) or r['name']}{other} | {kv} | {broker} |"
+            f"| {r['identity']} | {', '.join(signs_in) or r['name']}{other} | {kv} | {broker} |"
             f" {'; '.join(r['database']) or 'none'} | {redis} | {egress} | {ingress} |"
         )
     lines += ["", "## Who can read each secret", "", "| Secret | Readers |", "|---|---|"]
     for secret, readers in m["secretReaders"].items():
         lines.append(f"| `{secret}` | {', '.join(readers)} |")
+    lines += [
+        "",
+        "## Who can push images",
+        "",
+        "Repository roles as their ABAC condition limits them (`*`: every repository), the import role"
+        " (ImportImage: a control-plane action no condition can limit to a repository), the signing key.",
+        "",
+        "| Identity | Signs in as | Pushes to | Imports into | Signs with |",
+        "|---|---|---|---|---|",
+    ]
+    for p in m.get("imagePushers", []):
+        pushes = "<br>".join(f"repository `{x['repository']}` of {x['scope']}" for x in p["pushes"]) or "nothing"
+        imports = "<br>".join(f"{x['scope']} ({x['role']})" for x in p["imports"]) or "nothing"
+        lines.append(
+            f"| {p['identity']} | {'<br>'.join(f'`{x}`' for x in p['signsInAs']) or 'n/a'} | {pushes} | {imports}"
+            f" | {'<br>'.join(p['signsWith']) or 'nothing'} |"
+        )
     return "\n".join(lines) + "\n"
 
 

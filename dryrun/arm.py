@@ -64,6 +64,15 @@ TYPES: dict[str, ArmType] = {
         "azure-native:authorization:PolicyAssignment": ArmType(
             "Microsoft.Authorization/policyAssignments", ("policyAssignmentName",), "scope"
         ),
+        # a subscription-level definition (the signed-images policy, components/images.py)
+        "azure-native:authorization:PolicyDefinition": ArmType(
+            "Microsoft.Authorization/policyDefinitions", ("policyDefinitionName",), path_keys=()
+        ),
+        "azure-native:authorization:RoleDefinition": ArmType(
+            "Microsoft.Authorization/roleDefinitions", ("roleDefinitionId",), "scope"
+        ),
+        # a generic resource: its ARM type and API version are its own inputs (generic_resource)
+        "azure-native:resources:Resource": ArmType("{}/{}", ("resourceName",)),
         "azure-native:authorization:ManagementLockAtResourceGroupLevel": ArmType(
             "Microsoft.Authorization/locks", ("lockName",)
         ),
@@ -338,6 +347,28 @@ def arm_resource(type_token: str, name: str, inputs: dict, params: _Parameters) 
     return {k: _value(v, params, f"{where}: {k}") for k, v in resource.items()}
 
 
+GENERIC = "azure-native:resources:Resource"  # any ARM type at an API version the program names
+
+
+def generic_resource(name: str, inputs: dict, params: _Parameters) -> dict:
+    """A generic resource (e.g. the build registry at API 2025-11-01): its ARM type and API
+    version are its own inputs."""
+    body = dict(inputs)
+    namespace, rtype = _plain(body.pop("resourceProviderNamespace")), _plain(body.pop("resourceType"))
+    parent = _plain(body.pop("parentResourcePath", "")) or ""
+    resource: dict[str, Any] = {
+        "type": f"{namespace}/{parent + '/' if parent else ''}{rtype}",
+        "apiVersion": _plain(body.pop("apiVersion")),
+        "name": str(_plain(body.pop("resourceName", name))),
+    }
+    body.pop("resourceGroupName", None)
+    for key in sorted(ENVELOPE & set(body)):
+        resource[key] = body.pop(key)
+    resource["properties"] = {**(body.pop("properties", None) or {}), **body}
+    where = f"{GENERIC} {name}"
+    return {k: _value(v, params, f"{where}: {k}") for k, v in resource.items()}
+
+
 @dataclass
 class Export:
     template: dict
@@ -358,6 +389,12 @@ def export(registrations: Iterable[Any], stack: str) -> Export:
     regs = [r for r in registrations if r.type.startswith("azure-native:")]
     for reg in regs:
         if reg.type in NOT_IN_TEMPLATE:
+            continue
+        if reg.type == GENERIC:
+            res = generic_resource(reg.name, copy.deepcopy(reg.inputs), params)
+            urns.setdefault(f"{res['type']}.{res['name']}", []).append(reg.urn)
+            ids[reg.urn] = f"[resourceId('{res['type']}', '{res['name']}')]"
+            resources.append((reg, res))
             continue
         if reg.type not in TYPES:
             unmapped.append(reg.type)

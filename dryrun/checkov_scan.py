@@ -15,6 +15,8 @@ e.g. dev's cheaper profile); a failure not listed, or a listed check that no lon
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import fnmatch
 import json
 import os
 import shutil
@@ -128,9 +130,15 @@ def run(root: Path, checkov: Path = CHECKOV) -> list[Result]:
 class Skip:
     reason: str
     only: tuple[str, ...] | None = None  # the scopes (stacks) it holds in; None: everywhere
+    # Checkov resource names (fnmatch patterns, "<ARM type>.<name>") it holds for; None: every resource
+    resources: tuple[str, ...] | None = None
+    also: tuple[Skip, ...] = ()  # further entries for the same check (a list in the file)
 
     def covers(self, r: Result) -> bool:
-        return self.only is None or r.scope in self.only
+        mine = (self.only is None or r.scope in self.only) and (
+            self.resources is None or any(fnmatch.fnmatchcase(r.resource, p) for p in self.resources)
+        )
+        return mine or any(s.covers(r) for s in self.also)
 
 
 def load_skips(path: Path = SKIPS_FILE) -> dict[str, dict[str, Skip]]:
@@ -140,13 +148,29 @@ def load_skips(path: Path = SKIPS_FILE) -> dict[str, dict[str, Skip]]:
         raise ValueError(f"{path}: unknown framework(s) {sorted(unknown)}")
     skips: dict[str, dict[str, Skip]] = {fw: {} for fw in FRAMEWORKS}
     for fw in FRAMEWORKS:
-        for check_id, entry in (doc.get(fw) or {}).items():
-            reason, only = (entry, None) if isinstance(entry, str) else (entry.get("reason"), entry.get("only"))
-            if not isinstance(reason, str) or not reason.strip() or "\n" in reason.strip():
-                raise ValueError(f"{path}: {fw}.{check_id} needs a one-line reason")
-            if only is not None and (not isinstance(only, list) or not set(only) <= {*STACKS, "workflows"}):
-                raise ValueError(f"{path}: {fw}.{check_id}: `only` must list stacks {STACKS}")
-            skips[fw][check_id] = Skip(reason.strip(), tuple(only) if only is not None else None)
+        for check_id, entries in (doc.get(fw) or {}).items():
+            parsed = []
+            for entry in entries if isinstance(entries, list) else [entries]:
+                reason, only, resources = (
+                    (entry, None, None)
+                    if isinstance(entry, str)
+                    else (entry.get("reason"), entry.get("only"), entry.get("resources"))
+                )
+                if not isinstance(reason, str) or not reason.strip() or "\n" in reason.strip():
+                    raise ValueError(f"{path}: {fw}.{check_id} needs a one-line reason")
+                if only is not None and (not isinstance(only, list) or not set(only) <= {*STACKS, "workflows"}):
+                    raise ValueError(f"{path}: {fw}.{check_id}: `only` must list stacks {STACKS}")
+                if resources is not None and (not isinstance(resources, list) or not resources):
+                    raise ValueError(f"{path}: {fw}.{check_id}: `resources` must list resource name patterns")
+                parsed.append(
+                    Skip(
+                        reason.strip(),
+                        tuple(only) if only is not None else None,
+                        tuple(resources) if resources is not None else None,
+                    )
+                )
+            first, *rest = parsed
+            skips[fw][check_id] = dataclasses.replace(first, also=tuple(rest))
     return skips
 
 
@@ -191,9 +215,12 @@ def skip_list(skips: dict[str, dict[str, Skip]], results: Iterable[Result]) -> s
     names = {(r.framework, r.check_id): r.check_name for r in results}
     lines = ["| framework | check | Checkov's title | where | why it is skipped |", "|---|---|---|---|---|"]
     for fw in FRAMEWORKS:
-        for cid, skip in sorted(skips[fw].items()):
-            where = ", ".join(skip.only) if skip.only else "all"
-            lines.append(f"| {fw} | {cid} | {names.get((fw, cid), '?').strip()} | {where} | {skip.reason} |")
+        for cid, first in sorted(skips[fw].items()):
+            for skip in (first, *first.also):
+                where = ", ".join(skip.only) if skip.only else "all"
+                if skip.resources:
+                    where += ": " + ", ".join(f"`{p}`" for p in skip.resources)
+                lines.append(f"| {fw} | {cid} | {names.get((fw, cid), '?').strip()} | {where} | {skip.reason} |")
     return "\n".join(lines)
 
 

@@ -1,7 +1,7 @@
 """The event-backbone policy pack. PolicyPack(...) serves gRPC and never returns, so only
 this file builds it; the policies live in access.py, audit.py, tls.py, backups.py, hardening.py,
-database_access.py, edge.py, assignable_roles.py, replicas.py and managed_redis.py (not redis.py: it
-would shadow the redis client package on the tests' path)."""
+database_access.py, edge.py, assignable_roles.py, replicas.py, images.py and managed_redis.py (not redis.py:
+it would shadow the redis client package on the tests' path)."""
 
 import access
 import assignable_roles
@@ -10,6 +10,7 @@ import backups
 import database_access
 import edge
 import hardening
+import images
 import managed_redis
 import replicas
 import tls
@@ -29,6 +30,7 @@ PolicyPack(
         *assignable_roles.POLICIES,
         *managed_redis.POLICIES,
         *replicas.POLICIES,
+        *images.POLICIES,
     ],
     description="No change may drop TLS or backups on the event-backbone platform.",
 )

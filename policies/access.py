@@ -44,13 +44,26 @@ def secret_of(scope: str) -> str | None:
     return name if name and "/" not in name else None
 
 
+def item_of(scope: str) -> str | None:
+    """The one Key Vault object a scope names: a secret, a key or a certificate
+    (``.../vaults/<v>/{secrets,keys,certificates}/<name>``), or None for a wider scope."""
+    lowered = scope.lower()
+    if "/providers/microsoft.keyvault/vaults/" not in lowered:
+        return None
+    for marker in ("/secrets/", "/keys/", "/certificates/"):
+        if marker in lowered:
+            name = scope[lowered.index(marker) + len(marker) :]
+            return name if name and "/" not in name else None
+    return None
+
+
 def _vault_wide(args, report):
     deployers = {str(x).lower() for x in config(args).get("deployerObjectIds", [])}
     for r in args.resources:
         if r.resource_type != ROLE_ASSIGNMENT or _role(r.props) is None:
             continue
         scope = str(get(r.props, "scope", ""))
-        if secret_of(scope) is not None:
+        if item_of(scope) is not None:  # one secret, key or certificate
             continue
         principal = str(get(r.props, "principalId", ""))
         if principal.lower() in deployers:
@@ -61,8 +74,9 @@ def _vault_wide(args, report):
             r.name,
             "scope",
             scope,
-            f"grant {KEY_VAULT_DATA_ROLES[_role(r.props) or '']} on each secret it needs"
-            f" (scope <vaultId>/secrets/<name>), not on the vault or wider: principal {principal}"
+            f"grant {KEY_VAULT_DATA_ROLES[_role(r.props) or '']} on each secret, key or certificate it needs"
+            " (scope <vaultId>/secrets/<name>, /keys/<name>, /certificates/<name>), not on the vault or wider:"
+            f" principal {principal}"
             " is not the deployer (deployerObjectIds)",
             r.urn,
         )

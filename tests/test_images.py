@@ -15,6 +15,7 @@ from components.render import broker as B
 from components.render import edge as E
 from components.render import helm_values as H
 from components.render import rollouts as RO
+from components.render import signing as SG
 from components.render.images import CACHE_PREFIXES, MCR, cached_image, pull
 
 CHARTS = {c.release: c for c in (*H.CHARTS, RO.CHART, E.CERT_MANAGER)}
@@ -81,6 +82,10 @@ def all_references(stack) -> dict[str, str]:
     for name, r in releases(stack).items():
         if name == E.ALB_CONTROLLER.release:
             continue  # Microsoft's chart from mcr.microsoft.com: its images are mcr's
+        if name == SG.RATIFY_CHART.release:  # no chart extract in tests/reference: its two image keys
+            for key in ("image.repository", "image.crdRepository"):
+                refs[f"Release {name}: {key}"] = get(r["values"], key)
+            continue
         for key, ref in chart_references(CHARTS[name], r["values"]).items():
             refs[f"Release {name}: {key}"] = ref
     for reg in stack.result.registrations:

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from .base import IpOrCidr, Model
+from .images import ImageSettings
 
 Upstream = Literal["docker.io", "quay.io", "ghcr.io", "registry.k8s.io", "mcr.microsoft.com"]
 
@@ -22,3 +23,5 @@ class RegistrySettings(Model):
         default_factory=lambda: ["docker.io", "quay.io", "ghcr.io", "registry.k8s.io"]
     )
     untagged_retention_days: int = Field(default=7, ge=0, le=365)
+    # the services' images: push identities, the build registry, signing, admission (docs/images.md)
+    images: ImageSettings = ImageSettings()

@@ -964,6 +964,55 @@ def prod_rollouts_rules(s: StackSettings) -> list[Problem]:
     return p
 
 
+def image_rules(s: StackSettings) -> list[Problem]:
+    """The services' images (registry.images): prod admits signed images only (Deny); a
+    repository override needs push identities to exist; signing runners must reach the vault."""
+    p: list[Problem] = []
+    im = s.registry.images
+    if s.is_prod and im.signing.admission_effect != "Deny":
+        p.append(
+            Problem(
+                key="registry.images.signing.admissionEffect",
+                message="must be 'Deny' in prod (only signed images run)",
+                got=im.signing.admission_effect,
+            )
+        )
+    if im.github_owner is None:
+        for svc, cfg in s.services.items():
+            if cfg.repository is not None:
+                p.append(
+                    Problem(
+                        key=f"services.{svc}.repository",
+                        message="needs registry.images.githubOwner (no push identity exists without it)",
+                        got=cfg.repository,
+                    )
+                )
+        return p
+    allowed = [ipaddress.IPv4Network(r, strict=False) for r in s.key_vault.allowed_ip_ranges]
+    if not im.runner_ip_ranges:
+        p.append(
+            Problem(
+                key="registry.images.runnerIpRanges",
+                message="must list the signing runners' egress ranges when registry.images.githubOwner is set"
+                " (the push job signs with the Key Vault certificate through the vault's firewall)",
+                got=[],
+            )
+        )
+    for i, r in enumerate(im.runner_ip_ranges):
+        net = ipaddress.IPv4Network(r, strict=False)
+        if net.prefixlen < 16:
+            p.append(Problem(key=f"registry.images.runnerIpRanges[{i}]", message="must be /16 or narrower", got=r))
+        elif not any(net.subnet_of(a) for a in allowed):
+            p.append(
+                Problem(
+                    key=f"registry.images.runnerIpRanges[{i}]",
+                    message=f"must lie inside keyVault.allowedIpRanges {[str(a) for a in allowed]}",
+                    got=r,
+                )
+            )
+    return p
+
+
 # Every check, in the order its lines are reported. A check reads the parts of the stack it needs
 # (network, aks, ..., environment); ``loading.validate`` runs those whose parts all have a valid shape.
 CHECKS: list[Callable[[StackSettings], list[Problem]]] = [
@@ -986,4 +1035,5 @@ CHECKS: list[Callable[[StackSettings], list[Problem]]] = [
     prod_rollouts_rules,
     redis_rules,
     disaster_recovery_rules,
+    image_rules,
 ]

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from .base import Model, ServiceName
 from .broker import Memory, Quantity, ServiceTopology
+from .images import GitHubRepository
 
 
 class ServiceScaling(Model):
@@ -46,6 +47,8 @@ class ServiceSettings(ServiceTopology):
     redis: bool = False
     scaling: ServiceScaling | None = None
     resources: ServiceResources = ServiceResources()
+    # the GitHub repository its images are built in (default <registry.images.githubOwner>/<name>)
+    repository: GitHubRepository | None = None
 
 
 # Names a service must not take: platform namespaces, and names whose secrets would collide

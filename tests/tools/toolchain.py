@@ -42,6 +42,8 @@ ROOT_TOOLS = frozenset(
         "epmd",
         "redis-server",
         "redis-cli",
+        "notation",
+        "cosign",
     }
 )
 # The root's Debian packages whose versions the proofs stand for.
