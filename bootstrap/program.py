@@ -25,6 +25,8 @@ import pulumi
 import pulumi_random as random
 from pulumi_azure_native import authorization, keyvault, managedidentity, resources, storage
 
+from components import custom_roles
+
 from . import roles
 from . import settings as settings_mod
 from .settings import BootstrapSettings
@@ -306,6 +308,24 @@ class DeployIdentity(pulumi.ComponentResource):
                 scope=scope,
                 description=f"event-backbone {env}: {', '.join(actions)}",
                 depends_on=[definition],
+            )
+        # The custom roles the main stack assigns (components/custom_roles.py): created here, in the
+        # environment's subscription, so that no deploy identity writes a role definition.
+        for custom in custom_roles.definitions(env).values():
+            if custom.guid not in needs["roleDefinitionIds"]:
+                continue
+            authorization.RoleDefinition(
+                f"{env}-{custom.role_name}",
+                authorization.RoleDefinitionArgs(
+                    scope=scope,
+                    role_definition_id=custom.guid,
+                    role_name=custom.role_name,
+                    description=custom.description,
+                    role_type="CustomRole",
+                    assignable_scopes=[scope],
+                    permissions=[authorization.PermissionArgs(actions=custom.actions)],
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
             )
         g.grant(
             f"deploy-{env}-rbac-administrator",

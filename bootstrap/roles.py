@@ -40,6 +40,8 @@ AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
 
 NAMES = {
     **PRIVILEGED,
+    "2a1e307c-b015-4ebd-883e-5b7698a07328": "Container Registry Repository Writer",
+    "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba": "Key Vault Certificate User",
     CONTRIBUTOR: "Contributor",
     READER: "Reader",
     STORAGE_BLOB_DATA_CONTRIBUTOR: "Storage Blob Data Contributor",
@@ -67,7 +69,11 @@ AUTHORIZATION_TYPES = {
     "azure-native:authorization:ManagementLockAtResourceGroupLevel": "Microsoft.Authorization/locks",
     "azure-native:authorization:ManagementLockAtResourceLevel": "Microsoft.Authorization/locks",
     "azure-native:authorization:ManagementLockAtSubscriptionLevel": "Microsoft.Authorization/locks",
+    "azure-native:authorization:PolicyDefinition": "Microsoft.Authorization/policyDefinitions",
 }
+# Never a main stack's: a deploy identity that may write role definitions could rewrite a role it
+# may assign into anything (components/custom_roles.py); the bootstrap creates custom roles.
+FORBIDDEN_TYPES = {"azure-native:authorization:RoleDefinition": "role definitions come from the bootstrap"}
 
 
 def role_guid(role_definition_id: str) -> str:
@@ -88,6 +94,8 @@ def main_stack_needs(plan: dict[str, Any]) -> dict[str, Any]:
         typ = r["type"]
         if typ == ROLE_ASSIGNMENT:
             roles.add(role_guid(r["inputs"]["roleDefinitionId"]))
+        elif typ in FORBIDDEN_TYPES:
+            raise ValueError(f"{plan['stack']}: the main stack creates {typ} ({r['name']}): {FORBIDDEN_TYPES[typ]}")
         elif typ in AUTHORIZATION_TYPES:
             types.add(AUTHORIZATION_TYPES[typ])
         elif typ.startswith("azure-native:authorization:"):
@@ -105,7 +113,7 @@ def main_stack_needs(plan: dict[str, Any]) -> dict[str, Any]:
         )
     return {
         "roleDefinitionIds": sorted(roles),
-        "roleNames": {g: NAMES.get(g, "") for g in sorted(roles)},
+        "roleNames": {g: NAMES.get(g, "custom (components/custom_roles.py)") for g in sorted(roles)},
         "authorizationActions": sorted(f"{t}/{verb}" for t in types for verb in ("read", "write", "delete")),
     }
 

@@ -20,13 +20,11 @@ stack's registry, signed, and what the cluster admits.
 
 from __future__ import annotations
 
-import uuid
-
 import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_azure_native import authorization, managedidentity, resources
 
-from . import rbac
+from . import custom_roles, rbac
 from .kube import release_values
 from .landing import WORKLOAD_AUDIENCE
 from .network import Network
@@ -39,7 +37,7 @@ REPOSITORY_WRITER = "2a1e307c-b015-4ebd-883e-5b7698a07328"  # Container Registry
 REPOSITORY_READER = "b93aa761-3e63-49ed-ac28-beffa264f7ac"  # Container Registry Repository Reader
 KEY_VAULT_CRYPTO_USER = "12338af0-0e69-4776-bea7-57ae8d297424"
 KEY_VAULT_CERTIFICATE_USER = "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba"
-IMPORT_ACTION = "Microsoft.ContainerRegistry/registries/importImage/action"
+IMPORT_ACTION = custom_roles.IMPORT_ACTION
 BUILD_REGISTRY_API = "2025-11-01"
 RATIFY_NAMESPACE = "gatekeeper-system"
 RATIFY_SERVICE_ACCOUNT = "ratify-admin"
@@ -51,8 +49,9 @@ def build_registry_name(s: StackSettings, suffix: str) -> str:
 
 
 def importer_guid(s: StackSettings) -> str:
-    """The custom image-importer role's GUID: stable per stack (its name in every role assignment)."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"event-backbone/{s.name('registry-image-importer')}"))
+    """The custom image-importer role's GUID: stable per stack. The bootstrap creates the role
+    (components/custom_roles.py says why a main stack never writes a role definition)."""
+    return custom_roles.guid(s.environment, custom_roles.IMAGE_IMPORTER)
 
 
 def federated_subject(repository: str, environment: str) -> str:
@@ -141,22 +140,6 @@ class ImageSupply(pulumi.ComponentResource):
             )
             self.build_login_server = build_name.apply(lambda n: f"{n}.azurecr.io")
 
-            # ImportImage only, assignable in the stack's resource group (custom roles cannot be
-            # assignable at a single resource), assigned at the stack's registry
-            importer = authorization.RoleDefinition(
-                "registry-importer",
-                authorization.RoleDefinitionArgs(
-                    scope=net.resource_group_id,
-                    role_definition_id=importer_guid(s),
-                    role_name=s.name("registry-image-importer"),
-                    description="Import images (by digest, from the build registry) into the stack's registry",
-                    role_type="CustomRole",
-                    permissions=[authorization.PermissionArgs(actions=[IMPORT_ACTION])],
-                    assignable_scopes=[net.resource_group_id],
-                ),
-                opts=child,
-            )
-
             for svc, repository in repositories.items():
                 identity = managedidentity.UserAssignedIdentity(
                     f"id-push-{svc}",
@@ -204,7 +187,7 @@ class ImageSupply(pulumi.ComponentResource):
                         scope=registry_id,
                         description=f"{repository} imports its signed digests into the stack's registry",
                     ),
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[importer]),
+                    opts=pulumi.ResourceOptions(parent=self),
                 )
                 for role, scope, what in (
                     (KEY_VAULT_CRYPTO_USER, key_scope, "signs with the image-signing key"),

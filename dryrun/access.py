@@ -15,6 +15,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from components import custom_roles as custom_role_defs
+
 ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
 IDENTITY = "azure-native:managedidentity:UserAssignedIdentity"
 FEDERATION = "azure-native:managedidentity:FederatedIdentityCredential"
@@ -218,12 +220,14 @@ def matrix(doc: dict, definitions: dict) -> dict:
     pg_admins = {str(r["inputs"].get("objectId")).lower(): r["inputs"].get("principalName") for r in of(PG_ADMIN)}
     pg_names = {k: v for k, v in pg_admins.items() if isinstance(v, str)}
 
-    # custom roles (the image importer): their GUID -> name and actions, from the plan
-    custom_roles = {
+    # custom roles (the image importer): their GUID -> name and actions, from the plan's own
+    # definitions and the ones the bootstrap creates for this environment (components/custom_roles.py)
+    declared = custom_role_defs.definitions(str(doc.get("stack", "")))
+    custom_roles = {g: c.role_name for g, c in declared.items()} | {
         str(r["inputs"].get("roleDefinitionId", "")).lower(): r["inputs"].get("roleName", r["name"])
         for r in of(ROLE_DEFINITION)
     }
-    custom_actions = {
+    custom_actions = {g: sorted(c.actions) for g, c in declared.items()} | {
         str(r["inputs"].get("roleDefinitionId", "")).lower(): sorted(
             a for perm in r["inputs"].get("permissions") or [] for a in perm.get("actions") or []
         )

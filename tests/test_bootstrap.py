@@ -410,3 +410,33 @@ def test_pulumi_cloud_backend_creates_no_storage_and_grants_no_blob_rights():
     outputs = unwrap(result.outputs)
     assert {e["backendUrl"] for e in outputs["environments"].values()} == {"https://api.pulumi.com"}
     assert findings(result.registrations) == {}
+
+
+def test_the_custom_roles_the_main_stacks_assign_are_the_bootstraps(planned):
+    """Each custom role a main plan assigns is created by the bootstrap plan, with the same GUID
+    in that environment's subscription; a main plan that writes a role definition is refused
+    (a deploy identity that could would rewrite an assignable role into anything)."""
+    from components import custom_roles
+
+    created = {
+        str(unwrap(r.inputs)["roleDefinitionId"]): unwrap(r.inputs)
+        for r in bootstrap_plan().of_type("authorization:RoleDefinition")
+    }
+    for stack in ("dev", "prod"):
+        p = planned[stack]
+        s = p.settings
+        customs = custom_roles.definitions(s.environment)
+        assigned = {
+            str(unwrap(r.inputs)["roleDefinitionId"]).rsplit("/", 1)[-1]
+            for r in p.of_type("authorization:RoleAssignment")
+        }
+        assert set(customs) <= assigned, stack
+        assert set(customs) <= set(roles.read_needs()[stack]["roleDefinitionIds"])
+        for guid, custom in customs.items():
+            role = created[guid]
+            assert role["permissions"] == [{"actions": custom.actions}], stack
+            assert role["assignableScopes"] == [role["scope"]] and role["scope"].startswith("/subscriptions/")
+        doc = copy.deepcopy(p.doc)
+        doc["resources"].append({"type": "azure-native:authorization:RoleDefinition", "name": "rogue", "inputs": {}})
+        with pytest.raises(ValueError, match="role definitions come from the bootstrap"):
+            roles.main_stack_needs(doc)
