@@ -13,6 +13,7 @@ from pulumi_azure_native import authorization
 from . import registry
 from . import settings as settings_mod
 from .aks import Aks
+from .azure_alerts import AzureAlerts
 from .broker import Broker
 from .budget import Budget
 from .cloudamqp import CloudAmqpBroker
@@ -26,6 +27,7 @@ from .locks import Locks
 from .network import Network
 from .observability import Observability
 from .postgres import Postgres, PostgresBootstrap
+from .render.db_alerts import primary
 from .rollouts import Rollouts
 from .settings import StackSettings
 from .vault import Vault
@@ -88,6 +90,9 @@ def main(settings: StackSettings | None = None) -> None:
             "registry": acr.registry_id,
         },
     )
+    # Alerts Azure evaluates (up even when the cluster is not): the database and its replicas
+    # (one (Server, id) pair each; the data tier appends its replicas here), the vault.
+    AzureAlerts("azure-alerts", s, net.resource_group_name, [(primary(s), pg.server_id)], vault_id=vault.vault_id)
     observability = Observability("observability", s, vault, aks.provider, client, registry=images)
     if s.edge.enabled:
         edge = Edge("edge", s, net, aks, client)

@@ -112,6 +112,7 @@ TYPES: dict[str, ArmType] = {
             "Microsoft.Insights/diagnosticSettings", ("name",), "resourceUri"
         ),
         "azure-native:monitor:ActionGroup": ArmType("Microsoft.Insights/actionGroups", ("actionGroupName",)),
+        "azure-native:monitor:MetricAlert": ArmType("Microsoft.Insights/metricAlerts", ("ruleName",)),
         "azure-native:network:VirtualNetwork": ArmType("Microsoft.Network/virtualNetworks", ("virtualNetworkName",)),
         "azure-native:network:Subnet": ArmType(
             "Microsoft.Network/virtualNetworks/subnets", ("virtualNetworkName", "subnetName")

@@ -1,6 +1,6 @@
 """The event-backbone policy pack. PolicyPack(...) serves gRPC and never returns, so only
 this file builds it; the policies live in access.py, audit.py, tls.py, backups.py, hardening.py,
-database_access.py and edge.py."""
+database_access.py, edge.py and monitoring.py."""
 
 import access
 import audit
@@ -8,6 +8,7 @@ import backups
 import database_access
 import edge
 import hardening
+import monitoring
 import tls
 from pulumi_policy import EnforcementLevel, PolicyPack
 
@@ -22,6 +23,7 @@ PolicyPack(
         *hardening.POLICIES,
         *database_access.POLICIES,
         *edge.POLICIES,
+        *monitoring.POLICIES,
     ],
     description="No change may drop TLS or backups on the event-backbone platform.",
 )

@@ -15,6 +15,7 @@ import backups
 import database_access
 import edge
 import hardening
+import monitoring
 import pytest
 import tls
 from conftest import ROOT, unwrap
@@ -455,7 +456,7 @@ def test_every_policy_is_in_the_pack_and_mandatory():
     with PolicyHost(ROOT / "policies") as host:
         names = {p.name: p for p in host.info.policies}
         assert host.info.name == "event-backbone"
-    packs = (access, audit, tls, backups, hardening, database_access, edge)
+    packs = (access, audit, tls, backups, hardening, database_access, edge, monitoring)
     expected = {p.name for pack in packs for p in pack.POLICIES}
     assert set(names) == expected and len(expected) >= 15
     assert all(p.enforcementLevel == 1 for p in names.values())  # MANDATORY

@@ -18,6 +18,7 @@ from pydantic.alias_generators import to_camel
 
 from .aks import POOL_NAME_PATTERN
 from .errors import Problem
+from .pg_skus import KNOWN_SKUS_TEXT, max_connections
 from .vm_sizes import VM_LOCAL_DISKS, ephemeral_capacity_gb
 
 POOL_NAME_RULE = "lowercase letters and digits, starting with a letter, 1-12 characters"
@@ -800,6 +801,34 @@ def prod_rollouts_rules(s: StackSettings) -> list[Problem]:
     return p
 
 
+def monitoring_rules(s: StackSettings) -> list[Problem]:
+    """The database alerts need the SKU's max_connections (a fixed threshold, computed at plan
+    time); in prod Azure Monitor must reach the same PagerDuty service and Slack channel as
+    Alertmanager (docs/monitoring.md)."""
+    p: list[Problem] = []
+    if max_connections(s.postgres.sku_name) is None:
+        p.append(
+            Problem(
+                key="postgres.skuName",
+                message=f"must be a flexible server SKU whose max_connections is known ({KNOWN_SKUS_TEXT})",
+                got=s.postgres.sku_name,
+            )
+        )
+    a = s.observability.alerting
+    if s.is_prod:
+        for key in ("pagerduty_azure_integration_key", "slack_channel_email"):
+            if getattr(a, key) is None:
+                p.append(
+                    Problem(
+                        key=f"observability.alerting.{to_camel(key)}",
+                        message="is required in prod: the database alerts in Azure Monitor page and post through it"
+                        " (a secure value: pulumi config set --secret --path ...)",
+                        has_got=False,
+                    )
+                )
+    return p
+
+
 # Every check, in the order its lines are reported. A check reads the parts of the stack it needs
 # (network, aks, ..., environment); ``loading.validate`` runs those whose parts all have a valid shape.
 CHECKS: list[Callable[[StackSettings], list[Problem]]] = [
@@ -820,4 +849,5 @@ CHECKS: list[Callable[[StackSettings], list[Problem]]] = [
     prod_aks_rules,
     prod_postgres_rules,
     prod_rollouts_rules,
+    monitoring_rules,
 ]
