@@ -25,6 +25,7 @@ class AzureAlerts(pulumi.ComponentResource):
         resource_group_name: pulumi.Input[str],
         servers: Sequence[tuple[render.Server, pulumi.Input[str]]],
         vault_id: pulumi.Input[str] | None = None,
+        edge_id: pulumi.Input[str] | None = None,  # the Application Gateway for Containers (WAF)
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("event-backbone:platform:AzureAlerts", name, None, opts)
@@ -78,6 +79,9 @@ class AzureAlerts(pulumi.ComponentResource):
         if vault_id is not None:
             targets["vault"] = vault_id
             specs += render.vault_alerts(s)
+        if edge_id is not None:
+            targets["edge"] = edge_id
+            specs += render.edge_alerts(s)
         self.alerts: dict[str, monitor.MetricAlert] = {}
         for spec in specs:
             self.alerts[f"{spec.target}/{spec.name}"] = self._alert(s, spec, targets, resource_group_name, tags)
@@ -94,7 +98,7 @@ class AzureAlerts(pulumi.ComponentResource):
         receiver = render.receiver_for(s, spec.severity)
         group = self.action_groups.get(receiver)
         runbook = f"{s.observability.alerting.runbook_base_url.rstrip('/')}/{spec.name}.md"
-        suffix = "" if spec.target in ("primary", "vault") else f"-{spec.target}"
+        suffix = "" if spec.target in ("primary", "vault", "edge") else f"-{spec.target}"
         return monitor.MetricAlert(
             f"alert-{spec.name.lower()}{suffix}",
             monitor.MetricAlertArgs(
@@ -119,6 +123,11 @@ class AzureAlerts(pulumi.ComponentResource):
                             operator=monitor.Operator(spec.operator),
                             threshold=spec.threshold,
                             time_aggregation=monitor.AggregationTypeEnum(spec.aggregation),
+                            dimensions=[
+                                monitor.MetricDimensionArgs(name=d, operator="Include", values=list(values))
+                                for d, values in spec.dimensions
+                            ]
+                            or None,
                         )
                     ],
                 ),

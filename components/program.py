@@ -90,16 +90,25 @@ def main(settings: StackSettings | None = None) -> None:
             "registry": acr.registry_id,
         },
     )
-    # Alerts Azure evaluates (up even when the cluster is not): the database and its replicas
-    # (one (Server, id) pair each; the data tier appends its replicas here), the vault.
-    AzureAlerts("azure-alerts", s, net.resource_group_name, [(primary(s), pg.server_id)], vault_id=vault.vault_id)
     observability = Observability("observability", s, vault, aks.provider, client, registry=images)
+    edge_id: pulumi.Output[str] | None = None
     if s.edge.enabled:
         edge = Edge("edge", s, net, aks, client)
+        edge_id = edge.traffic_controller_id
         certificates = EdgeCertificates("edge-certificates", s, net, aks, client, edge, registry=images)
         pulumi.export("edgeFrontendFqdn", edge.frontend_fqdn)
         if certificates.zone_name_servers is not None:
             pulumi.export("edgeDnsZoneNameServers", certificates.zone_name_servers)
+    # Alerts Azure evaluates (up even when the cluster is not): the database and its replicas
+    # (one (Server, id) pair each; the data tier appends its replicas here), the vault, the edge WAF.
+    AzureAlerts(
+        "azure-alerts",
+        s,
+        net.resource_group_name,
+        [(primary(s), pg.server_id)],
+        vault_id=vault.vault_id,
+        edge_id=edge_id,
+    )
     if s.rollouts.enabled:
         Rollouts("rollouts", s, aks.provider, crds=observability.crds, registry=images)
     if s.broker.backend == "cloudamqp":

@@ -54,6 +54,7 @@ class MetricAlertSpec:
     severity: Literal["critical", "warning"]
     summary: str
     availability: bool = False  # the alert that says the resource is up at all
+    dimensions: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (dimension, values included)
 
     @property
     def azure_severity(self) -> int:
@@ -193,6 +194,36 @@ def vault_alerts(s: StackSettings) -> list[MetricAlertSpec]:
             severity="critical",
             summary="Key Vault serves less than 99% of requests (15 minutes)",
             availability=True,
+        )
+    ]
+
+
+EDGE_NAMESPACE = "Microsoft.ServiceNetworking/trafficControllers"
+
+
+def edge_alerts(s: StackSettings) -> list[MetricAlertSpec]:
+    """The team's "failed auth attempts > 100/min -> block the source" is the edge WAF's per-client
+    rate limit (components/edge.py: waf_custom_rules, ``edge.waf.rateLimitRequests`` per
+    ``rateLimitWindow``): the WAF blocks the source itself; this tells the team it does.
+    AzwafCustomRule counts custom-rule matches (the rate limit is the only custom rule); in
+    Prevention mode only its blocks count, in Detection mode (dev) every match."""
+    w = s.edge.waf
+    per_minute = s.observability.thresholds.waf_blocks_per_minute
+    return [
+        MetricAlertSpec(
+            name="EdgeWafRateLimitBlocking",
+            target="edge",
+            namespace=EDGE_NAMESPACE,
+            metric="AzwafCustomRule",
+            operator="GreaterThan",
+            threshold=per_minute * 5,
+            aggregation="Total",
+            window="PT5M",
+            frequency="PT1M",
+            severity="warning",
+            summary=f"The edge WAF's rate limit ({w.rate_limit_requests} requests per client per "
+            f"{w.rate_limit_window}) is {'blocking' if w.mode == 'Prevention' else 'matching'} clients",
+            dimensions=(("Action", ("Block",)),) if w.mode == "Prevention" else (),
         )
     ]
 
