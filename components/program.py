@@ -28,6 +28,7 @@ from .network import Network
 from .observability import Observability
 from .postgres import Postgres, PostgresBootstrap
 from .render.db_alerts import primary
+from .retention import Retention
 from .rollouts import Rollouts
 from .settings import StackSettings
 from .vault import Vault
@@ -90,7 +91,11 @@ def main(settings: StackSettings | None = None) -> None:
             "registry": acr.registry_id,
         },
     )
-    observability = Observability("observability", s, vault, aks.provider, client, registry=images)
+    # 90 days of application logs, a year of metrics (remote write to an Azure Monitor workspace)
+    retention = Retention("retention", s, net.resource_group_name, aks.workspace_id, aks.oidc_issuer_url, client)
+    observability = Observability(
+        "observability", s, vault, aks.provider, client, registry=images, remote_write=retention.remote_write
+    )
     edge_id: pulumi.Output[str] | None = None
     if s.edge.enabled:
         edge = Edge("edge", s, net, aks, client)

@@ -113,6 +113,18 @@ TYPES: dict[str, ArmType] = {
         ),
         "azure-native:monitor:ActionGroup": ArmType("Microsoft.Insights/actionGroups", ("actionGroupName",)),
         "azure-native:monitor:MetricAlert": ArmType("Microsoft.Insights/metricAlerts", ("ruleName",)),
+        "azure-native:monitor:AzureMonitorWorkspace": ArmType(
+            "Microsoft.Monitor/accounts", ("azureMonitorWorkspaceName",)
+        ),
+        "azure-native:monitor:DataCollectionEndpoint": ArmType(
+            "Microsoft.Insights/dataCollectionEndpoints", ("dataCollectionEndpointName",)
+        ),
+        "azure-native:monitor:DataCollectionRule": ArmType(
+            "Microsoft.Insights/dataCollectionRules", ("dataCollectionRuleName",)
+        ),
+        "azure-native:operationalinsights:Table": ArmType(
+            "Microsoft.OperationalInsights/workspaces/tables", ("workspaceName", "tableName")
+        ),
         "azure-native:network:VirtualNetwork": ArmType("Microsoft.Network/virtualNetworks", ("virtualNetworkName",)),
         "azure-native:network:Subnet": ArmType(
             "Microsoft.Network/virtualNetworks/subnets", ("virtualNetworkName", "subnetName")
