@@ -44,4 +44,4 @@ def test_a_broken_baseline_is_caught(stack, tmp_path):
     proc = subprocess.run(
         [promtool, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=600
     )
-    assert proc.returncode != 0 and "ServiceThroughputLow" in proc.stdout
+    assert proc.returncode != 0 and "ServiceThroughputLow" in proc.stdout + proc.stderr

@@ -167,6 +167,15 @@ def postgres_rules(s: StackSettings) -> list[Problem]:
                 got=s.postgres.standby_availability_zone,
             )
         )
+    if max_connections(s.postgres.sku_name) is None:
+        # the database alerts compare active_connections to a share of it, computed at plan time
+        p.append(
+            Problem(
+                key="postgres.skuName",
+                message=f"must be a flexible server SKU whose max_connections is known ({KNOWN_SKUS_TEXT})",
+                got=s.postgres.sku_name,
+            )
+        )
     if s.postgres.high_availability != "Disabled" and s.postgres.sku_tier == "Burstable":
         p.append(
             Problem(
@@ -507,6 +516,17 @@ def observability_rules(s: StackSettings) -> list[Problem]:
                         has_got=False,
                     )
                 )
+        # Azure Monitor's database alerts page and post through these (docs/monitoring.md)
+        for key in ("pagerduty_azure_integration_key", "slack_channel_email"):
+            if getattr(o.alerting, key) is None:
+                p.append(
+                    Problem(
+                        key=f"observability.alerting.{to_camel(key)}",
+                        message="is required in prod: the database alerts in Azure Monitor page and post through it"
+                        " (a secure value: pulumi config set --secret --path ...)",
+                        has_got=False,
+                    )
+                )
     return p
 
 
@@ -801,34 +821,6 @@ def prod_rollouts_rules(s: StackSettings) -> list[Problem]:
     return p
 
 
-def monitoring_rules(s: StackSettings) -> list[Problem]:
-    """The database alerts need the SKU's max_connections (a fixed threshold, computed at plan
-    time); in prod Azure Monitor must reach the same PagerDuty service and Slack channel as
-    Alertmanager (docs/monitoring.md)."""
-    p: list[Problem] = []
-    if max_connections(s.postgres.sku_name) is None:
-        p.append(
-            Problem(
-                key="postgres.skuName",
-                message=f"must be a flexible server SKU whose max_connections is known ({KNOWN_SKUS_TEXT})",
-                got=s.postgres.sku_name,
-            )
-        )
-    a = s.observability.alerting
-    if s.is_prod:
-        for key in ("pagerduty_azure_integration_key", "slack_channel_email"):
-            if getattr(a, key) is None:
-                p.append(
-                    Problem(
-                        key=f"observability.alerting.{to_camel(key)}",
-                        message="is required in prod: the database alerts in Azure Monitor page and post through it"
-                        " (a secure value: pulumi config set --secret --path ...)",
-                        has_got=False,
-                    )
-                )
-    return p
-
-
 # Every check, in the order its lines are reported. A check reads the parts of the stack it needs
 # (network, aks, ..., environment); ``loading.validate`` runs those whose parts all have a valid shape.
 CHECKS: list[Callable[[StackSettings], list[Problem]]] = [
@@ -849,5 +841,4 @@ CHECKS: list[Callable[[StackSettings], list[Problem]]] = [
     prod_aks_rules,
     prod_postgres_rules,
     prod_rollouts_rules,
-    monitoring_rules,
 ]
