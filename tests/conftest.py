@@ -14,10 +14,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pulumi.runtime import rpc  # noqa: E402
+from tools import toolchain  # noqa: E402
 
 from dryrun import plan as plan_mod  # noqa: E402
 from dryrun.runner import RunResult, run_stack  # noqa: E402
-from tools import toolchain  # noqa: E402
 
 STACKS = ("dev", "prod")
 

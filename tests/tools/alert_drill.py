@@ -42,9 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from tools import toolchain
 
 from components.render import alertmanager as AM
-from tools import toolchain
 
 # Prometheus and Alertmanager of the testing root (tests/tools/toolchain.py): the versions the
 # pinned kube-prometheus-stack runs, same major.minor (tests/test_versions.py).

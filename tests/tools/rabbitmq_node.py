@@ -4,9 +4,10 @@ Everything binds 127.0.0.1 (AMQP, AMQPS, management, prometheus, Erlang distribu
 an epmd on a private port that this module starts itself and stops by its PID); the node
 runs in its own process group so that it can be killed as a whole, and ``close()`` leaves
 nothing behind. RabbitMQ from the testing root (``tests/tools/toolchain.py``: Debian testing's
-``rabbitmq-server``, the real script under ``/usr/lib/rabbitmq/bin``, not the su wrapper). Ports are taken below 32768, outside Linux's
-ephemeral range, where an outgoing connection can grab a port between the check and the
-bind (``eaddrinuse`` was seen there for the distribution port).
+``rabbitmq-server``, the real script under ``/usr/lib/rabbitmq/bin``, not the su wrapper).
+Ports are taken below 32768, outside Linux's ephemeral range, where an outgoing connection can
+grab a port between the check and the bind (``eaddrinuse`` was seen there for the distribution
+port).
 
 tests/tools/rabbitmq_cluster.py builds an N-node cluster out of these nodes."""
 
