@@ -42,6 +42,7 @@ NAMES = {
     **PRIVILEGED,
     "2a1e307c-b015-4ebd-883e-5b7698a07328": "Container Registry Repository Writer",
     "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba": "Key Vault Certificate User",
+    "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
     CONTRIBUTOR: "Contributor",
     READER: "Reader",
     STORAGE_BLOB_DATA_CONTRIBUTOR: "Storage Blob Data Contributor",

@@ -264,6 +264,7 @@ class Edge(pulumi.ComponentResource):
         self.namespace = ns
         self.frontend_fqdn = frontend.fqdn
         self.waf_policy_id = waf.id
+        self.traffic_controller_id = controller.id  # its WAF metrics: components/azure_alerts.py
         self.register_outputs({"frontendFqdn": self.frontend_fqdn, "wafPolicyId": self.waf_policy_id})
 
 

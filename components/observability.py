@@ -6,6 +6,7 @@ PrometheusRule and the dashboards. Data from components.render; this module only
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -16,6 +17,9 @@ from .render import redis as redis_render
 from .render.helm_values import Chart
 from .settings import StackSettings
 from .vault import Vault
+
+if TYPE_CHECKING:
+    from .retention import RemoteWrite
 
 
 class Observability(pulumi.ComponentResource):
@@ -31,6 +35,7 @@ class Observability(pulumi.ComponentResource):
         provider: k8s.Provider,
         client: pulumi.Output | None = None,  # authorization.get_client_config_output(): the tenant for sign-in
         registry: pulumi.Input[str] | None = None,  # the stack's registry login server: images through it
+        remote_write: RemoteWrite | None = None,  # the metrics archive (components/retention.py)
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("event-backbone:platform:Observability", name, None, opts)
@@ -105,7 +110,10 @@ class Observability(pulumi.ComponentResource):
             )
 
         tenant = client.tenant_id if client is not None else helm_values.TENANT_PLACEHOLDER
-        values = helm_values.all_values(s, tenant, registry)
+        archive = {}
+        if remote_write is not None:
+            archive = {"remote_write_url": remote_write.url, "remote_write_client_id": remote_write.client_id}
+        values = helm_values.all_values(s, tenant, registry, **archive)
         stack = release(helm_values.KUBE_PROMETHEUS_STACK, values[helm_values.KUBE_PROMETHEUS_STACK], extra)
         jaeger = release(helm_values.JAEGER, values[helm_values.JAEGER], extra)
         sampler = release(helm_values.OTEL_SAMPLER, values[helm_values.OTEL_SAMPLER], [stack, jaeger])

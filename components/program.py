@@ -15,6 +15,7 @@ from pulumi_azure_native import authorization
 from . import registry
 from . import settings as settings_mod
 from .aks import Aks
+from .azure_alerts import AzureAlerts
 from .broker import Broker
 from .budget import Budget
 from .cloudamqp import CloudAmqpBroker
@@ -31,6 +32,8 @@ from .observability import Observability
 from .postgres import Postgres, PostgresBootstrap
 from .postgres_replicas import DrNetwork, PostgresReplicas
 from .redis import Redis
+from .render.db_alerts import primary, replica_alerts
+from .retention import Retention
 from .rollouts import Rollouts
 from .settings import StackSettings
 from .vault import Vault
@@ -134,13 +137,29 @@ def main(settings: StackSettings | None = None) -> None:
             **({"redis": redis.cluster_id} if redis else {}),
         },
     )
-    observability = Observability("observability", s, vault, aks.provider, client, registry=images)
+    # 90 days of application logs, a year of metrics (remote write to an Azure Monitor workspace)
+    retention = Retention("retention", s, net.resource_group_name, aks.workspace_id, aks.oidc_issuer_url, client)
+    observability = Observability(
+        "observability", s, vault, aks.provider, client, registry=images, remote_write=retention.remote_write
+    )
+    edge_id: pulumi.Output[str] | None = None
     if s.edge.enabled:
         edge = Edge("edge", s, net, aks, client)
+        edge_id = edge.traffic_controller_id
         certificates = EdgeCertificates("edge-certificates", s, net, aks, client, edge, registry=images)
         pulumi.export("edgeFrontendFqdn", edge.frontend_fqdn)
         if certificates.zone_name_servers is not None:
             pulumi.export("edgeDnsZoneNameServers", certificates.zone_name_servers)
+    # Alerts Azure evaluates (up even when the cluster is not): the database and its replicas
+    # (one (Server, id) pair each: the primary, the read replicas, the DR replica), the vault, the edge WAF.
+    AzureAlerts(
+        "azure-alerts",
+        s,
+        net.resource_group_name,
+        [(primary(s), pg.server_id)] + [(replica_alerts(s, key), r.id) for key, r in replica_servers.items()],
+        vault_id=vault.vault_id,
+        edge_id=edge_id,
+    )
     if s.rollouts.enabled:
         Rollouts("rollouts", s, aks.provider, crds=observability.crds, registry=images)
     if s.broker.backend == "cloudamqp":

@@ -133,6 +133,18 @@ TYPES: dict[str, ArmType] = {
             "Microsoft.Cache/redisEnterprise/databases/accessPolicyAssignments",
             ("clusterName", "databaseName", "accessPolicyAssignmentName"),
         ),
+        "azure-native:monitor:AzureMonitorWorkspace": ArmType(
+            "Microsoft.Monitor/accounts", ("azureMonitorWorkspaceName",)
+        ),
+        "azure-native:monitor:DataCollectionEndpoint": ArmType(
+            "Microsoft.Insights/dataCollectionEndpoints", ("dataCollectionEndpointName",)
+        ),
+        "azure-native:monitor:DataCollectionRule": ArmType(
+            "Microsoft.Insights/dataCollectionRules", ("dataCollectionRuleName",)
+        ),
+        "azure-native:operationalinsights:Table": ArmType(
+            "Microsoft.OperationalInsights/workspaces/tables", ("workspaceName", "tableName")
+        ),
         "azure-native:network:VirtualNetwork": ArmType("Microsoft.Network/virtualNetworks", ("virtualNetworkName",)),
         "azure-native:network:VirtualNetworkPeering": ArmType(
             "Microsoft.Network/virtualNetworks/virtualNetworkPeerings",

@@ -202,6 +202,14 @@ class PlatformMocks(pmocks.Mocks):
             return {"hostName": f"{name}.{inputs.get('location', 'westeurope')}.redis.azure.net"}
         if kind == "Zone":
             return {"nameServers": ["ns1-01.azure-dns.com.", "ns2-01.azure-dns.net."]}
+        if (
+            kind == "DataCollectionEndpoint"
+        ):  # Azure's shape: <name>-<suffix>.<region>-1.metrics.ingest.monitor.azure.com
+            return {
+                "metricsIngestion": {"endpoint": f"https://{name}-ab12.westeurope-1.metrics.ingest.monitor.azure.com"}
+            }
+        if kind == "DataCollectionRule":
+            return {"immutableId": f"dcr-{hashlib.md5(name.encode()).hexdigest()}"}
         return {}
 
     # ------------------------------------------------------------------ invokes

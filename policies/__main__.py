@@ -1,7 +1,7 @@
 """The event-backbone policy pack. PolicyPack(...) serves gRPC and never returns, so only
 this file builds it; the policies live in access.py, audit.py, tls.py, backups.py, hardening.py,
-database_access.py, edge.py, assignable_roles.py, replicas.py, images.py and managed_redis.py (not redis.py:
-it would shadow the redis client package on the tests' path)."""
+database_access.py, edge.py, assignable_roles.py, replicas.py, images.py, monitoring.py and managed_redis.py
+(not redis.py: it would shadow the redis client package on the tests' path)."""
 
 import access
 import assignable_roles
@@ -12,6 +12,7 @@ import edge
 import hardening
 import images
 import managed_redis
+import monitoring
 import replicas
 import tls
 from pulumi_policy import EnforcementLevel, PolicyPack
@@ -31,6 +32,7 @@ PolicyPack(
         *managed_redis.POLICIES,
         *replicas.POLICIES,
         *images.POLICIES,
+        *monitoring.POLICIES,
     ],
     description="No change may drop TLS or backups on the event-backbone platform.",
 )

@@ -101,9 +101,13 @@ def slo_series(s: StackSettings, slo: Slo, segments: list[tuple[float, int]], pe
                 *[(per_minute * f, n) for f, n in segments]
             ),
         }
-    if slo.kind == "latency":
+    if slo.kind in ("latency", "saga-duration"):
         le = f"{slo.latency_threshold_seconds:g}"
         base = m.end_to_end_latency
+        if slo.kind == "saga-duration":
+            # as Prometheus 3 stores it (an integer bound gets ".0"), with the saga label
+            le, base = (le + ".0" if "." not in le else le), m.saga_duration
+            svc = f'{svc},{m.saga_label}="order"'
         return {
             f'{base}_bucket{{{svc},le="{le}"}}': counter(*[(per_minute * (1 - f), n) for f, n in segments]),
             f'{base}_bucket{{{svc},le="+Inf"}}': counter(*[(per_minute, n) for f, n in segments]),
@@ -429,5 +433,7 @@ def tracing_cases(s: StackSettings) -> list[dict]:
 
 
 def test_file(s: StackSettings, rules_path: str) -> dict:
-    cases = slo_cases(s) + threshold_cases(s) + tracing_cases(s)
+    import monitoring_cases
+
+    cases = slo_cases(s) + threshold_cases(s) + tracing_cases(s) + monitoring_cases.cases(s)
     return {"rule_files": [rules_path], "evaluation_interval": "1m", "tests": cases}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 
+import monitoring_cases
 import promtool_cases
 from conftest import ROOT, require_tool
 
@@ -33,7 +34,8 @@ def test_promtool_unit_tests_for_every_alert(stack, tmp_path):
     tested = {t["alertname"] for c in doc["tests"] for t in c["alert_rule_test"]}
     firing = {t["alertname"] for c in doc["tests"] for t in c["alert_rule_test"] if t["exp_alerts"]}
     silent = {t["alertname"] for c in doc["tests"] for t in c["alert_rule_test"] if not t["exp_alerts"]} | {"Watchdog"}
-    names = {a["alert"] for a in R.alerts(stack.settings)}
+    # (the throughput alert needs a day of history: tests/test_monitoring_promtool.py)
+    names = {a["alert"] for a in R.alerts(stack.settings)} - monitoring_cases.LONG
     assert names == tested == firing, "every alert needs a firing case"
     assert names <= silent, "every alert needs a healthy case"
     (tmp_path / "tests.yaml").write_text(to_yaml(doc))
@@ -49,7 +51,7 @@ def test_a_ten_minute_spike_does_not_trigger_the_burn_alerts(planned, tmp_path):
     stack = planned["prod"]
     rules = write_rules(stack, tmp_path)
     cases = promtool_cases.spike_cases(stack.settings)
-    assert len(cases) == 3
+    assert len(cases) == len([x for x in R.slos(stack.settings) if x.kind != "broker-availability"]) >= 3
     procs = []
     for i, c in enumerate(cases):  # one promtool per case: they run in parallel
         (tmp_path / f"spike-{i}.yaml").write_text(

@@ -35,9 +35,9 @@ def allowed_metrics(s) -> set[str]:
     return contract | recorded
 
 
-def test_the_four_dashboards(stack):
+def test_the_dashboards(stack):
     boards = D.dashboards(stack.settings)
-    assert set(boards) == {"event-pipeline", "dead-letter-queues", "slos", "broker"}
+    assert set(boards) == {"event-pipeline", "dead-letter-queues", "slos", "broker", "sagas", "services"}
     titles = {name: [p["title"] for p in b["panels"]] for name, b in boards.items()}
     assert any("success ratio" in t for t in titles["event-pipeline"])
     assert any("Queue depth" in t for t in titles["event-pipeline"]) and any(
@@ -52,6 +52,11 @@ def test_the_four_dashboards(stack):
         assert any(t.startswith(f"{slo.name}: burn rate") for t in titles["slos"])
     for word in ("Nodes", "Memory", "disk", "Connections"):
         assert any(word.lower() in t.lower() for t in titles["broker"]), word
+    # issue 22: saga duration percentiles, timeouts, in flight; the service table's signals
+    for word in ("duration p50 / p95 / p99", "timeouts", "in flight"):
+        assert any(word in t for t in titles["sagas"]), word
+    for word in ("P95", "Error ratio", "Throughput", "CPU"):
+        assert any(word in t for t in titles["services"]), word
 
 
 def test_every_query_is_valid_promql(stack, tmp_path):

@@ -18,6 +18,7 @@ import edge
 import hardening
 import images
 import managed_redis
+import monitoring
 import pytest
 import replicas
 import tls
@@ -477,6 +478,7 @@ def test_every_policy_is_in_the_pack_and_mandatory():
         managed_redis,
         replicas,
         images,
+        monitoring,
     )
     expected = {p.name for pack in packs for p in pack.POLICIES}
     assert set(names) == expected and len(expected) >= 15

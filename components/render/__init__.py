@@ -55,13 +55,37 @@ def labelled_namespace(name: str, enforce: str) -> dict:
 
 
 def artefacts(s: StackSettings) -> dict[str, str]:
-    from . import alertmanager, broker, clients, dashboards, database_contract, helm_values, rollouts, rules
+    from . import (
+        alertmanager,
+        broker,
+        clients,
+        dashboards,
+        database_contract,
+        db_alerts,
+        helm_values,
+        prometheus_config,
+        rollouts,
+        rules,
+    )
 
     definitions = broker.definitions(s, broker.placeholder_hashes(s))
     files = {
         "rabbitmq/definitions.json": json.dumps(definitions, indent=2) + "\n",
         "prometheus/rules.yaml": to_yaml(rules.rules_file(s)),
         "alertmanager/alertmanager.yaml": to_yaml(alertmanager.config(s)),
+        # what the operator writes for our part of Prometheus's configuration (remote write)
+        "prometheus/prometheus.yaml": to_yaml(prometheus_config.config(s, ["rules.yaml"])),
+        # the Azure Monitor alerts with their computed thresholds and receivers (no credential)
+        "azure-monitor/metric-alerts.json": json.dumps(
+            db_alerts.summary_table(
+                s,
+                db_alerts.database_alerts(s, [db_alerts.primary(s)])
+                + db_alerts.vault_alerts(s)
+                + (db_alerts.edge_alerts(s) if s.edge.enabled else []),
+            ),
+            indent=2,
+        )
+        + "\n",
     }
     # one contract per service user, read back from the same definitions
     for service, contract in clients.client_contracts(s, definitions).items():

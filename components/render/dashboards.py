@@ -1,4 +1,4 @@
-"""Grafana dashboards as code: event pipeline, dead-letter queues, SLOs, broker.
+"""Grafana dashboards as code: event pipeline, dead-letter queues, SLOs, broker, sagas, services.
 
 Built with Grafana's typed builders (grafana-foundation-sdk, its "next" build: Grafana's main
 branch, the 12.x line; dashboard schemaVersion 41) and provisioned as ConfigMaps that the Grafana sidecar picks up.
@@ -230,8 +230,78 @@ def broker(s: StackSettings) -> dict[str, Any]:
     return d.json()
 
 
+def sagas(s: StackSettings) -> dict[str, Any]:
+    """Saga duration percentiles, timeouts and in-flight sagas (render/saga.py's recording rules)."""
+    m = s.observability.metrics
+    legend = f"{{{{{m.service_label}}}}} {{{{{m.saga_label}}}}}"
+    d = _Board("eb-sagas", "Sagas", ["sagas"])
+    d.panel(
+        "Saga duration p50 / p95 / p99",
+        [(f"saga:duration_seconds:p{q}_5m", f"p{q} {legend}") for q in (50, 95, 99)],
+        "s",
+        width=24,
+    )
+    d.panel("Sagas in flight", [("saga:in_flight", legend)], "short")
+    d.panel(
+        "Saga timeouts (share of started)",
+        [("saga:timed_out:rate5m / saga:started:rate5m", legend)],
+        "percentunit",
+        description=f"Alert SagaTimeoutsHigh above {s.observability.thresholds.saga_timeout_max_percent:g}%.",
+    )
+    d.panel(
+        "Sagas by outcome",
+        [
+            (f"sum by ({m.service_label}, {m.saga_label}) (saga:{outcome}:rate5m)", f"{outcome} {legend}")
+            for outcome in ("started", "completed", "compensated", "timed_out")
+        ],
+        "ops",
+        width=24,
+    )
+    return d.json()
+
+
+def services(s: StackSettings) -> dict[str, Any]:
+    """The service alert table's signals (render/service_alerts.py's recording rules)."""
+    svc = f"{{{{{s.observability.metrics.span_service_label}}}}}"  # the span metrics' own service label
+    t = s.observability.thresholds
+    d = _Board("eb-services", "Services", ["services"])
+    d.panel(
+        "Response time P95 (server and consumer spans)",
+        [("service:request_duration_seconds:p95_5m", svc)],
+        "s",
+        description=f"Pages above {t.request_p95_seconds * 1000:g} ms for 5 minutes (ServiceLatencyP95High).",
+    )
+    d.panel(
+        "Error ratio",
+        [("service:request_errors:ratio_rate5m", svc)],
+        "percentunit",
+        description=f"Pages above {t.request_error_max_percent:g}% for 2 minutes (ServiceErrorRateHigh).",
+    )
+    d.panel(
+        "Throughput against yesterday's",
+        [("service:requests:rate5m", f"now {svc}"), ("service:requests:baseline", f"this hour yesterday {svc}")],
+        "reqps",
+        description=f"A ticket under {t.throughput_min_baseline_percent}% of the baseline (ServiceThroughputLow).",
+    )
+    d.panel(
+        "Pod CPU / requests, memory / limits",
+        [
+            ("max by (namespace) (namespace_pod_container:cpu_usage:ratio_requests)", "cpu {{namespace}}"),
+            ("max by (namespace) (namespace_pod_container:memory_working_set:ratio_limits)", "memory {{namespace}}"),
+        ],
+        "percentunit",
+    )
+    return d.json()
+
+
 def dashboards(s: StackSettings) -> dict[str, dict[str, Any]]:
-    boards = {"event-pipeline": event_pipeline(s), "dead-letter-queues": dead_letters(s), "slos": slos(s)}
+    boards = {
+        "event-pipeline": event_pipeline(s),
+        "dead-letter-queues": dead_letters(s),
+        "slos": slos(s),
+        "sagas": sagas(s),
+        "services": services(s),
+    }
     if R.in_cluster_broker(s):
         boards["broker"] = broker(s)
     return boards

@@ -108,6 +108,35 @@ def disruption(s: StackSettings, replicas: int) -> tuple[dict, dict]:
     )
 
 
+def prometheus_service_account() -> str:
+    """The ServiceAccount the chart creates for Prometheus (prometheus.serviceAccount.name empty)."""
+    return f"{KUBE_PROMETHEUS_STACK.release}-prometheus"
+
+
+# Stand-ins where the real values are only known after a deployment (the artefacts under build/).
+REMOTE_WRITE_URL_PLACEHOLDER = (
+    "https://<dce>.westeurope-1.metrics.ingest.monitor.azure.com/dataCollectionRules/<dcr-immutable-id>"
+    "/streams/Microsoft-PrometheusMetrics/api/v1/write?api-version=2023-04-24"
+)
+CLIENT_ID_PLACEHOLDER = "00000000-0000-0000-0000-000000000001"
+
+
+def remote_write(s: StackSettings, url: Any, tenant_id: Any) -> list[dict]:
+    """Every sample to the Azure Monitor workspace (a year of metrics, docs/monitoring.md): Entra
+    authentication by the Azure SDK (Prometheus >= 2.52) with the pod's workload identity."""
+    if not s.observability.retention.long_term_metrics:
+        return []
+    return [
+        {
+            "name": "azure-monitor-workspace",
+            "url": url,
+            "azureAd": {"cloud": "AzurePublic", "sdk": {"tenantId": tenant_id}},
+            # a backlog after an outage drains without starving the local TSDB
+            "queueConfig": {"capacity": 10000, "maxShards": 50, "maxSamplesPerSend": 2000},
+        }
+    ]
+
+
 def grafana_service() -> str:
     """The Grafana Service the kube-prometheus-stack release creates (port 80)."""
     return f"{KUBE_PROMETHEUS_STACK.release}-grafana"
@@ -159,7 +188,13 @@ def _fmt(template: str, tenant_id: Any, action: str) -> Any:
     return template.format(tenant_id, action)
 
 
-def kube_prometheus_stack(s: StackSettings, tenant_id: Any = TENANT_PLACEHOLDER, registry: Any = None) -> dict:
+def kube_prometheus_stack(
+    s: StackSettings,
+    tenant_id: Any = TENANT_PLACEHOLDER,
+    registry: Any = None,
+    remote_write_url: Any = REMOTE_WRITE_URL_PLACEHOLDER,
+    remote_write_client_id: Any = CLIENT_ID_PLACEHOLDER,
+) -> dict:
     o = s.observability
     img = chart_image
     grafana = {
@@ -235,6 +270,14 @@ def kube_prometheus_stack(s: StackSettings, tenant_id: Any = TENANT_PLACEHOLDER,
         **img("quay.io", "prometheus/alertmanager", registry),
         "tag": o.alertmanager.image_tag,
     }
+    writes = remote_write(s, remote_write_url, tenant_id)
+    if writes:
+        values["prometheus"]["prometheusSpec"]["remoteWrite"] = writes
+        # the Prometheus pods sign in as the remote-write identity (workload identity webhook)
+        values["prometheus"]["prometheusSpec"]["podMetadata"] = {"labels": {"azure.workload.identity/use": "true"}}
+        values["prometheus"]["serviceAccount"] = {
+            "annotations": {"azure.workload.identity/client-id": remote_write_client_id}
+        }
     if registry is not None:
         values["prometheusOperator"] = {
             "image": img("quay.io", "prometheus-operator/prometheus-operator", registry),
@@ -617,10 +660,17 @@ def split_deletions(values: dict) -> tuple[dict, dict]:
     return kept, deleted
 
 
-def all_values(s: StackSettings, tenant_id: Any = TENANT_PLACEHOLDER, registry: Any = None) -> dict[Chart, dict]:
-    """``registry``: the stack's registry login server (every image through its cache)."""
+def all_values(
+    s: StackSettings,
+    tenant_id: Any = TENANT_PLACEHOLDER,
+    registry: Any = None,
+    remote_write_url: Any = REMOTE_WRITE_URL_PLACEHOLDER,
+    remote_write_client_id: Any = CLIENT_ID_PLACEHOLDER,
+) -> dict[Chart, dict]:
+    """``registry``: the stack's registry login server (every image through its cache);
+    ``remote_write_*``: the metrics archive's endpoint and identity (components/retention.py)."""
     return {
-        KUBE_PROMETHEUS_STACK: kube_prometheus_stack(s, tenant_id, registry),
+        KUBE_PROMETHEUS_STACK: kube_prometheus_stack(s, tenant_id, registry, remote_write_url, remote_write_client_id),
         OTEL_COLLECTOR: collector(s, registry),
         OTEL_SAMPLER: sampler(s, registry),
         JAEGER: jaeger(s, registry),

@@ -45,12 +45,25 @@ def error_ratio(s: StackSettings, slo: Slo, window: str) -> str:
             f"1 - (\n  {by} (rate({m.end_to_end_latency}_bucket{{{le}}}[{window}]))\n  /\n"
             f"  {by} (rate({m.end_to_end_latency}_count[{window}]))\n)"
         )
+    if slo.kind == "saga-duration":
+        # sagas slower than the threshold; Prometheus 3 stores an integer bucket bound as "30.0"
+        le = le_matcher(slo.latency_threshold_seconds or 0)
+        return (
+            f"1 - (\n  {by} (rate({m.saga_duration}_bucket{{{le}}}[{window}]))\n  /\n"
+            f"  {by} (rate({m.saga_duration}_count[{window}]))\n)"
+        )
     # broker availability: the share of scrapes in the window where the broker answered; the
     # Prometheus operator labels targets with their Kubernetes `service`
     expr = f"1 - avg by (service) (avg_over_time(up{{{broker_selector(s)}}}[{window}]))"
     if m.service_label != "service":
         expr = f'label_replace({expr}, "{m.service_label}", "$1", "service", "(.*)")'
     return expr
+
+
+def le_matcher(bound: float) -> str:
+    """A bucket bound as scraped by Prometheus 2 ("30") or 3 (which normalises it to "30.0")."""
+    text = f"{bound:g}"
+    return f'le=~"{text}|{text}[.]0"' if "." not in text and "e" not in text else f'le="{text}"'
 
 
 def recording_rules(s: StackSettings) -> list[dict]:
@@ -335,12 +348,18 @@ def watchdog(s: StackSettings) -> dict:
 
 
 def rule_groups(s: StackSettings) -> list[dict]:
+    from . import saga, service_alerts
+
     groups = [
         {"name": "event-backbone-slo-recording", "interval": "1m", "rules": recording_rules(s)},
         {"name": "event-backbone-slo-alerts", "rules": slo_alerts(s)},
         {"name": "event-backbone-pipeline", "rules": pipeline_alerts(s)},
         {"name": "event-backbone-broker", "rules": broker_alerts(s)},
         {"name": "event-backbone-tracing", "rules": tracing_alerts(s)},
+        {"name": "event-backbone-saga-recording", "interval": "1m", "rules": saga.recording_rules(s)},
+        {"name": "event-backbone-saga", "rules": saga.alerts(s)},
+        {"name": "event-backbone-service-recording", "interval": "1m", "rules": service_alerts.recording_rules(s)},
+        {"name": "event-backbone-services", "rules": service_alerts.alerts(s)},
         {"name": "event-backbone-meta", "rules": [watchdog(s)]},
     ]
     return [g for g in groups if g["rules"]]

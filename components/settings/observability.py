@@ -25,11 +25,27 @@ class MetricContract(Model):
     outcome_label: LabelName = "outcome"
     success_value: str = "success"
     failure_value: str = "failure"
+    # Sagas (docs/monitoring.md: the saga contract): counters by `service` and `saga` (the saga
+    # type, a bounded set of names; never an instance id), a duration histogram of finished sagas
+    # and a gauge of the sagas in flight.
+    saga_label: LabelName = "saga"
+    saga_started: MetricName = "saga_started_total"
+    saga_completed: MetricName = "saga_completed_total"
+    saga_compensated: MetricName = "saga_compensated_total"
+    saga_timed_out: MetricName = "saga_timed_out_total"
+    saga_duration: MetricName = "saga_duration_seconds"
+    saga_in_flight: MetricName = "saga_in_flight"
+    # Inbound work of every service (HTTP/gRPC server spans and message consumer spans) from the
+    # collector's span metrics (components/render/helm_values.py: span_metrics connector, pushed
+    # to Prometheus over OTLP): calls by status code, duration histogram in milliseconds.
+    span_calls: MetricName = "traces_span_metrics_calls_total"
+    span_duration_ms: MetricName = "traces_span_metrics_duration_milliseconds"
+    span_service_label: LabelName = "service_name"
 
 
 class Slo(Model):
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{2,40}$")]
-    kind: Literal["publish-success", "storage-success", "latency", "broker-availability"]
+    kind: Literal["publish-success", "storage-success", "latency", "broker-availability", "saga-duration"]
     objective_percent: float = Field(ge=90, le=99.999)
     latency_threshold_seconds: float | None = Field(default=None, gt=0)
 
@@ -40,6 +56,7 @@ def default_slos() -> list[Slo]:
         Slo(name="event-storage-success", kind="storage-success", objective_percent=99.9),
         Slo(name="event-e2e-latency", kind="latency", objective_percent=99.0, latency_threshold_seconds=0.5),
         Slo(name="broker-availability", kind="broker-availability", objective_percent=99.9),
+        Slo(name="saga-duration", kind="saga-duration", objective_percent=99.0, latency_threshold_seconds=30),
     ]
 
 
@@ -49,6 +66,15 @@ class Thresholds(Model):
     e2e_p99_seconds: float = Field(default=1.0, gt=0, alias="e2eP99Seconds")  # not to_camel's "e2EP99Seconds"
     volume_free_min_percent: int = Field(default=20, ge=5, le=50)
     memory_high_percent: int = Field(default=80, ge=50, le=99)
+    # sagas and the service alert table (docs/monitoring.md)
+    saga_timeout_max_percent: float = Field(default=1, gt=0, le=50)
+    request_p95_seconds: float = Field(default=0.2, gt=0)
+    request_error_max_percent: float = Field(default=1, gt=0, le=50)
+    throughput_min_baseline_percent: int = Field(default=50, ge=10, le=90)
+    throughput_baseline_min_rps: float = Field(default=1, ge=0)  # below this baseline: no throughput alert
+    pod_cpu_request_percent: int = Field(default=80, ge=50, le=200)
+    pod_memory_limit_percent: int = Field(default=85, ge=50, le=99)
+    waf_blocks_per_minute: int = Field(default=0, ge=0)  # blocked requests a minute tolerated before alerting
 
 
 class Alerting(Model):
@@ -56,6 +82,12 @@ class Alerting(Model):
     slack_webhook_url: str | None = None  # secure value
     slack_channel: Annotated[str, Field(pattern=r"^#[a-z0-9_-]+$")] = "#event-backbone-alerts"
     deadmans_switch_url: str | None = None  # secure value (e.g. a healthchecks.io ping URL)
+    # Azure Monitor's action groups reach the same PagerDuty service and Slack channel: the key of a
+    # "Microsoft Azure" integration on that PagerDuty service (its Events API v2 routing key above
+    # cannot parse Azure's alert payload) and the channel's email address (Slack's incoming webhooks
+    # cannot either). Both secure values.
+    pagerduty_azure_integration_key: str | None = None
+    slack_channel_email: str | None = None
     runbook_base_url: str = "https://github.com/event-backbone/event-backbone/blob/main/docs/runbooks"
 
 
@@ -64,6 +96,26 @@ class Alerting(Model):
 # v3.14.0, Alertmanager v0.34.0), which nothing here can run. Prometheus 3.5 is its long-term
 # support line. tests/test_versions.py fails when these and the proofs differ in major.minor.
 ImageTag = Annotated[str, Field(pattern=r"^v\d+\.\d+\.\d+$")]
+
+
+class DatabaseAlertSettings(Model):
+    """Azure Monitor metric alerts on each PostgreSQL flexible server (and read replica): evaluated
+    by Azure, so they fire when the cluster that runs Prometheus is down."""
+
+    connections_percent: int = Field(default=80, ge=50, le=95)  # of the SKU's max_connections
+    cpu_percent: int = Field(default=80, ge=50, le=99)
+    memory_percent: int = Field(default=85, ge=50, le=99)
+    storage_percent: int = Field(default=85, ge=50, le=95)
+    replication_lag_seconds: int = Field(default=300, ge=10, le=3600)
+
+
+class RetentionSettings(Model):
+    """Application logs in Log Analytics (table-level where the workspace default differs) and
+    metrics for a year: Prometheus remote-writes to an Azure Monitor workspace (managed
+    Prometheus keeps 18 months); docs/monitoring.md says why not Thanos."""
+
+    application_log_days: int = Field(default=90, ge=30, le=730)
+    long_term_metrics: bool = True
 
 
 class PrometheusSettings(Model):
@@ -134,3 +186,5 @@ class ObservabilitySettings(Model):
     jaeger: JaegerSettings = JaegerSettings()
     tracing: TracingSettings = TracingSettings()
     collector: CollectorSettings = CollectorSettings()
+    database_alerts: DatabaseAlertSettings = DatabaseAlertSettings()
+    retention: RetentionSettings = RetentionSettings()

@@ -18,6 +18,7 @@ from pydantic.alias_generators import to_camel
 
 from .aks import POOL_NAME_PATTERN
 from .errors import Problem
+from .pg_skus import KNOWN_SKUS_TEXT, max_connections
 from .redis import redis_rules
 from .vm_sizes import VM_LOCAL_DISKS, ephemeral_capacity_gb
 
@@ -165,6 +166,15 @@ def postgres_rules(s: StackSettings) -> list[Problem]:
                 message=f"must differ from postgres.availabilityZone ({s.postgres.availability_zone})"
                 " for zone-redundant HA",
                 got=s.postgres.standby_availability_zone,
+            )
+        )
+    if max_connections(s.postgres.sku_name) is None:
+        # the database alerts compare active_connections to a share of it, computed at plan time
+        p.append(
+            Problem(
+                key="postgres.skuName",
+                message=f"must be a flexible server SKU whose max_connections is known ({KNOWN_SKUS_TEXT})",
+                got=s.postgres.sku_name,
             )
         )
     if s.postgres.high_availability != "Disabled" and s.postgres.sku_tier == "Burstable":
@@ -667,6 +677,17 @@ def observability_rules(s: StackSettings) -> list[Problem]:
                     Problem(
                         key=f"observability.alerting.{to_camel(key)}",
                         message="is required in prod (a secure value: pulumi config set --secret --path ...)",
+                        has_got=False,
+                    )
+                )
+        # Azure Monitor's database alerts page and post through these (docs/monitoring.md)
+        for key in ("pagerduty_azure_integration_key", "slack_channel_email"):
+            if getattr(o.alerting, key) is None:
+                p.append(
+                    Problem(
+                        key=f"observability.alerting.{to_camel(key)}",
+                        message="is required in prod: the database alerts in Azure Monitor page and post through it"
+                        " (a secure value: pulumi config set --secret --path ...)",
                         has_got=False,
                     )
                 )

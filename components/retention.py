@@ -1,0 +1,163 @@
+"""Retention: application logs 90 days in Log Analytics, metrics for a year.
+
+* Logs: the containers' logs land in ``ContainerLogV2`` (Container Insights). Where the workspace's
+  retention (``aks.logRetentionDays``: dev 30, prod 90) differs from
+  ``observability.retention.applicationLogDays``, the table gets its own retention.
+* Metrics: Prometheus remote-writes every sample to an Azure Monitor workspace (managed
+  Prometheus keeps 18 months), through a data collection endpoint and rule of the stack's own,
+  signing in with a workload identity that may only publish to that rule (Monitoring Metrics
+  Publisher on the DCR). docs/monitoring.md says why not Thanos.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_azure_native import managedidentity, monitor, operationalinsights
+
+from . import rbac
+from .render import helm_values
+from .settings import StackSettings
+
+APPLICATION_LOG_TABLES = ("ContainerLogV2",)
+MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
+DESTINATION = "monitoring-account"
+
+
+def log_tables(s: StackSettings) -> dict[str, int]:
+    """Table -> retention days, for the tables whose retention must differ from the workspace's."""
+    days = s.observability.retention.application_log_days
+    if days == s.aks.log_retention_days:
+        return {}
+    return dict.fromkeys(APPLICATION_LOG_TABLES, days)
+
+
+def remote_write_url(endpoint: str, immutable_id: str) -> str:
+    """The DCR's Prometheus remote-write endpoint (Azure Monitor: self-managed Prometheus)."""
+    return (
+        f"{endpoint.rstrip('/')}/dataCollectionRules/{immutable_id}/streams/Microsoft-PrometheusMetrics"
+        "/api/v1/write?api-version=2023-04-24"
+    )
+
+
+@dataclass(frozen=True)
+class RemoteWrite:
+    url: pulumi.Input[str]
+    client_id: pulumi.Input[str]
+
+
+class Retention(pulumi.ComponentResource):
+    remote_write: RemoteWrite | None
+
+    def __init__(
+        self,
+        name: str,
+        settings: StackSettings,
+        resource_group_name: pulumi.Input[str],
+        workspace_id: pulumi.Input[str],
+        oidc_issuer_url: pulumi.Input[str],
+        client: pulumi.Output,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("event-backbone:platform:Retention", name, None, opts)
+        s = settings
+        child = pulumi.ResourceOptions(parent=self)
+        tags = {**s.tags, "environment": s.environment, "managedBy": "pulumi"}
+        workspace_name = pulumi.Output.from_input(workspace_id).apply(lambda i: i.rsplit("/", 1)[-1])
+        for table, days in log_tables(s).items():
+            operationalinsights.Table(
+                f"log-table-{table.lower()}",
+                operationalinsights.TableArgs(
+                    resource_group_name=resource_group_name,
+                    workspace_name=workspace_name,
+                    table_name=table,
+                    retention_in_days=days,
+                    total_retention_in_days=days,
+                ),
+                opts=child,
+            )
+
+        self.remote_write = None
+        if not s.observability.retention.long_term_metrics:
+            self.register_outputs({})
+            return
+        amw = monitor.AzureMonitorWorkspace(
+            "metrics-workspace",
+            monitor.AzureMonitorWorkspaceArgs(
+                resource_group_name=resource_group_name,
+                azure_monitor_workspace_name=s.name("amw"),
+                location=s.location,
+                tags=tags,
+            ),
+            opts=pulumi.ResourceOptions(parent=self, protect=s.protect),  # a year of metrics
+        )
+        dce = monitor.DataCollectionEndpoint(
+            "metrics-dce",
+            monitor.DataCollectionEndpointArgs(
+                resource_group_name=resource_group_name,
+                data_collection_endpoint_name=s.name("dce", "prometheus"),
+                location=s.location,
+                kind=monitor.KnownDataCollectionEndpointResourceKind.LINUX,
+                description="Prometheus remote-write ingestion (event-backbone)",
+                tags=tags,
+            ),
+            opts=child,
+        )
+        dcr = monitor.DataCollectionRule(
+            "metrics-dcr",
+            monitor.DataCollectionRuleArgs(
+                resource_group_name=resource_group_name,
+                data_collection_rule_name=s.name("dcr", "prometheus"),
+                location=s.location,
+                data_collection_endpoint_id=dce.id,
+                description="Prometheus remote-write from the cluster's Prometheus into the Azure Monitor workspace",
+                destinations=monitor.DataCollectionRuleDestinationsArgs(
+                    monitoring_accounts=[
+                        monitor.MonitoringAccountDestinationArgs(account_resource_id=amw.id, name=DESTINATION)
+                    ]
+                ),
+                data_flows=[
+                    monitor.DataFlowArgs(
+                        streams=[monitor.KnownPrometheusForwarderDataSourceStreams.MICROSOFT_PROMETHEUS_METRICS],
+                        destinations=[DESTINATION],
+                    )
+                ],
+                tags=tags,
+            ),
+            opts=child,
+        )
+        identity = managedidentity.UserAssignedIdentity(
+            "prometheus-remote-write-identity",
+            resource_group_name=resource_group_name,
+            resource_name_=s.name("id", "prometheus-remote-write"),
+            location=s.location,
+            tags=tags,
+            opts=child,
+        )
+        ns, sa = s.observability.namespace, helm_values.prometheus_service_account()
+        managedidentity.FederatedIdentityCredential(
+            "prometheus-remote-write-federation",
+            resource_group_name=resource_group_name,
+            resource_name_=identity.name,
+            federated_identity_credential_resource_name=f"{ns}-{sa}",
+            issuer=oidc_issuer_url,
+            subject=f"system:serviceaccount:{ns}:{sa}",
+            audiences=["api://AzureADTokenExchange"],
+            opts=child,
+        )
+        rbac.grant(
+            "prometheus-publishes-metrics",
+            role=MONITORING_METRICS_PUBLISHER,
+            principal_id=identity.principal_id,
+            scope=dcr.id,
+            client=client,
+            description="Prometheus remote-writes to the stack's data collection rule, nothing else",
+            opts=child,
+            principal_type="ServicePrincipal",
+        )
+        endpoint = dce.metrics_ingestion.apply(lambda m: m.endpoint if m is not None else None)
+        url = pulumi.Output.all(endpoint, dcr.immutable_id).apply(lambda a: remote_write_url(str(a[0]), str(a[1])))
+        self.remote_write = RemoteWrite(url=url, client_id=identity.client_id)
+        self.workspace_id = amw.id
+        self.register_outputs({"metricsWorkspaceId": amw.id})
