@@ -85,7 +85,16 @@ class AzureAlerts(pulumi.ComponentResource):
         self.alerts: dict[str, monitor.MetricAlert] = {}
         for spec in specs:
             self.alerts[f"{spec.target}/{spec.name}"] = self._alert(s, spec, targets, resource_group_name, tags)
+        self._settings = s
         self.register_outputs({})
+
+    def group_id(self, severity: str) -> pulumi.Output[str]:
+        """The action group an alert of this severity goes to: the receiver Alertmanager picks for
+        it (components/render/db_alerts.py: receiver_for), for alerts other components make."""
+        receiver = render.receiver_for(self._settings, severity)
+        if receiver not in self.action_groups:
+            raise ValueError(f"no Azure action group for the {receiver} receiver (observability.alerting)")
+        return self.action_groups[receiver].id
 
     def _alert(
         self,

@@ -111,32 +111,7 @@ def main(settings: StackSettings | None = None) -> None:
         registry=images,
         vault_uri=vault.vault_uri,
     )
-    budget = Budget("budget", s, net.resource_group_name, net.resource_group_id)
-    # Azure Managed Redis for the services with `redis: true` (or redis.enabled): components/redis.py
-    redis = None
-    if s.redis_enabled:
-        redis = Redis(
-            "redis",
-            s,
-            net,
-            suffix,
-            aks.workspace_id,
-            {svc: identities.principal_ids[svc] for svc in s.redis_services},
-            budget.action_group_id,
-        )
-    Locks(
-        "locks",
-        s,
-        {
-            "cluster": aks.cluster_id,
-            "workspace": aks.workspace_id,
-            "vault": vault.vault_id,
-            "postgres": pg.server_id,
-            **{f"postgres-{key}": r.id for key, r in replica_servers.items()},
-            "registry": acr.registry_id,
-            **({"redis": redis.cluster_id} if redis else {}),
-        },
-    )
+    Budget("budget", s, net.resource_group_name, net.resource_group_id)
     # 90 days of application logs, a year of metrics (remote write to an Azure Monitor workspace)
     retention = Retention("retention", s, net.resource_group_name, aks.workspace_id, aks.oidc_issuer_url, client)
     observability = Observability(
@@ -152,13 +127,39 @@ def main(settings: StackSettings | None = None) -> None:
             pulumi.export("edgeDnsZoneNameServers", certificates.zone_name_servers)
     # Alerts Azure evaluates (up even when the cluster is not): the database and its replicas
     # (one (Server, id) pair each: the primary, the read replicas, the DR replica), the vault, the edge WAF.
-    AzureAlerts(
+    azure_alerts = AzureAlerts(
         "azure-alerts",
         s,
         net.resource_group_name,
         [(primary(s), pg.server_id)] + [(replica_alerts(s, key), r.id) for key, r in replica_servers.items()],
         vault_id=vault.vault_id,
         edge_id=edge_id,
+    )
+    # Azure Managed Redis for the services with `redis: true` (or redis.enabled): components/redis.py
+    redis = None
+    if s.redis_enabled:
+        redis = Redis(
+            "redis",
+            s,
+            net,
+            suffix,
+            aks.workspace_id,
+            {svc: identities.principal_ids[svc] for svc in s.redis_services},
+            # warnings, routed as Alertmanager routes them (the same receivers as every Azure alert)
+            azure_alerts.group_id("warning"),
+        )
+    Locks(
+        "locks",
+        s,
+        {
+            "cluster": aks.cluster_id,
+            "workspace": aks.workspace_id,
+            "vault": vault.vault_id,
+            "postgres": pg.server_id,
+            **{f"postgres-{key}": r.id for key, r in replica_servers.items()},
+            "registry": acr.registry_id,
+            **({"redis": redis.cluster_id} if redis else {}),
+        },
     )
     if s.rollouts.enabled:
         Rollouts("rollouts", s, aks.provider, crds=observability.crds, registry=images)

@@ -75,7 +75,8 @@ def database_args(s: StackSettings, resource_group_name: pulumi.Input[str], clus
     )
 
 
-# (alert name, metric, aggregation, severity, window, description); the threshold comes from
+# (alert name, metric, aggregation, severity, window, description); severity 2 = a warning, routed to
+# Slack like every Azure warning (components/azure_alerts.py); the threshold comes from
 # alert_threshold(). Metric names: "Supported metrics for Microsoft.Cache/redisEnterprise".
 ALERTS = (
     (
@@ -106,7 +107,7 @@ ALERTS = (
         "RedisErrors",
         "errors",
         monitor.AggregationTypeEnum.TOTAL,
-        1,
+        2,
         "PT5M",
         "Redis reports errors (failovers, refused connections, out of memory)",
     ),
@@ -251,6 +252,7 @@ class Redis(pulumi.ComponentResource):
             opts=child,
         )
 
+        runbooks = s.observability.alerting.runbook_base_url.rstrip("/")  # as every alert links them
         for alert, metric, aggregation, severity, window, description in ALERTS:
             monitor.MetricAlert(
                 f"alert-{alert}",
@@ -258,7 +260,7 @@ class Redis(pulumi.ComponentResource):
                     resource_group_name=rg,
                     rule_name=s.name("redis", alert),
                     location="global",
-                    description=f"{description}. Runbook: {ALERT_RUNBOOKS}/{alert}.md",
+                    description=f"{description}. Runbook: {runbooks}/{alert}.md",
                     severity=severity,
                     enabled=True,
                     scopes=[cluster.id],

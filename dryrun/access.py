@@ -40,6 +40,7 @@ ROLES = {
     "fbc52c3f-28ad-4303-a892-8a056630b8f1": "AppGw for Containers Configuration Manager",
     "befefa01-2a29-4197-83a8-272ff33ce314": "DNS Zone Contributor",
     "7f951dda-4ed3-4680-a7ca-43fe172d538d": "AcrPull",
+    "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
     "f1a07417-d97a-45cb-824c-7a7467783830": "Managed Identity Operator",
     "2a1e307c-b015-4ebd-883e-5b7698a07328": "Container Registry Repository Writer",
     "b93aa761-3e63-49ed-ac28-beffa264f7ac": "Container Registry Repository Reader",

@@ -333,12 +333,12 @@ def test_budget_on_the_resource_group_alerts_the_action_group(stack):
     assert start.endswith("-01T00:00:00Z") and start.startswith(b.start_date.isoformat()[:8])
     notes = {(n["thresholdType"], n["threshold"]) for n in budget["notifications"].values()}
     assert notes == {("Actual", 80), ("Actual", 100), ("Forecasted", 110)}
-    group = stack.one("monitor:ActionGroup")
+    group = stack.one("monitor:ActionGroup", "cost-action-group")
     assert group.urn in stack.one("consumption:Budget").dependencies
     for n in budget["notifications"].values():
         assert n["enabled"] is True and n["operator"] == "GreaterThanOrEqualTo"
         assert n["contactEmails"] == b.contact_emails and len(n["contactGroups"]) == 1
-    ag = stack.inputs("monitor:ActionGroup")
+    ag = stack.inputs("monitor:ActionGroup", "cost-action-group")
     assert [r["emailAddress"] for r in ag["emailReceivers"]] == b.contact_emails
     assert len(ag["groupShortName"]) <= 12
     if stack.stack == "prod":
@@ -380,7 +380,12 @@ def test_policy_assignments_at_cluster_scope(stack):
     import re
 
     assignments = by_name(stack, "authorization:PolicyAssignment")
-    assert set(assignments) == {"pod-security", "allowed-images"}
+    assert set(assignments) == {
+        "pod-security",
+        "allowed-images",
+        "signed-images",
+    }  # the last: tests/test_image_policies.py
+    assignments.pop("signed-images")
     cluster = stack.one("containerservice:ManagedCluster")
     for name, a in assignments.items():
         assert "/managedClusters/" in a["scope"], name
