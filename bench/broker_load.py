@@ -26,6 +26,9 @@ What it does (loopback only, bounded, stops by itself):
   returned more than x-delivery-limit times): a dead-lettered id is counted "not lost:
   dead-lettered (<x-death reason>)", only an id that is in none of them is "lost"; duplicated
   and lost ids are listed with each delivery (time, redelivered flag, x-delivery-count, node);
+- per queue, when the redeliveries and the deliveries over 5 s end to end happened and when those
+  were published (delivery_timing_per_queue: on RabbitMQ 4.x a quorum queue keeps what its
+  consumers on a lost node hold until the node is back or consumer_disconnected_timeout expires);
 - writes bench/results/broker_load.json and docs/broker-load.png (latency over time with
   the kill and the return marked).
 """
@@ -564,6 +567,43 @@ def _merge(counters: list[dict[str, int]]) -> dict[str, int]:
     return dict(sorted(total.items(), key=lambda kv: -kv[1]))
 
 
+def timing_of_deliveries(out: list[dict], t0: float) -> dict[str, dict]:
+    """When redeliveries and late deliveries (over 5 s end to end) happened, per queue. A queue
+    returns the unacked messages of a dead node's consumers only once it treats those consumers
+    as gone: this shows when that was (e2e and received_meta are parallel, one row a delivery)."""
+    delivery_timing: dict[str, dict] = {}
+    for q in QUEUES:
+        rows = [
+            (t, lat, redel)
+            for r in out
+            for (t, lat), (_, redel, _, _) in zip(r["e2e"][q], r["received_meta"][q], strict=True)
+        ]
+        redel_t = sorted(t - t0 for t, _, redel in rows if redel)
+        late = sorted((t - t0, lat, redel) for t, lat, redel in rows if lat > 5.0)
+        delivery_timing[q] = {
+            "redelivered deliveries: first / last s after t0": (
+                [round(redel_t[0], 2), round(redel_t[-1], 2)] if redel_t else None
+            ),
+            "redelivered deliveries: end-to-end p50 / max ms": (
+                [
+                    round(pct([lat * 1000 for _, lat, redel in rows if redel], 0.5), 1),
+                    round(max(lat * 1000 for _, lat, redel in rows if redel), 1),
+                ]
+                if redel_t
+                else None
+            ),
+            "deliveries over 5 s end to end": len(late),
+            "  of them flagged redelivered": sum(1 for *_, redel in late if redel),
+            "  delivered first / last s after t0": [round(late[0][0], 2), round(late[-1][0], 2)] if late else None,
+            "  published first / last s after t0": (
+                [round(min(t - lat for t, lat, _ in late), 2), round(max(t - lat for t, lat, _ in late), 2)]
+                if late
+                else None
+            ),
+        }
+    return delivery_timing
+
+
 def report(args, cluster, overview, out, t0, t_end, events, connections, fd_limit, leftover, killed_port) -> dict:
     confirms = [s for r in out for s in r["confirms"]]
     e2e = {q: [s for r in out for s in r["e2e"][q]] for q in QUEUES}
@@ -585,6 +625,7 @@ def report(args, cluster, overview, out, t0, t_end, events, connections, fd_limi
                 deliveries_of[q].setdefault(i, []).append(
                     {"s_after_t0": round(t - t0, 3), "redelivered": redel, "x_delivery_count": count, "port": port}
                 )
+    delivery_timing = timing_of_deliveries(out, t0)
     for q in QUEUES:
         ids = [i for r in out for i in r["received"][q]]
         unique = set(ids)
@@ -667,6 +708,7 @@ def report(args, cluster, overview, out, t0, t_end, events, connections, fd_limi
         "counts": counts
         | {"confirmed": len(confirmed), "unconfirmed_at_end": sum(r["unconfirmed_at_end"] for r in out)},
         "per_queue": per_queue,
+        "delivery_timing_per_queue": delivery_timing,
         "dlq_messages_read_out": leftover["dlq_messages"],
         "queue_stats_before_the_read_out (management API)": leftover["queue_stats"],
         "channel_closes_by_reason (publishers and consumers)": _merge([r["channel_closes"] for r in out]),
