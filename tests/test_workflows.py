@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import yaml
 from conftest import ROOT
 
@@ -26,20 +28,25 @@ NODE24 = {
 }
 
 
+# `uses: <action>@<commit SHA> # <release>`: the release is the comment (the SHA is checked against
+# it in tests/test_service_image.py)
+PINNED_USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<action>[^@\s]+)@[0-9a-f]{40}\s+#\s*(?P<release>v[\d.]+)\s*$")
+
+
 def test_every_action_is_pinned_to_a_node24_release():
-    pinned = [
-        s["uses"]
-        for name in ("pr.yml", "main.yml")
-        for job in load(name)["jobs"].values()
-        for s in steps(job)
-        if "uses" in s
-    ]
+    pinned = []
+    for name in ("pr.yml", "main.yml"):
+        text = (ROOT / ".github" / "workflows" / name).read_text()
+        uses = [s["uses"] for job in load(name)["jobs"].values() for s in steps(job) if "uses" in s]
+        found = [m for line in text.splitlines() if (m := PINNED_USES.match(line))]
+        assert len(found) == len(uses), f"{name}: a `uses:` is not `<action>@<SHA> # <release>`"
+        pinned += found
     assert pinned
-    for uses in pinned:
-        action, _, ref = uses.partition("@")
-        assert action in NODE24, f"{uses}: which release of {action} runs on node24?"
-        version = (*(int(x) for x in ref.removeprefix("v").split(".")), 0)[:2]
-        assert version >= NODE24[action], f"{uses} runs on node20; bump it to {NODE24[action]}"
+    for m in pinned:
+        action, release = m["action"], m["release"]
+        assert action in NODE24, f"{m[0].strip()}: which release of {action} runs on node24?"
+        version = (*(int(x) for x in release.removeprefix("v").split(".")), 0)[:2]
+        assert version >= NODE24[action], f"{m[0].strip()} runs on node20; bump it to {NODE24[action]}"
 
 
 def test_pr_workflow_tests_plans_and_previews_with_the_pack():
@@ -58,12 +65,20 @@ def test_pr_workflow_tests_plans_and_previews_with_the_pack():
     assert pulumi["with"]["policyPacks"] == "policies"
     assert pulumi["with"]["policyPackConfigs"] == "policies/config.${{ matrix.stack }}.json"
     assert pulumi["with"]["comment-on-pr"] is True
-    assert wf["permissions"]["id-token"] == "write"
+    # nothing workflow-wide; only the preview logs in to Azure and comments on the PR
+    assert wf["permissions"] == {}
+    assert preview["permissions"] == {"contents": "read", "id-token": "write", "pull-requests": "write"}
+    for name in ("test", "plan", "plan-bootstrap"):
+        assert jobs[name]["permissions"] == {"contents": "read"}, name
 
 
 def test_main_workflow_rolls_dev_then_prod_behind_approval():
-    jobs = load("main.yml")["jobs"]
+    wf = load("main.yml")
+    jobs = wf["jobs"]
     deploy = jobs["deploy"]
+    assert wf["permissions"] == {}
+    assert jobs["gate"]["permissions"] == {"contents": "read"}
+    assert deploy["permissions"] == {"contents": "read", "id-token": "write"}
     include = deploy["strategy"]["matrix"]["include"]
     assert [i["stack"] for i in include] == ["dev", "prod"]
     assert next(i for i in include if i["stack"] == "prod")["environment"] == "production"
