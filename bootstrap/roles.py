@@ -43,6 +43,8 @@ NAMES = {
     "2a1e307c-b015-4ebd-883e-5b7698a07328": "Container Registry Repository Writer",
     "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba": "Key Vault Certificate User",
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
+    "43d0d8ad-25c7-4714-9337-8ba259a9fe05": "Monitoring Reader",
+    "b0d8363b-8ddd-447d-831f-62ca05bff136": "Monitoring Data Reader",
     CONTRIBUTOR: "Contributor",
     READER: "Reader",
     STORAGE_BLOB_DATA_CONTRIBUTOR: "Storage Blob Data Contributor",

@@ -19,7 +19,7 @@ from .settings import StackSettings
 from .vault import Vault
 
 if TYPE_CHECKING:
-    from .retention import RemoteWrite
+    from .retention import GrafanaAzure, RemoteWrite
 
 
 class Observability(pulumi.ComponentResource):
@@ -36,6 +36,7 @@ class Observability(pulumi.ComponentResource):
         client: pulumi.Output | None = None,  # authorization.get_client_config_output(): the tenant for sign-in
         registry: pulumi.Input[str] | None = None,  # the stack's registry login server: images through it
         remote_write: RemoteWrite | None = None,  # the metrics archive (components/retention.py)
+        grafana_azure: GrafanaAzure | None = None,  # Grafana's identity for its Azure data sources
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("event-backbone:platform:Observability", name, None, opts)
@@ -113,6 +114,11 @@ class Observability(pulumi.ComponentResource):
         archive = {}
         if remote_write is not None:
             archive = {"remote_write_url": remote_write.url, "remote_write_client_id": remote_write.client_id}
+        if grafana_azure is not None:
+            archive["grafana_client_id"] = grafana_azure.client_id
+            archive["subscription_id"] = grafana_azure.subscription_id
+            if grafana_azure.query_url is not None:
+                archive["metrics_query_url"] = grafana_azure.query_url
         values = helm_values.all_values(s, tenant, registry, **archive)
         stack = release(helm_values.KUBE_PROMETHEUS_STACK, values[helm_values.KUBE_PROMETHEUS_STACK], extra)
         jaeger = release(helm_values.JAEGER, values[helm_values.JAEGER], extra)

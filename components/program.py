@@ -113,9 +113,18 @@ def main(settings: StackSettings | None = None) -> None:
     )
     Budget("budget", s, net.resource_group_name, net.resource_group_id)
     # 90 days of application logs, a year of metrics (remote write to an Azure Monitor workspace)
-    retention = Retention("retention", s, net.resource_group_name, aks.workspace_id, aks.oidc_issuer_url, client)
+    retention = Retention(
+        "retention", s, net.resource_group_name, aks.workspace_id, aks.oidc_issuer_url, client, net.resource_group_id
+    )
     observability = Observability(
-        "observability", s, vault, aks.provider, client, registry=images, remote_write=retention.remote_write
+        "observability",
+        s,
+        vault,
+        aks.provider,
+        client,
+        registry=images,
+        remote_write=retention.remote_write,
+        grafana_azure=retention.grafana,
     )
     edge_id: pulumi.Output[str] | None = None
     if s.edge.enabled:

@@ -7,6 +7,10 @@
   Prometheus keeps 18 months), through a data collection endpoint and rule of the stack's own,
   signing in with a workload identity that may only publish to that rule (Monitoring Metrics
   Publisher on the DCR). docs/monitoring.md says why not Thanos.
+* Grafana's identity: a user-assigned identity federated to Grafana's ServiceAccount, with
+  Monitoring Reader on the stack's resource group (Azure Monitor metrics, e.g. Redis: data source
+  ``azure-monitor``) and Monitoring Data Reader on the Azure Monitor workspace only (PromQL over
+  the year of metrics: data source ``long-term-metrics``). Nothing else.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from .settings import StackSettings
 
 APPLICATION_LOG_TABLES = ("ContainerLogV2",)
 MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
+MONITORING_READER = "43d0d8ad-25c7-4714-9337-8ba259a9fe05"
+MONITORING_DATA_READER = "b0d8363b-8ddd-447d-831f-62ca05bff136"  # query an Azure Monitor workspace
 DESTINATION = "monitoring-account"
 
 
@@ -47,8 +53,19 @@ class RemoteWrite:
     client_id: pulumi.Input[str]
 
 
+@dataclass(frozen=True)
+class GrafanaAzure:
+    """What Grafana's Azure data sources need: its identity's client ID, the subscription (the
+    Azure Monitor data source's default) and the workspace's PromQL endpoint (None: no archive)."""
+
+    client_id: pulumi.Input[str]
+    subscription_id: pulumi.Input[str]
+    query_url: pulumi.Input[str] | None
+
+
 class Retention(pulumi.ComponentResource):
     remote_write: RemoteWrite | None
+    grafana: GrafanaAzure
 
     def __init__(
         self,
@@ -58,6 +75,7 @@ class Retention(pulumi.ComponentResource):
         workspace_id: pulumi.Input[str],
         oidc_issuer_url: pulumi.Input[str],
         client: pulumi.Output,
+        resource_group_id: pulumi.Input[str] | None = None,  # Grafana's Monitoring Reader scope
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("event-backbone:platform:Retention", name, None, opts)
@@ -79,6 +97,8 @@ class Retention(pulumi.ComponentResource):
             )
 
         self.remote_write = None
+        grafana_identity = self._grafana_identity(s, resource_group_name, resource_group_id, oidc_issuer_url, client)
+        self.grafana = GrafanaAzure(grafana_identity.client_id, client.subscription_id, None)
         if not s.observability.retention.long_term_metrics:
             self.register_outputs({})
             return
@@ -159,5 +179,64 @@ class Retention(pulumi.ComponentResource):
         endpoint = dce.metrics_ingestion.apply(lambda m: m.endpoint if m is not None else None)
         url = pulumi.Output.all(endpoint, dcr.immutable_id).apply(lambda a: remote_write_url(str(a[0]), str(a[1])))
         self.remote_write = RemoteWrite(url=url, client_id=identity.client_id)
+        rbac.grant(
+            "grafana-reads-metrics-workspace",
+            role=MONITORING_DATA_READER,
+            principal_id=grafana_identity.principal_id,
+            scope=amw.id,
+            client=client,
+            description="Grafana queries the year of metrics in the stack's Azure Monitor workspace, nothing else",
+            opts=child,
+            principal_type="ServicePrincipal",
+        )
+        query_url = amw.metrics.apply(
+            lambda m: (m.prometheus_query_endpoint if m is not None else None) or helm_values.QUERY_URL_PLACEHOLDER
+        )
+        self.grafana = GrafanaAzure(grafana_identity.client_id, client.subscription_id, query_url)
         self.workspace_id = amw.id
         self.register_outputs({"metricsWorkspaceId": amw.id})
+
+    def _grafana_identity(
+        self,
+        s: StackSettings,
+        resource_group_name: pulumi.Input[str],
+        resource_group_id: pulumi.Input[str] | None,
+        oidc_issuer_url: pulumi.Input[str],
+        client: pulumi.Output,
+    ) -> managedidentity.UserAssignedIdentity:
+        """Grafana's identity, federated to its ServiceAccount, Monitoring Reader on the resource group."""
+        child = pulumi.ResourceOptions(parent=self)
+        identity = managedidentity.UserAssignedIdentity(
+            "grafana-identity",
+            resource_group_name=resource_group_name,
+            resource_name_=s.name("id", "grafana"),
+            location=s.location,
+            tags={**s.tags, "environment": s.environment, "managedBy": "pulumi"},
+            opts=child,
+        )
+        ns, sa = s.observability.namespace, helm_values.grafana_service_account()
+        managedidentity.FederatedIdentityCredential(
+            "grafana-federation",
+            resource_group_name=resource_group_name,
+            resource_name_=identity.name,
+            federated_identity_credential_resource_name=f"{ns}-{sa}",
+            issuer=oidc_issuer_url,
+            subject=f"system:serviceaccount:{ns}:{sa}",
+            audiences=["api://AzureADTokenExchange"],
+            opts=child,
+        )
+        if resource_group_id is None:
+            resource_group_id = pulumi.Output.all(client.subscription_id, resource_group_name).apply(
+                lambda a: f"/subscriptions/{a[0]}/resourceGroups/{a[1]}"
+            )
+        rbac.grant(
+            "grafana-reads-azure-monitor",
+            role=MONITORING_READER,
+            principal_id=identity.principal_id,
+            scope=resource_group_id,
+            client=client,
+            description="Grafana reads Azure Monitor metrics (e.g. Redis) of the stack's resource group",
+            opts=child,
+            principal_type="ServicePrincipal",
+        )
+        return identity

@@ -41,6 +41,8 @@ ROLES = {
     "befefa01-2a29-4197-83a8-272ff33ce314": "DNS Zone Contributor",
     "7f951dda-4ed3-4680-a7ca-43fe172d538d": "AcrPull",
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
+    "43d0d8ad-25c7-4714-9337-8ba259a9fe05": "Monitoring Reader",
+    "b0d8363b-8ddd-447d-831f-62ca05bff136": "Monitoring Data Reader",
     "f1a07417-d97a-45cb-824c-7a7467783830": "Managed Identity Operator",
     "2a1e307c-b015-4ebd-883e-5b7698a07328": "Container Registry Repository Writer",
     "b93aa761-3e63-49ed-ac28-beffa264f7ac": "Container Registry Repository Reader",

@@ -208,6 +208,13 @@ class PlatformMocks(pmocks.Mocks):
             return {
                 "metricsIngestion": {"endpoint": f"https://{name}-ab12.westeurope-1.metrics.ingest.monitor.azure.com"}
             }
+        if kind == "AzureMonitorWorkspace":  # the PromQL endpoint: <name>-<suffix>.<region>.prometheus...
+            return {
+                "metrics": {
+                    "prometheusQueryEndpoint": f"https://{name}-cd34.{inputs.get('location', 'westeurope')}"
+                    ".prometheus.monitor.azure.com"
+                }
+            }
         if kind == "DataCollectionRule":
             return {"immutableId": f"dcr-{hashlib.md5(name.encode()).hexdigest()}"}
         return {}

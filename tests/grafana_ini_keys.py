@@ -6,6 +6,8 @@ itself. These are the keys of those sections in grafana/grafana ``conf/defaults.
 (read through the search tool, stored versions 002060fdada8 and a newer one that adds
 auto_login, use_pkce, skip_org_role_sync), plus ``org_mapping``, which Grafana's Entra ID
 documentation lists for ``[auth.azuread]`` (group ID:org:role) but defaults.ini leaves out.
+``[azure] workload_identity_enabled`` is in Grafana's configuration reference (``[azure]``) and
+its Azure Monitor data source documentation (workload identity; Grafana 12).
 No copy of Grafana's defaults.ini is in ../shared/reference, so this list is the reference.
 """
 
@@ -23,6 +25,17 @@ DOCUMENTED: dict[str, set[str]] = {
         "azure_auth_enabled",
     },
     "auth.basic": {"enabled"},
+    "azure": {
+        "cloud",
+        "managed_identity_enabled",
+        "managed_identity_client_id",
+        "workload_identity_enabled",
+        "workload_identity_tenant_id",
+        "workload_identity_client_id",
+        "workload_identity_token_file",
+        "user_identity_enabled",
+        "forward_settings_to_plugins",
+    },
     "auth.anonymous": {"enabled", "org_name", "org_role", "hide_version"},
     "auth.azuread": {
         "name",

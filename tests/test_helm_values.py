@@ -27,6 +27,9 @@ FREE_FORM = {
 # Keys a chart documents only as comments in its values.yaml (the extract holds the keys its
 # defaults set): each is checked against the upstream file by test_commented_keys_are_upstream.
 COMMENTED = {"opentelemetry-collector": {"podDisruptionBudget.maxUnavailable": "#   maxUnavailable: 1"}}
+# The same for the Grafana subchart (its values.yaml): maps whose entries are ours (the pods'
+# workload identity label, the ServiceAccount's client-id annotation), the lines as written.
+GRAFANA_COMMENTED_MAPS = {"podLabels": "# podLabels: {}", "serviceAccount.annotations": "  #  annotations:"}
 # Maps whose entry names are ours, typed by the chart's values.schema.json (`patternProperties`
 # with `additionalProperties: false` entries): test_collector_values_match_the_chart_schema checks them.
 SCHEMA_MAPS = {"opentelemetry-collector": {"ports"}}
@@ -69,7 +72,8 @@ def unknown_keys(chart: H.Chart, values: dict) -> list[str]:
 
         if covered(path, keys, open_maps, free):
             continue
-        if path.startswith("grafana.") and covered(path[len("grafana.") :], sub_keys, sub_open):
+        grafana_open = set(GRAFANA_COMMENTED_MAPS) if chart.chart == "kube-prometheus-stack" else set()
+        if path.startswith("grafana.") and covered(path[len("grafana.") :], sub_keys, sub_open, grafana_open):
             continue  # the Grafana subchart's own values
         bad.append(path)
     return bad
@@ -126,6 +130,9 @@ def test_commented_keys_are_upstream():
         text = (UPSTREAM / "charts" / f"{chart.chart}-{chart.version}" / "values.yaml").read_text()
         for key, line in COMMENTED.get(chart.chart, {}).items():
             assert line in text.splitlines(), (chart.chart, key)
+    text = (UPSTREAM / "charts" / "grafana-12.11.1" / "values.yaml").read_text()
+    for key, line in GRAFANA_COMMENTED_MAPS.items():
+        assert line in text.splitlines(), ("grafana", key)
 
 
 @pytest.mark.parametrize("render", [H.collector, H.sampler], ids=["gateway", "sampler"])
@@ -219,11 +226,58 @@ def test_grafana_persistence_admin_secret_sidecar_datasources(stack):
         "passwordKey": "admin-password",
     }
     assert grafana["sidecar"]["dashboards"]["enabled"] is True
-    assert [d["type"] for d in grafana["additionalDataSources"]] == ["jaeger"]
+    assert [d["type"] for d in grafana["additionalDataSources"]] == [
+        "jaeger",
+        "grafana-azure-monitor-datasource",
+        "prometheus",
+    ]
     admin = stack.one("core/v1:Secret", "grafana-admin")
     assert rpc.is_rpc_secret(admin.inputs["stringData"])
     password = stack.inputs("core/v1:Secret", "grafana-admin")["stringData"]["admin-password"]
     assert password in stack.result.generated_secrets  # the generated Key Vault secret
+
+
+def test_grafana_azure_data_sources_sign_in_with_workload_identity(planned):
+    """Azure Monitor (uid azure-monitor: the Redis board's) and the Azure Monitor workspace's
+    PromQL endpoint (uid long-term-metrics), both with the pod's workload identity; grafana.ini
+    turns workload identity and the Prometheus data source's Azure authentication on; the pods are
+    labelled for the webhook and the ServiceAccount names the identity's client ID."""
+    from components.render import redis as R
+
+    for stack in planned.values():
+        grafana = releases(stack)["kube-prometheus-stack"]["values"]["grafana"]
+        sources = {d["uid"]: d for d in grafana["additionalDataSources"]}
+        azure = sources["azure-monitor"]
+        assert azure["type"] == "grafana-azure-monitor-datasource" and azure["access"] == "proxy"
+        assert azure["jsonData"]["azureAuthType"] == "workloadidentity"
+        assert azure["jsonData"]["cloudName"] == "azuremonitor"
+        assert "secureJsonData" not in azure and "clientId" not in azure["jsonData"]  # no secret, no app
+        archive = sources["long-term-metrics"]
+        assert archive["type"] == "prometheus" and archive["access"] == "proxy"
+        assert archive["jsonData"]["azureCredentials"] == {"authType": "workloadidentity"}
+        assert archive["url"].startswith("https://") and archive["url"].endswith(".prometheus.monitor.azure.com")
+        assert "secureJsonData" not in archive
+        assert H.AZURE_MONITOR_UID == R.AZURE_DATASOURCE_UID == "azure-monitor"
+        ini = grafana["grafana.ini"]
+        assert ini["azure"] == {"workload_identity_enabled": True}
+        assert ini["auth"]["azure_auth_enabled"] is True
+        assert grafana_ini_keys.unknown(ini) == []
+        assert grafana["podLabels"] == {"azure.workload.identity/use": "true"}
+        client_id = grafana["serviceAccount"]["annotations"]["azure.workload.identity/client-id"]
+        assert client_id not in (H.GRAFANA_CLIENT_ID_PLACEHOLDER, "")
+
+
+def test_no_archive_no_long_term_data_source(planned):
+    s = planned["dev"].settings
+    off = s.model_copy(
+        update={
+            "observability": s.observability.model_copy(
+                update={"retention": s.observability.retention.model_copy(update={"long_term_metrics": False})}
+            )
+        }
+    )
+    assert [d["uid"] for d in H.azure_data_sources(off, "sub", None)] == ["azure-monitor"]
+    assert [d["uid"] for d in H.azure_data_sources(s, "sub", "https://x")] == ["azure-monitor", "long-term-metrics"]
 
 
 def test_grafana_is_never_served_by_an_ingress(stack):

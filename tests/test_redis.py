@@ -305,13 +305,14 @@ def test_the_redis_board_shows_the_alerting_metrics_from_azure_monitor(stack):
 
     board = R.boards(stack.settings)["redis"]
     assert [p["title"] for p in board["panels"]] == ["Server load", "Memory used", "Connected clients", "Errors"]
-    (source,) = [v for v in board["templating"]["list"] if v["type"] == "datasource"]
-    assert source["query"] == "grafana-azure-monitor-datasource"
+    assert not [v for v in board["templating"]["list"] if v["type"] == "datasource"]
     alert_metrics = {a[1] for a in __import__("components.redis").redis.ALERTS}
     metrics = set()
     for p in board["panels"]:
-        assert p["datasource"] == {"type": "grafana-azure-monitor-datasource", "uid": "${azure}"}
+        # the data source the Helm values provision (uid azure-monitor), not a variable
+        assert p["datasource"] == {"type": "grafana-azure-monitor-datasource", "uid": "azure-monitor"}
         (t,) = p["targets"]
+        assert t["datasource"] == p["datasource"]
         query = t["azureMonitor"]
         assert query["metricNamespace"] == "Microsoft.Cache/redisEnterprise"
         assert query["resources"][0]["resourceGroup"] == stack.settings.name("rg")

@@ -14,7 +14,13 @@ from components.render import helm_values as H
 from components.render import prometheus_config as P
 from components.render import rules as R
 from components.render import to_yaml
-from components.retention import MONITORING_METRICS_PUBLISHER, remote_write_url
+from components.retention import (
+    MONITORING_DATA_READER,
+    MONITORING_METRICS_PUBLISHER,
+    MONITORING_READER,
+    remote_write_url,
+)
+from dryrun.mocks import SUBSCRIPTION
 
 # Debian's prometheus package builds without Entra ID (Azure AD) remote-write authentication
 # (debian/patches: Disable-Azure-AD-authentication-support.patch): its promtool refuses the field.
@@ -106,6 +112,47 @@ def test_prometheus_remote_writes_with_its_own_identity(stack):
     assert account.endswith(f"/azureMonitorWorkspaces/{outputs(amw)['name']}"), account
     assert amw.protect == stack.settings.protect
     assert dce["kind"] == "Linux"
+
+
+def test_grafana_reads_azure_monitor_and_the_workspace_with_its_own_identity(planned):
+    """Grafana's identity is federated to Grafana's ServiceAccount and holds exactly two grants:
+    Monitoring Reader on the stack's resource group, Monitoring Data Reader on the Azure Monitor
+    workspace; its pods carry the workload identity label, its ServiceAccount the client ID, and
+    the long-term data source queries that workspace's endpoint."""
+    assert MONITORING_READER == "43d0d8ad-25c7-4714-9337-8ba259a9fe05"
+    assert MONITORING_DATA_READER == "b0d8363b-8ddd-447d-831f-62ca05bff136"
+    for stack in planned.values():
+        identity = stack.one("managedidentity:UserAssignedIdentity", "grafana-identity")
+        principal = outputs(identity)["principalId"]
+        fed = stack.inputs("managedidentity:FederatedIdentityCredential", "grafana-federation")
+        ns = stack.settings.observability.namespace
+        assert fed["subject"] == f"system:serviceaccount:{ns}:kube-prometheus-stack-grafana"
+        assert fed["subject"] == f"system:serviceaccount:{ns}:{H.grafana_service_account()}"
+        assert fed["audiences"] == ["api://AzureADTokenExchange"]
+        assert fed["resourceName"] == outputs(identity)["name"]
+        grants = {
+            (g["roleDefinitionId"].rsplit("/", 1)[-1], g["scope"])
+            for g in (unwrap(r.inputs) for r in stack.of_type("authorization:RoleAssignment"))
+            if g["principalId"] == principal
+        }
+        # the stack's resource group itself: not the subscription, not the AKS node group
+        (reader_scope,) = [scope for role, scope in grants if role == MONITORING_READER]
+        assert reader_scope == f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{stack.settings.name('rg')}"
+        amw = stack.one("monitor:AzureMonitorWorkspace")
+        (data_scope,) = [scope for role, scope in grants if role == MONITORING_DATA_READER]
+        assert data_scope.endswith(f"/providers/Microsoft.Monitor/azureMonitorWorkspaces/{outputs(amw)['name']}")
+        assert grants == {(MONITORING_READER, reader_scope), (MONITORING_DATA_READER, data_scope)}
+
+        grafana = release_values(stack)["grafana"]
+        assert grafana["podLabels"] == {"azure.workload.identity/use": "true"}
+        assert grafana["serviceAccount"]["annotations"] == {
+            "azure.workload.identity/client-id": outputs(identity)["clientId"]
+        }
+        sources = {d["uid"]: d for d in grafana["additionalDataSources"]}
+        endpoint = outputs(amw)["metrics"]["prometheusQueryEndpoint"]
+        assert sources[H.LONG_TERM_METRICS_UID]["url"] == endpoint
+        assert endpoint.endswith(".prometheus.monitor.azure.com")
+        assert sources[H.AZURE_MONITOR_UID]["jsonData"]["subscriptionId"] == SUBSCRIPTION
 
 
 def test_application_logs_keep_90_days(stack):

@@ -119,6 +119,12 @@ REMOTE_WRITE_URL_PLACEHOLDER = (
     "/streams/Microsoft-PrometheusMetrics/api/v1/write?api-version=2023-04-24"
 )
 CLIENT_ID_PLACEHOLDER = "00000000-0000-0000-0000-000000000001"
+GRAFANA_CLIENT_ID_PLACEHOLDER = "00000000-0000-0000-0000-000000000002"
+SUBSCRIPTION_PLACEHOLDER = "00000000-0000-0000-0000-000000000003"
+QUERY_URL_PLACEHOLDER = "https://<amw>.westeurope.prometheus.monitor.azure.com"
+AZURE_MONITOR_UID = "azure-monitor"  # the Redis board's data source (components/render/redis.py)
+LONG_TERM_METRICS_UID = "long-term-metrics"  # PromQL over the Azure Monitor workspace's year
+WORKLOAD_IDENTITY_LABEL = {"azure.workload.identity/use": "true"}
 
 
 def remote_write(s: StackSettings, url: Any, tenant_id: Any) -> list[dict]:
@@ -142,12 +148,60 @@ def grafana_service() -> str:
     return f"{KUBE_PROMETHEUS_STACK.release}-grafana"
 
 
+def grafana_service_account() -> str:
+    """The ServiceAccount the Grafana subchart creates (serviceAccount.name empty: its full name)."""
+    return f"{KUBE_PROMETHEUS_STACK.release}-grafana"
+
+
+def azure_data_sources(s: StackSettings, subscription_id: Any, query_url: Any) -> list[dict]:
+    """Grafana's Azure data sources, both signing in with the pod's workload identity (Grafana 12:
+    ``[azure] workload_identity_enabled``; the webhook injects AZURE_CLIENT_ID, AZURE_TENANT_ID and
+    the token file): Azure Monitor (metrics of the stack's resources, e.g. Redis) and, when the
+    metrics archive is on, the Azure Monitor workspace's PromQL endpoint as a Prometheus data
+    source with Azure authentication (``[auth] azure_auth_enabled``)."""
+    sources: list[dict] = [
+        {
+            "name": "Azure Monitor",
+            "type": "grafana-azure-monitor-datasource",
+            "uid": AZURE_MONITOR_UID,
+            "access": "proxy",
+            "jsonData": {
+                "azureAuthType": "workloadidentity",
+                "cloudName": "azuremonitor",
+                "subscriptionId": subscription_id,
+            },
+            "editable": False,
+        }
+    ]
+    if s.observability.retention.long_term_metrics:
+        sources.append(
+            {
+                "name": "Long-term metrics (Azure Monitor workspace)",
+                "type": "prometheus",
+                "uid": LONG_TERM_METRICS_UID,
+                "access": "proxy",
+                "url": query_url,
+                "jsonData": {
+                    "httpMethod": "POST",
+                    "azureCredentials": {"authType": "workloadidentity"},
+                },
+                "editable": False,
+            }
+        )
+    return sources
+
+
 def grafana_ini(s: StackSettings, tenant_id: Any = TENANT_PLACEHOLDER) -> dict:
-    """grafana.ini: the public URL, Entra ID sign-in (auth.azuread) and, when the local admin
-    login is off, no login form and no basic auth. The client secret is not here: Grafana reads
-    it from GF_AUTH_AZUREAD_CLIENT_SECRET (a Kubernetes secret filled from Key Vault's value)."""
+    """grafana.ini: workload identity for the Azure data sources, the public URL, Entra ID sign-in
+    (auth.azuread) and, when the local admin login is off, no login form and no basic auth. The
+    client secret is not here: Grafana reads it from GF_AUTH_AZUREAD_CLIENT_SECRET (a Kubernetes
+    secret filled from Key Vault's value)."""
     g = s.observability.grafana
-    ini: dict[str, Any] = {}
+    ini: dict[str, Any] = {
+        # the Azure data sources sign in with the pod's workload identity (azure_data_sources)
+        "azure": {"workload_identity_enabled": True},
+        "auth": {"azure_auth_enabled": True},  # Azure authentication for the Prometheus data source
+    }
     if g.hostname:
         ini["server"] = {"domain": g.hostname, "root_url": f"https://{g.hostname}/"}
     if g.sign_in is None:
@@ -155,7 +209,7 @@ def grafana_ini(s: StackSettings, tenant_id: Any = TENANT_PLACEHOLDER) -> dict:
     si = g.sign_in
     groups = [si.admin_group_object_id, *si.viewer_group_object_ids]
     login = "https://login.microsoftonline.com/{}/oauth2/v2.0/{}"
-    ini["auth"] = {"disable_login_form": not si.local_admin_login}
+    ini["auth"] = {**ini.get("auth", {}), "disable_login_form": not si.local_admin_login}
     ini["auth.basic"] = {"enabled": si.local_admin_login}
     ini["auth.azuread"] = {
         "name": "Microsoft Entra ID",
@@ -194,6 +248,9 @@ def kube_prometheus_stack(
     registry: Any = None,
     remote_write_url: Any = REMOTE_WRITE_URL_PLACEHOLDER,
     remote_write_client_id: Any = CLIENT_ID_PLACEHOLDER,
+    grafana_client_id: Any = GRAFANA_CLIENT_ID_PLACEHOLDER,
+    subscription_id: Any = SUBSCRIPTION_PLACEHOLDER,
+    metrics_query_url: Any = QUERY_URL_PLACEHOLDER,
 ) -> dict:
     o = s.observability
     img = chart_image
@@ -208,8 +265,12 @@ def kube_prometheus_stack(
                 "uid": "jaeger",
                 "access": "proxy",
                 "url": jaeger_query_url(s),
-            }
+            },
+            *azure_data_sources(s, subscription_id, metrics_query_url),
         ],
+        # Grafana's pods sign in as its identity (components/retention.py; workload identity webhook)
+        "podLabels": dict(WORKLOAD_IDENTITY_LABEL),
+        "serviceAccount": {"annotations": {"azure.workload.identity/client-id": grafana_client_id}},
         # Served through the Gateway (components/render/edge.py: an HTTPRoute), never an Ingress.
         "ingress": {"enabled": False},
         "grafana.ini": grafana_ini(s, tenant_id),
@@ -274,7 +335,7 @@ def kube_prometheus_stack(
     if writes:
         values["prometheus"]["prometheusSpec"]["remoteWrite"] = writes
         # the Prometheus pods sign in as the remote-write identity (workload identity webhook)
-        values["prometheus"]["prometheusSpec"]["podMetadata"] = {"labels": {"azure.workload.identity/use": "true"}}
+        values["prometheus"]["prometheusSpec"]["podMetadata"] = {"labels": dict(WORKLOAD_IDENTITY_LABEL)}
         values["prometheus"]["serviceAccount"] = {
             "annotations": {"azure.workload.identity/client-id": remote_write_client_id}
         }
@@ -666,11 +727,24 @@ def all_values(
     registry: Any = None,
     remote_write_url: Any = REMOTE_WRITE_URL_PLACEHOLDER,
     remote_write_client_id: Any = CLIENT_ID_PLACEHOLDER,
+    grafana_client_id: Any = GRAFANA_CLIENT_ID_PLACEHOLDER,
+    subscription_id: Any = SUBSCRIPTION_PLACEHOLDER,
+    metrics_query_url: Any = QUERY_URL_PLACEHOLDER,
 ) -> dict[Chart, dict]:
     """``registry``: the stack's registry login server (every image through its cache);
-    ``remote_write_*``: the metrics archive's endpoint and identity (components/retention.py)."""
+    ``remote_write_*``: the metrics archive's endpoint and identity; ``grafana_client_id``,
+    ``subscription_id``, ``metrics_query_url``: Grafana's Azure data sources (components/retention.py)."""
     return {
-        KUBE_PROMETHEUS_STACK: kube_prometheus_stack(s, tenant_id, registry, remote_write_url, remote_write_client_id),
+        KUBE_PROMETHEUS_STACK: kube_prometheus_stack(
+            s,
+            tenant_id,
+            registry,
+            remote_write_url,
+            remote_write_client_id,
+            grafana_client_id,
+            subscription_id,
+            metrics_query_url,
+        ),
         OTEL_COLLECTOR: collector(s, registry),
         OTEL_SAMPLER: sampler(s, registry),
         JAEGER: jaeger(s, registry),

@@ -126,7 +126,7 @@ def contract(s: StackSettings, svc: str) -> dict:
 
 # ----------------------------------------------------------------- dashboard
 AZURE_DATASOURCE_TYPE = "grafana-azure-monitor-datasource"
-AZURE_VARIABLE = "azure"
+AZURE_DATASOURCE_UID = "azure-monitor"  # provisioned by the Helm values (helm_values.azure_data_sources)
 METRIC_NAMESPACE = "Microsoft.Cache/redisEnterprise"
 # (title, metric, aggregation, unit, description) - the metrics the alerts watch (components/redis.py)
 PANELS = (
@@ -151,8 +151,9 @@ PANELS = (
 
 def dashboard(s: StackSettings) -> dict[str, Any]:
     """The Grafana board ``redis``, built like the others (components/render/dashboards.py's
-    builder): the four alerting metrics of the stack's cluster from an Azure Monitor data source
-    (variable ``azure``), the subscription and the cluster's name as text variables (the name
+    builder): the four alerting metrics of the stack's cluster from the provisioned Azure Monitor
+    data source (uid ``azure-monitor``, Grafana's workload identity), the subscription and the
+    cluster's name as text variables (the name
     carries a suffix known only after the first `pulumi up`: the stack output redisHost)."""
     import json
 
@@ -163,7 +164,7 @@ def dashboard(s: StackSettings) -> dict[str, Any]:
 
     from .dashboards import PANEL_HEIGHT
 
-    source = DataSourceRef(type_val=AZURE_DATASOURCE_TYPE, uid="${" + AZURE_VARIABLE + "}")
+    source = DataSourceRef(type_val=AZURE_DATASOURCE_TYPE, uid=AZURE_DATASOURCE_UID)
     board = (
         gd.Dashboard("Azure Managed Redis")
         .uid("eb-redis")
@@ -174,7 +175,6 @@ def dashboard(s: StackSettings) -> dict[str, Any]:
         .time("now-6h", "now")
         .refresh("1m")
         .annotations([])
-        .with_variable(gd.DatasourceVariable(AZURE_VARIABLE).label("Azure Monitor").type(AZURE_DATASOURCE_TYPE))
         .with_variable(gd.TextBoxVariable("subscription").label("Subscription ID"))
         .with_variable(gd.TextBoxVariable("cluster").label("Redis cluster name"))
     )
