@@ -145,8 +145,10 @@ def main(settings: StackSettings | None = None) -> None:
             suffix,
             aks.workspace_id,
             {svc: identities.principal_ids[svc] for svc in s.redis_services},
-            # warnings, routed as Alertmanager routes them (the same receivers as every Azure alert)
+            # warnings, and RedisDown as critical, routed as Alertmanager routes them (the same
+            # receivers as every Azure alert)
             azure_alerts.group_id("warning"),
+            azure_alerts.group_id("critical"),
         )
     Locks(
         "locks",

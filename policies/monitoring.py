@@ -14,12 +14,18 @@ METRIC_ALERT = "azure-native:monitor:MetricAlert"
 AVAILABILITY_METRICS = {
     "azure-native:dbforpostgresql:Server": ["is_db_alive"],
     "azure-native:keyvault:Vault": ["Availability"],
+    # Azure Managed Redis: no availability metric verified; "no client connected" stands in
+    # (components/redis.py: RedisDown). Only a criterion below a threshold counts, so the
+    # connected-clients-high warning on the same metric does not.
+    "azure-native:redisenterprise:RedisEnterprise": ["connectedclients"],
 }
+# an availability criterion says "below": the resource stopped answering
+BELOW = ("LessThan", "LessThanOrEqual")
 
 
 def _metrics(alert) -> list[str]:
     # the engine hands props over as read-only proxies, not dicts: read them through kit.get
-    return [get(c, "metricName") for c in get(alert.props, "criteria.allOf", [])]
+    return [get(c, "metricName") for c in get(alert.props, "criteria.allOf", []) if get(c, "operator") in BELOW]
 
 
 def _availability(args, report):

@@ -162,6 +162,11 @@ def test_the_policy_trips_through_the_protocol_without_an_availability_alert(pla
     ]
     (f,) = findings(silent)
     assert "keyvault:Vault 'vault'" in f.message
+    # Redis: without RedisDown the cluster is named; the connected-clients-high warning on the
+    # same metric (a "greater than") does not stand in for it
+    assert any(r.name == "alert-RedisConnectedClientsHigh" for r in regs)
+    (f,) = findings([r for r in regs if r.name != "alert-RedisDown"])
+    assert "redisenterprise:RedisEnterprise 'redis-cluster'" in f.message and "connectedclients" in f.message
     # dev does not require it
     dev = run_pack(
         ROOT / "policies", ROOT / "policies" / "config.dev.json", [r for r in regs if "alert-" not in r.name]
