@@ -33,7 +33,7 @@ from .postgres import Postgres, PostgresBootstrap
 from .postgres_replicas import DrNetwork, PostgresReplicas
 from .redis import Redis
 from .render.db_alerts import primary, replica_alerts
-from .retention import Retention
+from .retention import Retention, broker_availability
 from .rollouts import Rollouts
 from .settings import StackSettings
 from .vault import Vault
@@ -144,6 +144,9 @@ def main(settings: StackSettings | None = None) -> None:
         vault_id=vault.vault_id,
         edge_id=edge_id,
     )
+    # The in-cluster broker, watched from outside the cluster: a rule group Azure evaluates on the
+    # remote-written metrics (components/retention.py)
+    broker_availability(s, retention, net.resource_group_name, azure_alerts.group_id("critical"))
     # Azure Managed Redis for the services with `redis: true` (or redis.enabled): components/redis.py
     redis = None
     if s.redis_enabled:
@@ -154,8 +157,10 @@ def main(settings: StackSettings | None = None) -> None:
             suffix,
             aks.workspace_id,
             {svc: identities.principal_ids[svc] for svc in s.redis_services},
-            # warnings, routed as Alertmanager routes them (the same receivers as every Azure alert)
+            # warnings, and RedisDown as critical, routed as Alertmanager routes them (the same
+            # receivers as every Azure alert)
             azure_alerts.group_id("warning"),
+            azure_alerts.group_id("critical"),
         )
     Locks(
         "locks",

@@ -114,6 +114,19 @@ ALERTS = (
 )
 
 
+# Availability: Azure Monitor's reference for Microsoft.Cache/redisEnterprise ("Supported metrics",
+# learn.microsoft.com/azure/azure-monitor/reference/supported-metrics/microsoft-cache-redisenterprise-metrics)
+# lists no availability metric we could verify (the PostgreSQL server has is_db_alive, Key Vault
+# Availability). NOT VERIFIED as an availability signal: "no client connected for 5 minutes"
+# (connectedclients, Maximum, < 1) stands in for it - every service with `redis: true` holds a
+# pooled connection, so zero means the cache refuses or lost them; it also fires when every such
+# service is scaled to zero, and whether Azure still emits the metric (as 0) when the cluster is
+# down, rather than nothing (no data: no alert), is not known. A critical alert: it pages
+# (components/azure_alerts.py: group_id("critical")). docs/redis.md says the same.
+AVAILABILITY_ALERT = "RedisDown"
+AVAILABILITY_METRIC = "connectedclients"
+
+
 def alert_threshold(s: StackSettings, alert: str) -> float:
     a = s.redis.alerts
     if alert == "RedisServerLoadHigh":
@@ -131,7 +144,8 @@ def alert_threshold(s: StackSettings, alert: str) -> float:
 class Redis(pulumi.ComponentResource):
     """``principals``: service -> the object (principal) id of its own identity, for exactly the
     services with ``redis: true``; ``action_group_id``: where the metric alerts go (the stack's
-    on-call and e-mail receivers, components/budget.py)."""
+    on-call and e-mail receivers, components/budget.py); ``critical_group_id``: where the
+    availability alert ``RedisDown`` goes (the on-call receiver; defaults to ``action_group_id``)."""
 
     cluster_id: pulumi.Output[str]
     host_name: pulumi.Output[str]
@@ -145,6 +159,7 @@ class Redis(pulumi.ComponentResource):
         workspace_id: pulumi.Input[str],
         principals: Mapping[str, pulumi.Input[str]],
         action_group_id: pulumi.Input[str],
+        critical_group_id: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("event-backbone:platform:Redis", name, None, opts)
@@ -286,6 +301,41 @@ class Redis(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
+
+        monitor.MetricAlert(
+            f"alert-{AVAILABILITY_ALERT}",
+            monitor.MetricAlertArgs(
+                resource_group_name=rg,
+                rule_name=s.name("redis", AVAILABILITY_ALERT),
+                location="global",
+                description="No client connected to Redis for 5 minutes: the cache is down or refuses connections"
+                f" (a proxy: no availability metric verified for redisEnterprise). Runbook: "
+                f"{runbooks}/{AVAILABILITY_ALERT}.md",
+                severity=0,
+                enabled=True,
+                scopes=[cluster.id],
+                evaluation_frequency="PT1M",
+                window_size="PT5M",
+                auto_mitigate=True,
+                criteria=monitor.MetricAlertSingleResourceMultipleMetricCriteriaArgs(
+                    odata_type="Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria",
+                    all_of=[
+                        monitor.MetricCriteriaArgs(
+                            criterion_type="StaticThresholdCriterion",
+                            name=AVAILABILITY_METRIC,
+                            metric_name=AVAILABILITY_METRIC,
+                            metric_namespace="Microsoft.Cache/redisEnterprise",
+                            operator=monitor.Operator.LESS_THAN,
+                            threshold=1,
+                            time_aggregation=monitor.AggregationTypeEnum.MAXIMUM,
+                        )
+                    ],
+                ),
+                actions=[monitor.MetricAlertActionArgs(action_group_id=critical_group_id or action_group_id)],
+                tags={**tags, "severity": "critical"},
+            ),
+            opts=child,
+        )
 
         self.cluster_id = cluster.id
         self.database_id = database.id

@@ -18,10 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-from pulumi_azure_native import managedidentity, monitor, operationalinsights
+from pulumi_azure_native import alertsmanagement, managedidentity, monitor, operationalinsights
 
 from . import rbac
 from .render import helm_values
+from .render import rules as rules_render
 from .settings import StackSettings
 
 APPLICATION_LOG_TABLES = ("ContainerLogV2",)
@@ -97,6 +98,7 @@ class Retention(pulumi.ComponentResource):
             )
 
         self.remote_write = None
+        self.workspace_id: pulumi.Output[str] | None = None
         grafana_identity = self._grafana_identity(s, resource_group_name, resource_group_id, oidc_issuer_url, client)
         self.grafana = GrafanaAzure(grafana_identity.client_id, client.subscription_id, None)
         if not s.observability.retention.long_term_metrics:
@@ -240,3 +242,62 @@ class Retention(pulumi.ComponentResource):
             principal_type="ServicePrincipal",
         )
         return identity
+
+
+BROKER_DOWN = "BrokerDownSeenFromAzure"
+
+
+def broker_down_expression(s: StackSettings) -> str:
+    """The in-cluster broker, judged from the samples Prometheus remote-writes: none for 5 minutes
+    (the broker, Prometheus or the whole cluster is gone) or fewer nodes up than its replicas."""
+    sel = rules_render.broker_selector(s)
+    return f"absent_over_time(up{{{sel}}}[5m])\nor\nsum(up{{{sel}}}) < {s.broker.replicas}"
+
+
+def broker_availability(
+    s: StackSettings,
+    retention: Retention,
+    resource_group_name: pulumi.Input[str],
+    critical_group_id: pulumi.Input[str],
+) -> alertsmanagement.PrometheusRuleGroup | None:
+    """A Prometheus rule group Azure evaluates on the Azure Monitor workspace: the in-cluster
+    Prometheus cannot page about its own cluster's death, Azure can (policy
+    stateful-resources-availability-alert requires it in prod). Critical: the on-call group."""
+    if not rules_render.in_cluster_broker(s) or retention.workspace_id is None:
+        return None
+    runbook = f"{s.observability.alerting.runbook_base_url.rstrip('/')}/{BROKER_DOWN}.md"
+    return alertsmanagement.PrometheusRuleGroup(
+        "broker-availability-rules",
+        alertsmanagement.PrometheusRuleGroupArgs(
+            resource_group_name=resource_group_name,
+            rule_group_name=s.name("prg", "broker-availability"),
+            location=s.location,
+            description="The in-cluster RabbitMQ broker, evaluated by Azure from the remote-written metrics",
+            scopes=[retention.workspace_id],
+            enabled=True,
+            interval="PT1M",
+            rules=[
+                alertsmanagement.PrometheusRuleArgs(
+                    alert=BROKER_DOWN,
+                    expression=broker_down_expression(s),
+                    for_="PT2M",
+                    severity=0,
+                    enabled=True,
+                    labels={"severity": "critical"},
+                    annotations={
+                        "summary": "The broker is down or no longer reports, seen from Azure",
+                        "description": f"Fewer than {s.broker.replicas} RabbitMQ nodes up, or no sample of the "
+                        "broker for 5 minutes in the Azure Monitor workspace: the broker, Prometheus or the "
+                        "whole cluster is down.",
+                        "runbook_url": runbook,
+                    },
+                    actions=[alertsmanagement.PrometheusRuleGroupActionArgs(action_group_id=critical_group_id)],
+                    resolve_configuration=alertsmanagement.PrometheusRuleResolveConfigurationArgs(
+                        auto_resolved=True, time_to_resolve="PT10M"
+                    ),
+                )
+            ],
+            tags={"environment": s.environment, "managedBy": "pulumi", **s.tags},
+        ),
+        opts=pulumi.ResourceOptions(parent=retention),
+    )

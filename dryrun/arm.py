@@ -136,6 +136,9 @@ TYPES: dict[str, ArmType] = {
         "azure-native:monitor:AzureMonitorWorkspace": ArmType(
             "Microsoft.Monitor/accounts", ("azureMonitorWorkspaceName",)
         ),
+        "azure-native:alertsmanagement:PrometheusRuleGroup": ArmType(
+            "Microsoft.AlertsManagement/prometheusRuleGroups", ("ruleGroupName",)
+        ),
         "azure-native:monitor:DataCollectionEndpoint": ArmType(
             "Microsoft.Insights/dataCollectionEndpoints", ("dataCollectionEndpointName",)
         ),

@@ -67,6 +67,32 @@ def service_cases(s: StackSettings) -> list[dict]:
     )
     out.append(case(durations(slow=False), [(12, "ServiceLatencyP95High", [])], "ServiceLatencyP95High healthy"))
 
+    def queries(slow: bool) -> dict[str, str]:
+        # per minute, 100 queries: all between 100 and 250 ms (p95 242.5 ms) or all under 50 ms
+        b = f"{m.db_client_duration}_bucket"
+        q = f'{m.service_label}="{SERVICE}",db_system_name="postgresql",db_operation_name="SELECT"'
+        return {
+            f'{b}{{{q},le="0.05"}}': counter((0 if slow else 100, 20)),
+            f'{b}{{{q},le="0.1"}}': counter((0 if slow else 100, 20)),
+            f'{b}{{{q},le="0.25"}}': counter((100, 20)),
+            f'{b}{{{q},le="+Inf"}}': counter((100, 20)),
+        }
+
+    db_who = {m.service_label: SERVICE}
+    out.append(
+        case(
+            queries(slow=True),
+            [
+                (4, "DatabaseQueryLatencyP95High", []),
+                (12, "DatabaseQueryLatencyP95High", [expected(s, "DatabaseQueryLatencyP95High", db_who, 0.2425)]),
+            ],
+            "DatabaseQueryLatencyP95High fires after 5 minutes",
+        )
+    )
+    out.append(
+        case(queries(slow=False), [(12, "DatabaseQueryLatencyP95High", [])], "DatabaseQueryLatencyP95High healthy")
+    )
+
     def calls(errors_per_minute: float) -> dict[str, str]:
         return {
             f'{m.span_calls}{{{span},status_code="STATUS_CODE_UNSET"}}': counter((100 - errors_per_minute, 20)),

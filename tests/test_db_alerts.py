@@ -162,6 +162,23 @@ def test_the_policy_trips_through_the_protocol_without_an_availability_alert(pla
     ]
     (f,) = findings(silent)
     assert "keyvault:Vault 'vault'" in f.message
+    # Redis: without RedisDown the cluster is named; the connected-clients-high warning on the
+    # same metric (a "greater than") does not stand in for it
+    assert any(r.name == "alert-RedisConnectedClientsHigh" for r in regs)
+    (f,) = findings([r for r in regs if r.name != "alert-RedisDown"])
+    assert "redisenterprise:RedisEnterprise 'redis-cluster'" in f.message and "connectedclients" in f.message
+    # the in-cluster broker: without its rule group on the Azure Monitor workspace, or with the
+    # alert's action group removed, the RabbitmqCluster is named
+    assert any(r.type.endswith("RabbitmqCluster") for r in regs)
+    (f,) = findings([r for r in regs if r.name != "broker-availability-rules"])
+    assert "RabbitmqCluster 'cluster'" in f.message and "outside the cluster" in f.message
+
+    def no_action(r):
+        rules = [{k: v for k, v in rule.items() if k != "actions"} for rule in r.inputs["rules"]]
+        return dataclasses.replace(r, inputs={**r.inputs, "rules": rules})
+
+    (f,) = findings([no_action(r) if r.name == "broker-availability-rules" else r for r in regs])
+    assert "RabbitmqCluster 'cluster'" in f.message
     # dev does not require it
     dev = run_pack(
         ROOT / "policies", ROOT / "policies" / "config.dev.json", [r for r in regs if "alert-" not in r.name]
@@ -177,3 +194,22 @@ def test_every_azure_alert_has_a_runbook(planned):
         assert path.is_file(), path
         text = path.read_text()
         assert re.search(r"(?im)^#+ .*check", text) and re.search(r"(?im)^#+ .*(do|act|fix|mitigat)", text), path
+
+
+def test_the_broker_is_watched_from_azure(planned):
+    """Azure evaluates the broker's alert on the remote-written metrics: no samples for 5 minutes
+    or fewer nodes up than the replicas pages (the critical action group)."""
+    from components.render.db_alerts import receiver_for
+
+    p = planned["prod"]
+    s = p.settings
+    group = p.one("alertsmanagement:PrometheusRuleGroup", "broker-availability-rules")
+    g = unwrap(group.inputs)
+    amw = p.one("monitor:AzureMonitorWorkspace", "metrics-workspace")
+    critical = p.one("monitor:ActionGroup", f"action-group-{receiver_for(s, 'critical')}")
+    assert amw.urn in group.dependencies and critical.urn in group.dependencies and g["enabled"] is True
+    (rule,) = g["rules"]
+    sel = f'job="{s.broker.cluster_name}",namespace="{s.broker.namespace}"'
+    assert rule["alert"] == "BrokerDownSeenFromAzure" and rule["labels"] == {"severity": "critical"}
+    assert rule["expression"] == f"absent_over_time(up{{{sel}}}[5m])\nor\nsum(up{{{sel}}}) < {s.broker.replicas}"
+    assert (ROOT / "docs" / "runbooks" / "BrokerDownSeenFromAzure.md").is_file()

@@ -175,8 +175,19 @@ def test_diagnostics_and_alerts(stack):
     assert database.urn in db_diag.dependencies and cluster.urn in cluster_diag.dependencies
     assert unwrap(db_diag.inputs)["logs"] == [{"category": "ConnectionEvents", "enabled": True}]
     assert unwrap(cluster_diag.inputs)["metrics"] == [{"category": "AllMetrics", "enabled": True}]
-    mine = [r for r in stack.of_type("monitor:MetricAlert") if r.name.startswith("alert-Redis")]
+    down = stack.one("monitor:MetricAlert", "alert-RedisDown")
+    mine = [r for r in stack.of_type("monitor:MetricAlert") if r.name.startswith("alert-Redis") and r is not down]
     alerts = {r.name: unwrap(r.inputs) for r in mine}
+    # the availability alert: critical, to the group Alertmanager's routing picks for critical
+    from components.render.db_alerts import receiver_for
+
+    d = unwrap(down.inputs)
+    (dc,) = d["criteria"]["allOf"]
+    assert d["severity"] == 0 and d["enabled"] is True and d["scopes"] == [cluster_id(stack)]
+    assert (dc["metricName"], dc["operator"], dc["threshold"]) == ("connectedclients", "LessThan", 1)
+    critical = stack.one("monitor:ActionGroup", f"action-group-{receiver_for(stack.settings, 'critical')}")
+    assert critical.urn in down.dependencies and cluster.urn in down.dependencies
+    assert (ROOT / "docs" / "runbooks" / "RedisDown.md").is_file() and "RedisDown.md" in d["description"]
     # warnings, to the action group Alertmanager's routing picks for a warning (Slack), as every
     # Azure alert of the stack (tests/test_db_alerts.py)
     group = stack.one("monitor:ActionGroup", "action-group-slack")

@@ -272,6 +272,12 @@ def services(s: StackSettings) -> dict[str, Any]:
         description=f"Pages above {t.request_p95_seconds * 1000:g} ms for 5 minutes (ServiceLatencyP95High).",
     )
     d.panel(
+        "Database query P95 (the services' database client)",
+        [("service:db_client_operation_duration_seconds:p95_5m", f"{{{{{s.observability.metrics.service_label}}}}}")],
+        "s",
+        description=f"Pages above {t.db_query_p95_seconds * 1000:g} ms for 5 minutes (DatabaseQueryLatencyP95High).",
+    )
+    d.panel(
         "Error ratio",
         [("service:request_errors:ratio_rate5m", svc)],
         "percentunit",

@@ -6,6 +6,8 @@
   tier computes from every span before sampling (``traces_span_metrics_*``, by the span's service),
   restricted to a service's inbound work: server spans (HTTP/gRPC requests) and consumer spans
   (messages taken from the broker);
+* query response time P95 > 100 ms for 5 min -> page: from the services' own database client
+  histogram (OpenTelemetry ``db.client.operation.duration``), Azure having no query latency;
 * pod CPU > 80 % of its requests for 10 min, memory > 85 % of its limits for 5 min (warning: the
   team's "autoscale" and "alert the team") from cAdvisor and kube-state-metrics, in the services'
   namespaces only;
@@ -69,6 +71,12 @@ def recording_rules(s: StackSettings) -> list[dict]:
                 src,
             ),
         },
+        # the services' own database client histogram (OpenTelemetry db.client.operation.duration)
+        {
+            "record": "service:db_client_operation_duration_seconds:p95_5m",
+            "expr": f"histogram_quantile(0.95, sum by ({m.service_label}, le) "
+            f"(rate({m.db_client_duration}_bucket[5m])))",
+        },
         {
             "record": "namespace_pod_container:cpu_usage:ratio_requests",
             "expr": (
@@ -111,6 +119,19 @@ def alerts(s: StackSettings) -> list[dict]:
                 f"{who(s)}: P95 response time is high",
                 f"P95 of {who(s)}'s requests and messages handled is {{{{ $value | humanizeDuration }}}} "
                 f"(threshold {t.request_p95_seconds * 1000:g} ms) for 5 minutes.",
+            ),
+        },
+        {
+            "alert": "DatabaseQueryLatencyP95High",
+            "expr": f"service:db_client_operation_duration_seconds:p95_5m > {t.db_query_p95_seconds:g}",
+            "for": "5m",
+            "labels": {"severity": "critical"},  # the team's table: latency pages
+            "annotations": _annotations(
+                s,
+                "DatabaseQueryLatencyP95High",
+                f"{who(s)}: P95 database query time is high",
+                f"P95 of {who(s)}'s database queries is {{{{ $value | humanizeDuration }}}} "
+                f"(threshold {t.db_query_p95_seconds * 1000:g} ms) for 5 minutes.",
             ),
         },
         {

@@ -41,6 +41,10 @@ class MetricContract(Model):
     span_calls: MetricName = "traces_span_metrics_calls_total"
     span_duration_ms: MetricName = "traces_span_metrics_duration_milliseconds"
     span_service_label: LabelName = "service_name"
+    # Each service's database client operations (queries): the OpenTelemetry semantic convention
+    # histogram `db.client.operation.duration` (unit s), as Prometheus names it over OTLP, by the
+    # contract's service label: the query P95 of the team's table (Azure has no query latency).
+    db_client_duration: MetricName = "db_client_operation_duration_seconds"
 
 
 class Slo(Model):
@@ -69,6 +73,7 @@ class Thresholds(Model):
     # sagas and the service alert table (docs/monitoring.md)
     saga_timeout_max_percent: float = Field(default=1, gt=0, le=50)
     request_p95_seconds: float = Field(default=0.2, gt=0)
+    db_query_p95_seconds: float = Field(default=0.1, gt=0)  # DatabaseQueryLatencyP95High
     request_error_max_percent: float = Field(default=1, gt=0, le=50)
     throughput_min_baseline_percent: int = Field(default=50, ge=10, le=90)
     throughput_baseline_min_rps: float = Field(default=1, ge=0)  # below this baseline: no throughput alert
