@@ -22,11 +22,20 @@ from dryrun.runner import RunResult, run_stack  # noqa: E402
 STACKS = ("dev", "prod")
 
 
-def pytest_report_header(config) -> list[str]:
-    """The servers every proof of this run talks to, named in the test output."""
+def _versions_line() -> str:
     found = toolchain.versions()
     named = ", ".join(f"{k} {v}" for k, v in sorted(found.items())) or "none installed (make tools)"
-    return [f"proofs run on: {named} (testing root {toolchain.ROOT}, PostgreSQL from the pgserver wheel)"]
+    return f"proofs run on: {named} (testing root {toolchain.ROOT}, PostgreSQL from the pgserver wheel)"
+
+
+def pytest_report_header(config) -> list[str]:
+    """The servers every proof of this run talks to, named in the test output."""
+    return [_versions_line()]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """The same line at the end too: `pytest -q` (make test) prints no header."""
+    terminalreporter.write_line(_versions_line())
 
 
 def unwrap(value: Any) -> Any:
