@@ -27,7 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 OUTPUTS_FILE = Path(__file__).resolve().parent / "outputs.json"
 OFFLINE = "offline plan (python -m dryrun.bootstrap)"
 REAL = "pulumi stack output --json (bootstrap stack)"
-STACKS = ("dev", "prod")
+STACKS = ("dev", "prod", "prod-dr")
+# the environment (deploy identity) of each stack: prod's recovery stack is deployed by prod's
+ENVIRONMENT_OF = {"dev": "dev", "prod": "prod", "prod-dr": "prod"}
+ENVIRONMENTS = ("dev", "prod")
 VAULT_POLICY = "keyvault-no-vault-wide-data-access"
 ROLES_POLICY = "role-assignments-assignable"
 
@@ -48,7 +51,7 @@ def render_config(current: str, stack: str, outputs: dict[str, Any]) -> str:
     """policies/config.<stack>.json with the two generated entries set from the bootstrap outputs;
     every other policy's settings as they were, one policy per line."""
     doc = json.loads(current)
-    env = outputs["environments"][stack]
+    env = outputs["environments"][ENVIRONMENT_OF[stack]]
     doc[VAULT_POLICY] = {**doc.get(VAULT_POLICY, {}), "deployerObjectIds": [env["deployPrincipalId"]]}
     doc[ROLES_POLICY] = {"assignableRoleDefinitionIds": sorted(env["assignableRoleDefinitionIds"])}
     lines = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in doc.items()]
@@ -61,7 +64,7 @@ def github_variables(outputs: dict[str, Any]) -> list[str]:
         f"gh variable set AZURE_TENANT_ID --body {outputs['tenantId']}",
         f"gh variable set AZURE_PREVIEW_CLIENT_ID --body {outputs['preview']['clientId']}",
     ]
-    for stack in STACKS:
+    for stack in ENVIRONMENTS:
         env = outputs["environments"][stack]
         name = env["githubEnvironment"]
         cmds += [
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{path}: no plan; run: make plan STACK={stack}", file=sys.stderr)
                 return 2
             plans[stack] = json.loads(path.read_text())
-        roles.NEEDS_FILE.write_text(roles.needs_document(plans))
+        roles.NEEDS_FILE.write_text(roles.needs_document(plans, ENVIRONMENT_OF))
         print(f"wrote {roles.NEEDS_FILE.relative_to(ROOT)}")
         return 0
     if args.what == "outputs":

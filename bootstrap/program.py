@@ -100,7 +100,10 @@ class StateBackend(pulumi.ComponentResource):
                 account_name=self.account_name,
                 location=s.location,
                 kind=storage.Kind.STORAGE_V2,
-                sku=storage.SkuArgs(name=storage.SkuName.STANDARD_ZRS),
+                # geo-zone-redundant: the state outlives the region. A recovery stack (prod-dr,
+                # docs/disaster-recovery.md) needs its own state and prod's outputs while prod's
+                # region is down: after a customer-initiated account failover to the paired region
+                sku=storage.SkuArgs(name=storage.SkuName.STANDARD_GZRS),
                 allow_shared_key_access=False,  # Entra ID only: no account keys, no SAS signed with them
                 default_to_o_auth_authentication=True,
                 allow_blob_public_access=False,

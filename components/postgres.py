@@ -15,6 +15,7 @@ service, and database access by identity:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -225,6 +226,19 @@ class Postgres(pulumi.ComponentResource):
         self.register_outputs({"serverName": self.server_name, "fqdn": self.fqdn})
 
 
+class DatabaseServer(Protocol):
+    """What the bootstrap, diagnostics, alerts and locks need of a server: :class:`Postgres`,
+    or a recovery stack's promoted geo-replica (components/recovery.py)."""
+
+    server_name: pulumi.Output[str]
+    server_id: pulumi.Output[str]
+    resource_group_name: pulumi.Output[str]
+    fqdn: pulumi.Output[str]
+    tenant_id: pulumi.Output[str]
+    last_operations: list[pulumi.Resource]
+    databases: list[pulumi.Resource]
+
+
 class PostgresBootstrap(pulumi.ComponentResource):
     """The bootstrap identity (an Entra administrator of the server) and the Job that maps
     each service's managed identity to the role owning its database."""
@@ -236,7 +250,7 @@ class PostgresBootstrap(pulumi.ComponentResource):
         name: str,
         settings: StackSettings,
         net: Network,
-        postgres: Postgres,
+        postgres: DatabaseServer,
         provider: k8s.Provider,
         oidc_issuer_url: pulumi.Output[str],
         principals: Mapping[str, pulumi.Input[str]],
@@ -285,11 +299,12 @@ class PostgresBootstrap(pulumi.ComponentResource):
         grants = pulumi.Output.all(*[principals[n] for n in names]).apply(
             lambda ids: [render.DatabaseGrant(n, str(i)) for n, i in zip(names, ids, strict=True)]
         )
-        sql = grants.apply(render.bootstrap_sql)
+        rebind = s.recovery is not None  # a recovery stack re-maps the promoted server's roles
+        sql = grants.apply(lambda g: render.bootstrap_sql(g, rebind=rebind))
         kube = pulumi.ResourceOptions(parent=self, provider=provider)
         ns = apply_manifest("namespace", render.bootstrap_namespace(), kube)
         in_ns = pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[ns]))
-        for policy in render.bootstrap_network_policies(s.network.postgres_subnet):
+        for policy in render.bootstrap_network_policies(s.database_subnet):
             apply_manifest(f"netpol-{policy['metadata']['name']}", policy, in_ns)
         sa = apply_manifest("service-account", render.bootstrap_service_account(identity.client_id), in_ns)
         script = apply_manifest(

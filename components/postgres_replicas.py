@@ -3,7 +3,7 @@ and a geo-replica in the disaster-recovery region in its own small VNet (docs/di
 
 * :class:`DrNetwork`: in ``postgres.disasterRecovery.region``, a resource group, a VNet holding
   only a subnet delegated to PostgreSQL with its NSG (5432 from the primary's PostgreSQL subnet
-  only), global VNet peering both ways with the primary's VNet, and a link of the primary's
+  and from the recovery stack's cluster subnet, ``recoveryAksSubnet``, components/recovery.py), global VNet peering both ways with the primary's VNet, and a link of the primary's
   PostgreSQL private DNS zone to this VNet (the zone is global; its records follow a promotion).
 * :class:`PostgresReplicas`: ``postgres.readReplicas.count`` servers with ``createMode: Replica``
   (``AsyncReplica``) in the primary's region and subnet, the DR geo-replica (``GeoAsyncReplica``)
@@ -61,6 +61,25 @@ def dr_nsg_rules(s: StackSettings) -> list[network.SecurityRuleArgs]:
             source_port_range="*",
             destination_address_prefix=dr.postgres_subnet,
             destination_port_range="5432",
+        ),
+        *(
+            [
+                # the recovery stack's cluster (docs/disaster-recovery.md): allowed ahead of time, so
+                # that a region failover writes nothing to this NSG
+                network.SecurityRuleArgs(
+                    name="allow-postgres-from-recovery-stack",
+                    priority=105,
+                    direction="Inbound",
+                    access="Allow",
+                    protocol="Tcp",
+                    source_address_prefix=dr.recovery_aks_subnet,
+                    source_port_range="*",
+                    destination_address_prefix=dr.postgres_subnet,
+                    destination_port_range="5432",
+                )
+            ]
+            if dr.recovery_aks_subnet
+            else []
         ),
         network.SecurityRuleArgs(
             name="allow-intra-subnet",
@@ -185,10 +204,43 @@ class DrNetwork(pulumi.ComponentResource):
         self.resource_group_name = rg.name
         self.resource_group_id = rg.id
         self.vnet_id = vnet.id
+        self.vnet_name = vnet.name
+        self._zone_resource_group_name = net.resource_group_name
         self.postgres_subnet_id = vnet.id.apply(lambda i: f"{i}/subnets/{DR_SUBNET}")
         # the geo-replica waits for the paths to the primary and for name resolution
         self.ready: list[pulumi.Resource] = [to_dr, from_dr, link]
         self.register_outputs({"vnetId": self.vnet_id, "postgresSubnetId": self.postgres_subnet_id})
+
+    def recovery_output(self, s: StackSettings, dr_replica: dbforpostgresql.Server) -> pulumi.Output[dict]:
+        """The stack output a recovery stack reads (components/recovery.py): where the geo-replica
+        is, how to reach it, and what it runs. All of it lives outside the primary's region except
+        the private DNS zone's resource group (the zone itself is global)."""
+        dr = s.postgres.disaster_recovery
+        assert dr is not None
+        return pulumi.Output.all(
+            self.resource_group_name,
+            dr_replica.name,
+            dr_replica.id,
+            dr_replica.fully_qualified_domain_name,
+            self.vnet_id,
+            self.vnet_name,
+            self._zone_resource_group_name,
+        ).apply(
+            lambda v: {
+                "region": dr.region,
+                "resourceGroupName": v[0],
+                "serverName": v[1],
+                "serverId": v[2],
+                "fqdn": v[3],
+                "virtualNetworkId": v[4],
+                "virtualNetworkName": v[5],
+                "postgresSubnet": dr.postgres_subnet,
+                "recoveryAksSubnet": dr.recovery_aks_subnet,
+                "privateDnsZoneName": postgres_zone_name(s),
+                "privateDnsZoneResourceGroupName": v[6],
+                "skuName": dr.sku_name or s.postgres.sku_name,
+            }
+        )
 
 
 class PostgresReplicas(pulumi.ComponentResource):

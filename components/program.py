@@ -29,8 +29,9 @@ from .landing import ServiceLanding
 from .locks import Locks
 from .network import Network
 from .observability import Observability
-from .postgres import Postgres, PostgresBootstrap
+from .postgres import DatabaseServer, Postgres, PostgresBootstrap
 from .postgres_replicas import DrNetwork, PostgresReplicas
+from .recovery import DR_OUTPUT, RecoveredPostgres, RecoveryNetwork, check_region, replaced_stack
 from .redis import Redis
 from .render.db_alerts import primary, replica_alerts
 from .retention import Retention, broker_availability
@@ -58,14 +59,28 @@ def main(settings: StackSettings | None = None) -> None:
     databases = s.databases
     acr = registry.Registry("registry", s, net, client, suffix, aks.kubelet_principal_id)
     images = acr.pull_through  # the same login server, after AcrPull and the cache rules
-    pg = Postgres("postgres", s, net, vault, client, suffix, databases)
-    # Read replicas behind a virtual endpoint, and the DR geo-replica in its own VNet (prod).
-    dr_net = DrNetwork("dr-network", s, net) if s.postgres.disaster_recovery else None
-    replicas = (
-        PostgresReplicas("postgres-replicas", s, net, pg, client, dr_net)
-        if s.postgres.read_replicas.count or dr_net
-        else None
-    )
+    pg: DatabaseServer
+    dr_net: DrNetwork | None = None
+    replicas: PostgresReplicas | None = None
+    if s.recovery is None:
+        primary_server = Postgres("postgres", s, net, vault, client, suffix, databases)
+        pg = primary_server
+        # Read replicas behind a virtual endpoint, and the DR geo-replica in its own VNet (prod).
+        dr_net = DrNetwork("dr-network", s, net) if s.postgres.disaster_recovery else None
+        replicas = (
+            PostgresReplicas("postgres-replicas", s, net, primary_server, client, dr_net)
+            if s.postgres.read_replicas.count or dr_net
+            else None
+        )
+    else:
+        # A recovery stack (components/recovery.py): the replaced stack's promoted geo-replica,
+        # found through that stack's outputs and checked against this stack's settings.
+        replaced = pulumi.StackReference(replaced_stack(s))
+        dr = replaced.require_output(DR_OUTPUT).apply(lambda d: check_region(s, dict(d)))
+        recovered = RecoveredPostgres("postgres", s, client, dr)
+        path = RecoveryNetwork("recovery-network", s, net, dr)
+        recovered.last_operations = [*recovered.last_operations, *path.ready]
+        pg = recovered
     replica_servers = replicas.servers if replicas else {}
     # Every service has its own identity: its PostgreSQL role (if any), its secrets, its pods.
     identities = ServiceIdentities("service-identities", s, net, list(s.services))
@@ -232,8 +247,11 @@ def main(settings: StackSettings | None = None) -> None:
             pulumi.export("postgresWriterHost", replicas.virtual_endpoint.virtual_endpoints.apply(_writer))
             pulumi.export("postgresReaderHost", replicas.virtual_endpoint.virtual_endpoints.apply(_reader))
         pulumi.export("postgresReplicaFqdns", [r.fully_qualified_domain_name for r in replicas.replicas])
-        if replicas.dr_replica is not None:
-            pulumi.export("postgresDrReplicaFqdn", replicas.dr_replica.fully_qualified_domain_name)
+        if replicas.dr_replica is not None and dr_net is not None:
+            dr_replica = replicas.dr_replica
+            pulumi.export("postgresDrReplicaFqdn", dr_replica.fully_qualified_domain_name)
+            # what a recovery stack (recovery.replaces: <this stack>) reads: components/recovery.py
+            pulumi.export(DR_OUTPUT, dr_net.recovery_output(s, dr_replica))
     pulumi.export("postgresAdminLogin", s.postgres.admin_login)
     pulumi.export("postgresAdminPasswordSecretUri", vault.secrets["postgres-admin"].uri)
     pulumi.export("keyVaultName", vault.vault_name)

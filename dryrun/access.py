@@ -23,6 +23,7 @@ FEDERATION = "azure-native:managedidentity:FederatedIdentityCredential"
 KV_SECRET = "azure-native:keyvault:Secret"
 PG_ADMIN = "azure-native:dbforpostgresql:AdministratorsMicrosoftEntra"
 PG_DATABASE = "azure-native:dbforpostgresql:Database"
+PG_SERVER = "azure-native:dbforpostgresql:Server"
 VNET = "azure-native:network:VirtualNetwork"
 NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 CONFIGMAP = "kubernetes:core/v1:ConfigMap"
@@ -220,12 +221,17 @@ def matrix(doc: dict, definitions: dict) -> dict:
     role_oid = {g["role"]: str(g["objectId"]).lower() for g in grants}
     owners = {g["database"]: g["role"] for g in grants}  # database -> role
     databases_in_plan = {r["inputs"].get("databaseName") for r in of(PG_DATABASE)}
+    if not of(PG_SERVER):
+        # a recovery stack (components/recovery.py): the server and its databases came with the
+        # promoted geo-replica, and the bootstrap creates any that is missing
+        databases_in_plan |= set(owners)
     pg_admins = {str(r["inputs"].get("objectId")).lower(): r["inputs"].get("principalName") for r in of(PG_ADMIN)}
     pg_names = {k: v for k, v in pg_admins.items() if isinstance(v, str)}
 
     # custom roles (the image importer): their GUID -> name and actions, from the plan's own
     # definitions and the ones the bootstrap creates for this environment (components/custom_roles.py)
-    declared = custom_role_defs.definitions(str(doc.get("stack", "")))
+    # (a stack's environment: prod-dr is prod's recovery stack and assigns prod's)
+    declared = custom_role_defs.definitions(str((doc.get("outputs") or {}).get("environment") or doc.get("stack", "")))
     custom_roles = {g: c.role_name for g, c in declared.items()} | {
         str(r["inputs"].get("roleDefinitionId", "")).lower(): r["inputs"].get("roleName", r["name"])
         for r in of(ROLE_DEFINITION)

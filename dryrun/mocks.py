@@ -76,12 +76,15 @@ class Registration:
     protect: bool
     custom: bool
     inputs: dict
+    retain_on_delete: bool = False
 
 
 class PlatformMocks(pmocks.Mocks):
     """Answers resource registrations and invokes with plausible Azure-shaped outputs."""
 
-    def __init__(self, deployer_object_id: str = DEPLOYER_OBJECT_ID) -> None:
+    def __init__(self, deployer_object_id: str = DEPLOYER_OBJECT_ID, references: dict | None = None) -> None:
+        # StackReference name -> that stack's outputs (a recovery stack reads the one it replaces)
+        self.references = dict(references or {})
         # Every secret value the mocks generate, so tests can prove none leaks into the plan.
         self.generated_secrets: list[str] = []
         # getClientConfig's objectId: the principal running the stack (runner.deployer_object_id).
@@ -91,6 +94,12 @@ class PlatformMocks(pmocks.Mocks):
 
     # ------------------------------------------------------------------ resources
     def new_resource(self, args: pmocks.MockResourceArgs) -> tuple[str, dict]:
+        if args.typ == "pulumi:pulumi:StackReference":  # a read: the referenced stack's outputs, as planned
+            ref = str(dict(args.inputs).get("name"))
+            if ref not in self.references:
+                raise KeyError(f"no outputs for stack reference {ref!r} (planned: {sorted(self.references)})")
+            self.invokes.append(("pulumi:pulumi:StackReference", {"name": ref}))
+            return ref, {"name": ref, "outputs": self.references[ref], "secretOutputNames": []}
         if not args.custom:
             return "", {}
         inputs = dict(args.inputs)
@@ -286,6 +295,7 @@ class RecordingMonitor(pmocks.MockMonitor):
                 protect=bool(request.protect),
                 custom=bool(request.custom),
                 inputs=inputs,
+                retain_on_delete=bool(request.retainOnDelete),
             )
         )
         return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj)

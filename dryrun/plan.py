@@ -49,6 +49,7 @@ def plan_document(result: RunResult) -> dict:
                 "parent": r.parent,
                 "dependencies": r.dependencies,
                 "protect": r.protect,
+                **({"retainOnDelete": True} if r.retain_on_delete else {}),
                 "inputs": redact(r.inputs),
             }
             for r in result.registrations

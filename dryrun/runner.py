@@ -259,16 +259,24 @@ def run_stack(
     stock_sdk: bool = False,
     one_shot: bool = False,
     settings_loader: Callable[[dict[str, str], str], Any] | None = None,
+    references: dict[str, dict] | None = None,
 ) -> RunResult:
     """Plans one stack. ``stack_text`` replaces the stack file's content (tests use it for
     broken copies). ``stock_sdk`` runs the SDK without the shortcuts above (``_STOCK_SDK``).
     ``one_shot``: the process ends after this run (the CLI, the bench's SDK floor), so the run's
     heap is frozen instead of handed back to the cyclic collector (see below).
     ``settings_loader(config, stack)`` validates another project's config (the bootstrap's).
+    ``references``: StackReference name -> outputs; unset, a recovery stack (``recovery.replaces``)
+    gets the replaced stack's outputs by planning that stack first.
     Raises ``components.settings.ConfigError`` on bad config."""
     project = read_project(project_dir)
     text = stack_text if stack_text is not None else (project_dir / f"Pulumi.{stack}.yaml").read_text()
     config, secret_keys = config_from_yaml(text)
+    if references is None:
+        references = {}
+        replaces = replaced_stack(config, project)
+        if replaces and replaces != stack:
+            references[f"organization/{project}/{replaces}"] = run_stack(replaces, project_dir).outputs
     ctx = contextvars.Context()
     # A run allocates hundreds of thousands of objects in reference cycles (Outputs, futures,
     # tasks) that stay alive until the end, and the cyclic collector rescans that growing heap
@@ -282,7 +290,7 @@ def run_stack(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return ctx.run(_run, project, stack, config, secret_keys, program, stock_sdk, settings_loader)
+        return ctx.run(_run, project, stack, config, secret_keys, program, stock_sdk, settings_loader, references)
     finally:
         if one_shot:
             gc.freeze()
@@ -290,7 +298,7 @@ def run_stack(
             gc.enable()
 
 
-def _run(project, stack, config, secret_keys, program, stock_sdk, settings_loader=None) -> RunResult:
+def _run(project, stack, config, secret_keys, program, stock_sdk, settings_loader=None, references=None) -> RunResult:
     from pulumi.runtime import config as rconfig
     from pulumi.runtime import mocks as pmocks
     from pulumi.runtime import settings as rsettings
@@ -302,7 +310,7 @@ def _run(project, stack, config, secret_keys, program, stock_sdk, settings_loade
 
     rconfig.set_all_config(config, secret_keys)
     _STOCK_SDK.set(stock_sdk)
-    mocks = PlatformMocks(deployer_object_id(stack))
+    mocks = PlatformMocks(deployer_object_id(stack), references)
     monitor = RecordingMonitor(mocks)
     handler = _Collect()
     logger = logging.getLogger(f"dryrun.{stack}")
@@ -338,6 +346,14 @@ def _run(project, stack, config, secret_keys, program, stock_sdk, settings_loade
         invokes=sorted(mocks.invokes, key=lambda i: (i[0], json.dumps(i[1], sort_keys=True, default=str))),
         settings=(settings_loader or (lambda c, s: settings_mod.from_config_map(c, s, project)))(config, stack),
     )
+
+
+def replaced_stack(config: dict[str, Any], project: str) -> str | None:
+    """The stack a recovery stack's config names (``<project>:recovery.replaces``), if any."""
+    from components.settings.loading import parse_value
+
+    rec = parse_value(config.get(f"{project}:recovery"))
+    return str(rec["replaces"]) if isinstance(rec, dict) and rec.get("replaces") else None
 
 
 def deployer_object_id(stack: str, project_dir: Path = PROJECT_DIR) -> str:

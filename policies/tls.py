@@ -17,25 +17,33 @@ from pulumi_policy import (
 TLS_ORDER = {"TLSv1": 0, "TLSv1.1": 1, "TLSv1.2": 2, "TLSv1.3": 3}
 PG_CONFIG = "azure-native:dbforpostgresql:Configuration"
 PG_SERVER = "azure-native:dbforpostgresql:Server"
+PG_ADMIN = "azure-native:dbforpostgresql:AdministratorsMicrosoftEntra"
 
 
 def _postgres_tls(args: StackValidationArgs, report: ReportViolation):
     """Every flexible server has require_secure_transport=on and ssl_min_protocol_version at
-    least the configured minimum, as explicit Configuration resources."""
+    least the configured minimum, as explicit Configuration resources: each server the stack
+    creates, and each it administers without creating it (an Entra administrator on a server
+    outside the plan: a recovery stack's promoted geo-replica, components/recovery.py)."""
     minimum = config(args).get("minimumTlsVersion", "TLSv1.2")
     servers = [r for r in args.resources if r.resource_type == PG_SERVER]
+    names = {str(get(r.props, "serverName", r.name)) for r in servers}
+    subjects = [(r, str(get(r.props, "serverName", r.name))) for r in servers]
+    for r in args.resources:  # one subject per administered server not in the plan
+        if r.resource_type == PG_ADMIN and str(get(r.props, "serverName", "")) not in names:
+            names.add(str(get(r.props, "serverName", "")))
+            subjects.append((r, str(get(r.props, "serverName", ""))))
     params: dict[str, dict[str, PolicyResource]] = {}
     for r in args.resources:
         if r.resource_type == PG_CONFIG:
             params.setdefault(str(get(r.props, "serverName", "")), {})[str(get(r.props, "configurationName", ""))] = r
-    for server in servers:
-        server_name = str(get(server.props, "serverName", server.name))
+    for server, server_name in subjects:
         mine = params.get(server_name, {})
         secure = mine.get("require_secure_transport")
         if secure is None:
             violation(
                 report,
-                PG_SERVER,
+                server.resource_type,
                 server.name,
                 "the server parameter require_secure_transport",
                 MISSING,
@@ -56,7 +64,7 @@ def _postgres_tls(args: StackValidationArgs, report: ReportViolation):
         if version is None:
             violation(
                 report,
-                PG_SERVER,
+                server.resource_type,
                 server.name,
                 "the server parameter ssl_min_protocol_version",
                 MISSING,

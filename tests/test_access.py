@@ -38,6 +38,7 @@ def isolation_problems(
     postgres_subnet: str,
     broker_ports: list[int],
     endpoints_subnet: str = "",
+    postgres_label: str = " (subnet snet-postgres)",
 ) -> list[str]:
     """Everything a service's row may touch is its own (or the shared CA, exchange, DNS,
     collector, PostgreSQL subnet when it has a database, public HTTPS for Entra ID)."""
@@ -75,7 +76,7 @@ def isolation_problems(
             ports = ", ".join(f"{p}/TCP" for p in broker_ports)
             allowed = {DNS, OTLP, PUBLIC_HTTPS, f"namespace messaging, pods app.kubernetes.io/name=rabbitmq : {ports}"}
             if cfg.get("database"):
-                allowed.add(f"{postgres_subnet} (subnet snet-postgres) : 5432/TCP")
+                allowed.add(f"{postgres_subnet}{postgres_label} : 5432/TCP")
             if cfg.get("redis"):  # Azure Managed Redis's private endpoint, its TLS port only
                 allowed.add(f"{endpoints_subnet} (subnet snet-private-endpoints) : 10000/TCP")
             if n["defaultDeny"] != ["Egress", "Ingress"] or set(n["egress"]) != allowed:
@@ -103,9 +104,11 @@ def check(planned: Planned, services: dict) -> list[str]:
         matrix_of(planned),
         services,
         s.broker.topology.exchange,
-        s.network.postgres_subnet,
+        s.database_subnet,
         ports,
         s.network.endpoints_subnet,
+        # a recovery stack's server is in the replaced stack's DR subnet, outside this stack's VNet
+        " (subnet snet-postgres)" if s.recovery is None else "",
     )
 
 

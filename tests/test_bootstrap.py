@@ -12,12 +12,12 @@ import sys
 import pytest
 import yaml
 from bootstrap_plan import bootstrap_plan
-from conftest import ROOT, unwrap
+from conftest import ROOT, Planned, unwrap
 
 from bootstrap import generate, roles
 from bootstrap.policies.rules import condition_roles
 from bootstrap.program import DECRYPT_DATA_ACTIONS, GITHUB_ISSUER, PREVIEW_ENVIRONMENTS
-from dryrun.runner import config_from_yaml
+from dryrun.runner import config_from_yaml, run_stack
 
 STACK_FILE = ROOT / "bootstrap" / "Pulumi.platform.yaml"
 NEEDS = roles.read_needs()
@@ -184,13 +184,23 @@ def test_state_backend_outputs_and_hardening():
         assert out["environments"][env]["secretsProvider"].startswith("azurekeyvault://")
     props = unwrap(account.inputs)
     assert props["allowSharedKeyAccess"] is False and props["allowBlobPublicAccess"] is False
+    # zones and the paired region: the recovery stack needs the state while prod's region is down
+    assert props["sku"] == {"name": "Standard_GZRS"}
     assert account.protect
 
 
 # ------------------------------------------------------------------------- generated files
-def test_main_stack_needs_file_is_what_the_main_plans_give(planned):
-    docs = {stack: planned[stack].doc for stack in ("dev", "prod")}
-    assert roles.NEEDS_FILE.read_text() == roles.needs_document(docs), "run: python -m bootstrap.generate needs"
+def test_main_stack_needs_file_is_what_the_main_plans_give(planned, tmp_path):
+    # prod's recovery stack is deployed by prod's identity: its needs are part of prod's
+    recovery = run_stack("prod-dr", references={"organization/event-backbone/prod": planned["prod"].result.outputs})
+    docs = {stack: planned[stack].doc for stack in ("dev", "prod")} | {
+        "prod-dr": Planned(recovery, tmp_path / "prod-dr").doc
+    }
+    assert generate.ENVIRONMENT_OF["prod-dr"] == "prod"
+    assert roles.NEEDS_FILE.read_text() == roles.needs_document(docs, generate.ENVIRONMENT_OF), (
+        "run: python -m bootstrap.generate needs"
+    )
+    assert set(json.loads(roles.NEEDS_FILE.read_text())) == {"comment", "dev", "prod"}
     # and it is not empty: the main stack does assign roles
     assert len(NEEDS["prod"]["roleDefinitionIds"]) >= 5
 
@@ -221,17 +231,18 @@ def test_outputs_file_is_the_bootstrap_outputs():
         assert keys(doc["outputs"]) == keys(planned_outputs)
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod"])
+@pytest.mark.parametrize("stack", ["dev", "prod", "prod-dr"])
 def test_policy_config_is_generated_from_the_bootstrap_outputs(stack):
     path = ROOT / "policies" / f"config.{stack}.json"
     text = path.read_text()
     outputs = generate.read_outputs()
+    env = generate.ENVIRONMENT_OF[stack]  # prod-dr: deployed by prod's identity
     assert text == generate.render_config(text, stack, outputs), "run: python -m bootstrap.generate policy-config"
     cfg = json.loads(text)
     assert cfg["keyvault-no-vault-wide-data-access"]["deployerObjectIds"] == [
-        outputs["environments"][stack]["deployPrincipalId"]
+        outputs["environments"][env]["deployPrincipalId"]
     ]
-    assert cfg["role-assignments-assignable"]["assignableRoleDefinitionIds"] == NEEDS[stack]["roleDefinitionIds"]
+    assert cfg["role-assignments-assignable"]["assignableRoleDefinitionIds"] == NEEDS[env]["roleDefinitionIds"]
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])

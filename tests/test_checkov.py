@@ -30,6 +30,7 @@ from test_policies import CONFIG, check
 
 from dryrun import arm, checkov_scan, manifests
 from dryrun.exports import write_exports
+from dryrun.runner import run_stack
 
 COVERAGE = yaml.safe_load((ROOT / "policies" / "checkov-coverage.yaml").read_text())
 # Every policy of the pack: each module of policies/ with a POLICIES list (__main__ only builds the pack).
@@ -137,11 +138,15 @@ def scan(planned, tmp_path_factory) -> Scan:
     dirs: dict[str, Path] = {}
     exports: dict[str, arm.Export] = {}
     registrations: dict[str, dict[str, Any]] = {}
-    for stack, p in planned.items():
+    # the real stacks, and prod's recovery stack from prod's planned outputs
+    results = {stack: p.result for stack, p in planned.items()}
+    results["prod-dr"] = run_stack("prod-dr", references={"organization/event-backbone/prod": results["prod"].outputs})
+    assert tuple(results) == checkov_scan.STACKS
+    for stack, result in results.items():
         dirs[stack] = root / "build" / stack
-        write_exports(p.result, dirs[stack])
-        exports[stack] = arm.export(p.result.registrations, stack)
-        registrations[stack] = {r.urn: r for r in p.result.registrations}
+        write_exports(result, dirs[stack])
+        exports[stack] = arm.export(result.registrations, stack)
+        registrations[stack] = {r.urn: r for r in result.registrations}
     bad = variants(planned["prod"])
     exports["variants"] = arm.export(bad, "variants")
     registrations["variants"] = {r.urn: r for r in bad}
@@ -160,7 +165,7 @@ def test_checkov_is_the_pinned_version():
 
 def test_every_scope_and_framework_was_scanned(scan):
     seen = {(r.framework, r.scope) for r in scan.results}
-    for stack in ("dev", "prod"):
+    for stack in checkov_scan.STACKS:
         assert ("arm", stack) in seen and ("kubernetes", stack) in seen
     assert ("github_actions", "workflows") in seen
     # every workflow file was read

@@ -281,6 +281,38 @@ def test_a_role_created_by_another_role_stops_the_run_on_16():
         assert (grant.role,) not in owners
 
 
+def test_a_role_mapped_to_another_identity_stops_the_run_and_a_recovery_stack_remaps_it():
+    """The promoted geo-replica carries prod's roles, labelled (pgaadauth) with prod's identities.
+    The normal bootstrap refuses such a role; a recovery stack's (``rebind``) re-labels it to its
+    own identity. The label is written here as Azure stores it (a shared security label on the
+    role); PostgreSQL outside Azure has no pgaadauth label provider, so the re-label statement
+    itself fails with that name: proof that the run reached it, after the check and for that role."""
+    require_postgres()
+    old = DatabaseGrant(SERVICES[0], "00000000-0000-0000-0000-000000000001")
+    new = DatabaseGrant(SERVICES[0], "00000000-0000-0000-0000-0000000000ff")
+    with PostgresNode() as node:
+        node.psql(AZURE_LIKE + entra_stand_in(GRANTS_ADMIN))
+        node.psql(bootstrap_sql([old]), user=BOOTSTRAP)
+        node.psql(
+            "INSERT INTO pg_catalog.pg_shseclabel (objoid, classoid, provider, label) SELECT oid,"
+            f" 'pg_authid'::regclass, 'pgaadauth', 'aadauth,oid={old.object_id},type=service'"
+            f" FROM pg_roles WHERE rolname = '{old.role}'"
+        )
+        assert node.psql(bootstrap_sql([old]), user=BOOTSTRAP, check=False).returncode == 0  # its own: fine
+        refused = node.psql(bootstrap_sql([new]), user=BOOTSTRAP, check=False)
+        assert refused.returncode != 0
+        assert f"role {old.role} is mapped to another Entra principal (aadauth,oid={old.object_id}" in refused.stderr
+        remap = node.psql(bootstrap_sql([new], rebind=True), user=BOOTSTRAP, check=False)
+        assert f"WARNING:  role {old.role} was mapped to aadauth,oid={old.object_id}" in remap.stderr
+        assert (
+            f"SECURITY LABEL FOR pgaadauth ON ROLE \"{old.role}\" IS 'aadauth,oid={new.object_id},type=service'"
+            in remap.stderr
+        )
+        assert 'security label provider "pgaadauth" is not loaded' in remap.stderr
+        # nothing else of the role changed on the way
+        assert node.rows(f"SELECT rolcanlogin, rolsuper FROM pg_roles WHERE rolname = '{old.role}'") == [("t", "f")]
+
+
 def test_report(pg):
     """One line with the figures of this run (pytest -s shows it)."""
     assert FIGURES.get("catalog_rows_compared", 0) > 0

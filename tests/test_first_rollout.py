@@ -18,6 +18,7 @@ GENERATED = [
     "bootstrap/outputs.json",
     "policies/config.dev.json",
     "policies/config.prod.json",
+    "policies/config.prod-dr.json",
 ]
 
 

@@ -16,7 +16,9 @@ def test_plan_document_shape(stack):
     assert (doc["project"], doc["stack"]) == ("event-backbone", stack.stack)
     assert doc["resources"], "no resources recorded"
     for r in doc["resources"]:
-        assert set(r) == {"urn", "type", "name", "parent", "dependencies", "protect", "inputs"}
+        keys = {"urn", "type", "name", "parent", "dependencies", "protect", "inputs"}
+        assert set(r) in (keys, keys | {"retainOnDelete"})
+        assert r.get("retainOnDelete", True) is True  # written only where set
         assert r["urn"].startswith(f"urn:pulumi:{stack.stack}::event-backbone::")
     urns = {r["urn"] for r in doc["resources"]}
     for r in doc["resources"]:

@@ -26,7 +26,9 @@ from conftest import ROOT, unwrap
 from pulumi_policy import PolicyResource, PolicyResourceOptions, ResourceValidationArgs, StackValidationArgs
 from test_settings import stack_doc
 
-CONFIG = {stack: json.loads((ROOT / "policies" / f"config.{stack}.json").read_text()) for stack in ("dev", "prod")}
+CONFIG = {
+    stack: json.loads((ROOT / "policies" / f"config.{stack}.json").read_text()) for stack in ("dev", "prod", "prod-dr")
+}
 
 
 def opts(protect: bool = False) -> PolicyResourceOptions:

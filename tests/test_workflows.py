@@ -54,7 +54,9 @@ def test_pr_workflow_tests_plans_and_previews_with_the_pack():
     jobs = wf["jobs"]
     assert any("make test" in s.get("run", "") for s in steps(jobs["test"]))
     assert any("make plan STACK=${{ matrix.stack }}" in s.get("run", "") for s in steps(jobs["plan"]))
-    assert jobs["plan"]["strategy"]["matrix"]["stack"] == ["dev", "prod"]
+    # every stack file in the repository is planned and gated (prod-dr: prod's recovery stack)
+    stacks = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
+    assert jobs["plan"]["strategy"]["matrix"]["stack"] == stacks == ["dev", "prod", "prod-dr"]
     assert any(s.get("uses", "").startswith("actions/upload-artifact") for s in steps(jobs["plan"]))
     preview = jobs["preview"]
     assert set(preview["needs"]) == {"test", "plan"}

@@ -81,12 +81,24 @@ def literal(value: str) -> str:
 
 
 # ----------------------------------------------------------------- the Azure-only part
-def entra_principal(role: str, object_id: str) -> str:
+def entra_principal(role: str, object_id: str, rebind: bool = False) -> str:
     """Creates the role mapped to a managed identity (Entra object type ``service``), unless
     it exists; a role of that name mapped to ANOTHER object id is an error, not a takeover.
-    Only Azure Database for PostgreSQL has ``pgaadauth_create_principal_with_oid``."""
+    Only Azure Database for PostgreSQL has ``pgaadauth_create_principal_with_oid``.
+
+    ``rebind`` (a recovery stack, docs/disaster-recovery.md): the promoted geo-replica carries the
+    replaced stack's roles, mapped to that stack's identities; each is re-mapped to this stack's
+    identity by its pgaadauth security label (``aadauth,oid=<object id>,type=service``), with a
+    notice naming the old mapping. Nothing else about the role changes."""
     if not _UUID.match(object_id):
         raise ValueError(f"{role}: object id {object_id!r} is not a UUID")
+    label = f"aadauth,oid={object_id.lower()},type=service"
+    mismatch = (
+        f"""    RAISE WARNING 'role % was mapped to %: re-mapping it to this stack''s identity', {literal(role)}, label;
+    EXECUTE format('SECURITY LABEL FOR pgaadauth ON ROLE %I IS %L', {literal(role)}, {literal(label)});"""
+        if rebind
+        else f"""    RAISE EXCEPTION 'role % is mapped to another Entra principal (%)', {literal(role)}, label;"""
+    )
     return f"""DO $bootstrap$
 DECLARE
   label text;
@@ -99,7 +111,7 @@ BEGIN
   SELECT l.label INTO label FROM pg_catalog.pg_seclabels l
    WHERE l.provider = 'pgaadauth' AND l.objtype = 'role' AND l.objname = {literal(ident(role))};
   IF label IS NOT NULL AND position({literal("oid=" + object_id.lower())} IN lower(label)) = 0 THEN
-    RAISE EXCEPTION 'role % is mapped to another Entra principal (%)', {literal(role)}, label;
+{mismatch}
   END IF;
 END
 $bootstrap$;"""
@@ -192,11 +204,11 @@ REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 \\connect {MAINTENANCE_DB}"""
 
 
-def service_sql(grant: DatabaseGrant, principal: Principal = "entra") -> str:
+def service_sql(grant: DatabaseGrant, principal: Principal = "entra", rebind: bool = False) -> str:
     if principal == "entra":
         if not grant.object_id:
             raise ValueError(f"{grant.service}: an Entra principal needs the identity's object id")
-        create = entra_principal(grant.role, grant.object_id)
+        create = entra_principal(grant.role, grant.object_id, rebind)
     else:
         create = local_principal(grant.role)
     return "\n".join(
@@ -210,8 +222,9 @@ def service_sql(grant: DatabaseGrant, principal: Principal = "entra") -> str:
     )
 
 
-def bootstrap_sql(grants: Sequence[DatabaseGrant], principal: Principal = "entra") -> str:
-    """The whole psql script (run connected to the ``postgres`` database)."""
+def bootstrap_sql(grants: Sequence[DatabaseGrant], principal: Principal = "entra", rebind: bool = False) -> str:
+    """The whole psql script (run connected to the ``postgres`` database); ``rebind``: a
+    recovery stack's, re-mapping existing roles to its identities (:func:`entra_principal`)."""
     services = [g.service for g in grants]
     dupes = sorted({s for s in services if services.count(s) > 1})
     if dupes:
@@ -226,7 +239,9 @@ def bootstrap_sql(grants: Sequence[DatabaseGrant], principal: Principal = "entra
         "\\set ON_ERROR_STOP on",
         "SET client_min_messages = warning;",
     ]
-    body = [service_sql(g, principal) for g in sorted(grants, key=lambda g: g.service)]
+    if rebind:
+        header.insert(2, "-- Recovery stack: existing roles are re-mapped to this stack's identities.")
+    body = [service_sql(g, principal, rebind) for g in sorted(grants, key=lambda g: g.service)]
     return "\n".join(header + body) + "\n"
 
 

@@ -90,7 +90,13 @@ def database_contracts(s: StackSettings) -> dict[str, dict]:
                 "scope": database.ENTRA_SCOPE,
                 "user": grant.role,
             },
-            "disasterRecovery": None
+            "disasterRecovery": {
+                "recoveryOf": s.recovery.replaces,
+                "mechanism": f"this stack runs on the promoted geo-replica of stack {s.recovery.replaces!r}"
+                " (docs/disaster-recovery.md, runbook C); its host is this stack's postgresFqdn",
+            }
+            if s.recovery is not None
+            else None
             if dr is None
             else {
                 "region": dr.region,

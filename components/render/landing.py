@@ -230,9 +230,7 @@ def network_policies(s: StackSettings, svc: str) -> list[dict]:
                 {
                     "podSelector": {},
                     "policyTypes": ["Egress"],
-                    "egress": [
-                        {"to": [{"ipBlock": {"cidr": s.network.postgres_subnet}}], "ports": _tcp(POSTGRES_PORT)}
-                    ],
+                    "egress": [{"to": [{"ipBlock": {"cidr": s.database_subnet}}], "ports": _tcp(POSTGRES_PORT)}],
                 },
             )
         )

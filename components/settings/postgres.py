@@ -80,11 +80,20 @@ class DisasterRecovery(Model):
     sku_name: str | None = None
     storage_size_gb: int | None = Field(default=None, ge=32, le=16384)
     parameters: SharedMemoryParameters = SharedMemoryParameters()
+    # the cluster subnet (network.aksSubnet) of the recovery stack that rebuilds this one in the DR
+    # region (`recovery`): the DR subnet's NSG lets 5432 in from it ahead of time, so a failover
+    # writes nothing here
+    recovery_aks_subnet: Cidr | None = None
 
     @field_validator("address_space", "postgres_subnet")
     @classmethod
     def _valid_cidr(cls, v: str) -> str:
         return check_cidr(v)
+
+    @field_validator("recovery_aks_subnet")
+    @classmethod
+    def _valid_optional_cidr(cls, v: str | None) -> str | None:
+        return None if v is None else check_cidr(v)
 
 
 class PostgresSettings(Model):

@@ -246,7 +246,9 @@ def prod_aks_rules(s: StackSettings) -> list[Problem]:
 
 def prod_postgres_rules(s: StackSettings) -> list[Problem]:
     p: list[Problem] = []
-    if s.is_prod:
+    # a recovery stack creates no server: the promoted one's shape is the replaced stack's
+    # (recovery_rules refuses these keys there); its Entra admin group is still required
+    if s.is_prod and s.recovery is None:
         if s.postgres.high_availability != "ZoneRedundant":
             p.append(
                 Problem(
@@ -265,20 +267,59 @@ def prod_postgres_rules(s: StackSettings) -> list[Problem]:
                     got=True,
                 )
             )
-        if s.postgres.entra_admin_group is None:
-            p.append(
-                Problem(
-                    key="postgres.entraAdminGroup",
-                    message="is required in prod (the Microsoft Entra group that administers PostgreSQL)",
-                    has_got=False,
-                )
-            )
         if s.postgres.backup_retention_days < 30:
             p.append(
                 Problem(
                     key="postgres.backupRetentionDays",
                     message="must be at least 30 in prod",
                     got=s.postgres.backup_retention_days,
+                )
+            )
+    if s.is_prod and s.postgres.entra_admin_group is None:
+        p.append(
+            Problem(
+                key="postgres.entraAdminGroup",
+                message="is required in prod (the Microsoft Entra group that administers PostgreSQL)",
+                has_got=False,
+            )
+        )
+    return p
+
+
+def recovery_rules(s: StackSettings) -> list[Problem]:
+    """A recovery stack (``recovery``) creates no PostgreSQL server: a postgres key describing one
+    would be ignored, so it is refused; its network must not overlap the promoted server's subnet
+    (the VNets are peered)."""
+    from .recovery import RECOVERY_POSTGRES_KEYS
+
+    rec = s.recovery
+    if rec is None:
+        return []
+    p: list[Problem] = []
+    allowed = ", ".join(f"postgres.{to_camel(k)}" for k in RECOVERY_POSTGRES_KEYS)
+    for field in sorted(s.postgres.model_fields_set - set(RECOVERY_POSTGRES_KEYS)):
+        p.append(
+            Problem(
+                key=f"postgres.{to_camel(field)}",
+                message=f"does not apply to a recovery stack: its server is the promoted geo-replica of stack"
+                f" '{rec.replaces}', shaped by that stack's file (allowed here: {allowed})",
+                got=getattr(s.postgres, field).model_dump(by_alias=True)
+                if hasattr(getattr(s.postgres, field), "model_dump")
+                else getattr(s.postgres, field),
+            )
+        )
+    subnet = ipaddress.IPv4Network(rec.postgres_subnet)
+    for other_key, cidr in (
+        ("network.addressSpace", s.network.address_space),
+        ("aks.podCidr", s.aks.pod_cidr),
+        ("aks.serviceCidr", s.aks.service_cidr),
+    ):
+        if subnet.overlaps(ipaddress.ip_network(cidr)):
+            p.append(
+                Problem(
+                    key="recovery.postgresSubnet",
+                    message=f"must not overlap {other_key} {cidr} (this stack's VNet is peered with the DR VNet)",
+                    got=rec.postgres_subnet,
                 )
             )
     return p
@@ -443,6 +484,21 @@ def disaster_recovery_rules(s: StackSettings) -> list[Problem]:
                     got=dr.address_space,
                 )
             )
+    if dr.recovery_aks_subnet is not None:
+        rec = ipaddress.IPv4Network(dr.recovery_aks_subnet)
+        for other_key, cidr in (
+            ("network.addressSpace", s.network.address_space),
+            ("postgres.disasterRecovery.addressSpace", dr.address_space),
+        ):
+            if rec.overlaps(ipaddress.ip_network(cidr)):
+                p.append(
+                    Problem(
+                        key="postgres.disasterRecovery.recoveryAksSubnet",
+                        message=f"must not overlap {other_key} {cidr} (the recovery stack's VNet is peered"
+                        " with the DR VNet)",
+                        got=dr.recovery_aks_subnet,
+                    )
+                )
     return p
 
 
@@ -1056,5 +1112,6 @@ CHECKS: list[Callable[[StackSettings], list[Problem]]] = [
     prod_rollouts_rules,
     redis_rules,
     disaster_recovery_rules,
+    recovery_rules,
     image_rules,
 ]

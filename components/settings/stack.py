@@ -17,6 +17,7 @@ from .keyvault import KeyVaultSettings
 from .network import NetworkSettings
 from .observability import ObservabilitySettings
 from .postgres import PostgresSettings
+from .recovery import Recovery
 from .redis import RedisSettings, redis_in_use, redis_services
 from .registry import RegistrySettings
 from .rollouts import RolloutsSettings
@@ -41,6 +42,8 @@ class StackSettings(Model):
     registry: RegistrySettings = RegistrySettings()
     rollouts: RolloutsSettings = RolloutsSettings()
     redis: RedisSettings = RedisSettings()
+    # set in a recovery stack only: the stack it rebuilds in that stack's DR region (docs/disaster-recovery.md)
+    recovery: Recovery | None = None
 
     @property
     def is_prod(self) -> bool:
@@ -71,6 +74,12 @@ class StackSettings(Model):
                 {"count": len(problems), "problems": problems},
             )
         return self
+
+    @property
+    def database_subnet(self) -> str:
+        """The subnet the stack's PostgreSQL server lives in: its own, or in a recovery stack the
+        promoted geo-replica's (the network policies and NSG rules allow 5432 to it)."""
+        return self.recovery.postgres_subnet if self.recovery else self.network.postgres_subnet
 
     @property
     def databases(self) -> list[str]:
