@@ -3,8 +3,9 @@ and a geo-replica in the disaster-recovery region in its own small VNet (docs/di
 
 * :class:`DrNetwork`: in ``postgres.disasterRecovery.region``, a resource group, a VNet holding
   only a subnet delegated to PostgreSQL with its NSG (5432 from the primary's PostgreSQL subnet
-  and from the recovery stack's cluster subnet, ``recoveryAksSubnet``, components/recovery.py), global VNet peering both ways with the primary's VNet, and a link of the primary's
-  PostgreSQL private DNS zone to this VNet (the zone is global; its records follow a promotion).
+  and from the recovery stack's cluster subnet, ``recoveryAksSubnet``, components/recovery.py),
+  global VNet peering both ways with the primary's VNet, and a link of the primary's PostgreSQL
+  private DNS zone to this VNet (the zone is global; its records follow a promotion).
 * :class:`PostgresReplicas`: ``postgres.readReplicas.count`` servers with ``createMode: Replica``
   (``AsyncReplica``) in the primary's region and subnet, the DR geo-replica (``GeoAsyncReplica``)
   in the DR subnet, each with the primary's TLS, audit and (at least its) shared-memory server

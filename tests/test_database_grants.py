@@ -14,8 +14,10 @@ function (it creates a plain login role), so that script is executed too.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import yaml
@@ -281,36 +283,67 @@ def test_a_role_created_by_another_role_stops_the_run_on_16():
         assert (grant.role,) not in owners
 
 
+def label_provider(node: PostgresNode) -> Path:
+    """tests/tools/pgaadauth_label.c built against the pgserver wheel's server headers, in the
+    node's directory (readable by the server's user)."""
+    gcc = require_tool("gcc")
+    found = bin_dir()
+    assert found is not None
+    include = subprocess.run(
+        [str(found / "pg_config"), "--includedir-server"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    out = node.dir / "pgaadauth_label.so"
+    subprocess.run(
+        [gcc, "-shared", "-fPIC", "-O2", f"-I{include}", "-o", str(out), str(ROOT / "tests/tools/pgaadauth_label.c")],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    out.chmod(0o755)
+    return out
+
+
+def labels(node: PostgresNode) -> list[tuple[str, ...]]:
+    return node.rows("SELECT objname, provider, label FROM pg_seclabels WHERE objtype = 'role' ORDER BY 1")
+
+
 def test_a_role_mapped_to_another_identity_stops_the_run_and_a_recovery_stack_remaps_it():
     """The promoted geo-replica carries prod's roles, labelled (pgaadauth) with prod's identities.
     The normal bootstrap refuses such a role; a recovery stack's (``rebind``) re-labels it to its
-    own identity. The label is written here as Azure stores it (a shared security label on the
-    role); PostgreSQL outside Azure has no pgaadauth label provider, so the re-label statement
-    itself fails with that name: proof that the run reached it, after the check and for that role."""
+    own identity, as the bootstrap role (CREATEROLE, ADMIN OPTION on the role), and the normal
+    bootstrap then accepts the new mapping. PostgreSQL outside Azure has no pgaadauth label
+    provider: tests/tools/pgaadauth_label.c stands in for it (labels on roles only)."""
     require_postgres()
     old = DatabaseGrant(SERVICES[0], "00000000-0000-0000-0000-000000000001")
     new = DatabaseGrant(SERVICES[0], "00000000-0000-0000-0000-0000000000ff")
     with PostgresNode() as node:
-        node.psql(AZURE_LIKE + entra_stand_in(GRANTS_ADMIN))
-        node.psql(bootstrap_sql([old]), user=BOOTSTRAP)
+        provider = label_provider(node)
         node.psql(
-            "INSERT INTO pg_catalog.pg_shseclabel (objoid, classoid, provider, label) SELECT oid,"
-            f" 'pg_authid'::regclass, 'pgaadauth', 'aadauth,oid={old.object_id},type=service'"
-            f" FROM pg_roles WHERE rolname = '{old.role}'"
+            AZURE_LIKE
+            + entra_stand_in(GRANTS_ADMIN)
+            + f"\nALTER ROLE {BOOTSTRAP} SET session_preload_libraries = '{provider}';"
+        )
+        node.psql(bootstrap_sql([old]), user=BOOTSTRAP)
+        # as prod's bootstrap left it on Azure: the role labelled with prod's identity
+        node.psql(
+            f"LOAD '{provider}';"
+            f" SECURITY LABEL FOR pgaadauth ON ROLE \"{old.role}\" IS 'aadauth,oid={old.object_id},type=service'"
         )
         assert node.psql(bootstrap_sql([old]), user=BOOTSTRAP, check=False).returncode == 0  # its own: fine
         refused = node.psql(bootstrap_sql([new]), user=BOOTSTRAP, check=False)
         assert refused.returncode != 0
         assert f"role {old.role} is mapped to another Entra principal (aadauth,oid={old.object_id}" in refused.stderr
+        assert labels(node) == [(f'"{old.role}"', "pgaadauth", f"aadauth,oid={old.object_id},type=service")]
+        before = node.rows(SNAPSHOT)
         remap = node.psql(bootstrap_sql([new], rebind=True), user=BOOTSTRAP, check=False)
+        assert remap.returncode == 0, remap.stderr
         assert f"WARNING:  role {old.role} was mapped to aadauth,oid={old.object_id}" in remap.stderr
-        assert (
-            f"SECURITY LABEL FOR pgaadauth ON ROLE \"{old.role}\" IS 'aadauth,oid={new.object_id},type=service'"
-            in remap.stderr
-        )
-        assert 'security label provider "pgaadauth" is not loaded' in remap.stderr
-        # nothing else of the role changed on the way
-        assert node.rows(f"SELECT rolcanlogin, rolsuper FROM pg_roles WHERE rolname = '{old.role}'") == [("t", "f")]
+        assert labels(node) == [(f'"{old.role}"', "pgaadauth", f"aadauth,oid={new.object_id},type=service")]
+        assert node.rows(SNAPSHOT) == before  # the role, its database, its grants: unchanged
+        # the stack's identity is the role's now: the normal run accepts it, and warns no more
+        again = node.psql(bootstrap_sql([new]), user=BOOTSTRAP, check=False)
+        assert again.returncode == 0 and "WARNING" not in again.stderr
+        assert node.psql(bootstrap_sql([new], rebind=True), user=BOOTSTRAP).stderr.count("WARNING") == 0
 
 
 def test_report(pg):
