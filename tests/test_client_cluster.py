@@ -173,9 +173,18 @@ def test_a_consumer_whose_node_is_killed_moves_on_and_handles_each_id_once(broke
     sent, handled, consumer = asyncio.run(run())
     cluster.restart(leader)
     cluster.wait_for_members(QUEUE, 3, timeout=90)
-    left = broker.take(QUEUE)
+    # What is still queued once the killed node is back can only be a redelivery of an id already
+    # handled: a delivery whose ack died with the node. A 4.x quorum queue holds the messages checked
+    # out to a consumer on an unreachable node until that node is back (or
+    # consumer-disconnected-timeout, 60 s: docs/broker-cluster.md), so they return after the restart,
+    # when this consumer has stopped (2026-12-03: 1 in a CI run, 2 in a local one); a running client
+    # acks them as duplicates without calling the handler.
+    late = [m["properties"]["message_id"] for m in broker.take(QUEUE)]
     broker.take("audit.events")
-    print(f"sent {len(sent)}, handled {len(handled)} distinct {len(set(handled))}, consumer {consumer.stats}")
+    print(
+        f"sent {len(sent)}, handled {len(handled)} distinct {len(set(handled))}, consumer {consumer.stats},"
+        f" redelivered after the restart {len(late)}"
+    )
     assert sorted(handled) == sorted(set(sent))  # every confirmed id, each handled once
-    assert left == []
+    assert set(late) <= set(handled), f"queued but never handled: {sorted(set(late) - set(handled))}"
     assert consumer.stats["connection_losses"] >= 1 and consumer.current != 0
